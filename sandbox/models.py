@@ -1,0 +1,130 @@
+"""The sandbox's state: what a LaunchDarkly account holds, as far as the dashboard can see it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.db import models
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SandboxProject(models.Model):
+    key = models.CharField(max_length=140, unique=True)
+    name = models.CharField(max_length=255)
+    tags = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class SandboxEnvironment(models.Model):
+    project = models.ForeignKey(SandboxProject, on_delete=models.CASCADE, related_name="environments")
+    key = models.CharField(max_length=140)
+    name = models.CharField(max_length=255)
+    color = models.CharField(max_length=6, default="417505")
+    critical = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["project", "id"]
+        constraints = [models.UniqueConstraint(fields=["project", "key"], name="sandbox_env_unique_key")]
+
+    def __str__(self) -> str:
+        return f"{self.project.key}/{self.key}"
+
+
+class SandboxSegment(models.Model):
+    environment = models.ForeignKey(SandboxEnvironment, on_delete=models.CASCADE, related_name="segments")
+    key = models.CharField(max_length=256)
+    name = models.CharField(max_length=256)
+    description = models.TextField(blank=True, default="")
+    tags = models.JSONField(default=list, blank=True)
+    unbounded = models.BooleanField(default=False)
+    unbounded_context_kind = models.CharField(max_length=64, blank=True, default="")
+    # Standard segments keep their small lists and rules inline, as LaunchDarkly represents them.
+    included = models.JSONField(default=list, blank=True)
+    excluded = models.JSONField(default=list, blank=True)
+    rules = models.JSONField(default=list, blank=True)
+    flags = models.JSONField(default=list, blank=True)
+    # Big segments count their members here, kept in step with SandboxMember when an import lands.
+    included_count = models.BigIntegerField(default=0)
+    version = models.IntegerField(default=1)
+    creation_date = models.BigIntegerField(default=now_ms)
+    last_modified = models.BigIntegerField(default=now_ms)
+
+    class Meta:
+        ordering = ["name", "key"]
+        constraints = [models.UniqueConstraint(fields=["environment", "key"], name="sandbox_segment_unique_key")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class SandboxMember(models.Model):
+    """One context key included in a big segment."""
+
+    segment = models.ForeignKey(SandboxSegment, on_delete=models.CASCADE, related_name="members")
+    context_key = models.CharField(max_length=1024)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["segment", "context_key"], name="sandbox_member_unique_key")
+        ]
+
+
+class SandboxImport(models.Model):
+    """An import as LaunchDarkly runs it. Its status is derived from the clock (see `imports.py`),
+    so it advances even when nothing polls it, and survives restarts."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    segment = models.ForeignKey(SandboxSegment, on_delete=models.CASCADE, related_name="imports")
+    environment = models.ForeignKey(SandboxEnvironment, on_delete=models.CASCADE, related_name="imports")
+    mode = models.CharField(max_length=10)
+    wait_on_approvals = models.BooleanField(default=False)
+    filename = models.CharField(max_length=255)
+    key_count = models.BigIntegerField(default=0)
+    stop_requested = models.BooleanField(default=False)
+    keys_path = models.CharField(max_length=1024, blank=True, default="")
+    created_ms = models.BigIntegerField(default=now_ms)
+    approved_ms = models.BigIntegerField(null=True, blank=True)
+    # Empty while the import runs; `complete` or `stopped` once it has been applied.
+    final_status = models.CharField(max_length=20, blank=True, default="", db_index=True)
+
+    class Meta:
+        ordering = ["-created_ms"]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+    @property
+    def created_at(self) -> datetime:
+        return datetime.fromtimestamp(self.created_ms / 1000, tz=UTC)
+
+    @property
+    def duration_seconds(self) -> float:
+        return settings.SANDBOX_IMPORT_BASE_SECONDS + (
+            settings.SANDBOX_IMPORT_SECONDS_PER_1000_KEYS * self.key_count / 1000
+        )
+
+    def status_at(self, at_ms: int) -> str:
+        """LaunchDarkly's status for this import at a moment: preparing → in_progress → complete."""
+        if self.final_status:
+            return self.final_status
+        if self.wait_on_approvals and self.approved_ms is None:
+            return "pending_approval"
+        started = self.approved_ms or self.created_ms
+        elapsed = (at_ms - started) / 1000
+        total = self.duration_seconds
+        if elapsed < total / 3:
+            return "preparing"
+        if elapsed < total:
+            return "in_progress"
+        return "stopped" if self.stop_requested else "complete"

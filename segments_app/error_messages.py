@@ -1,0 +1,42 @@
+"""What to tell a person when LaunchDarkly refuses or fails a call — in words, never a traceback,
+and never the access token."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from segments_app.launchdarkly import (
+    Conflict,
+    InvalidRequest,
+    LaunchDarklyError,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    UpstreamUnavailable,
+)
+
+
+def describe(error: LaunchDarklyError) -> str:
+    if isinstance(error, Unauthorized):
+        if error.status == 403:
+            return (
+                "LaunchDarkly refused this: the configured access token lacks permission for it. "
+                "Ask an administrator to give the token the role it needs."
+            )
+        return (
+            "LaunchDarkly did not accept the configured access token: it is invalid or expired. "
+            "Ask an administrator to check the LD_API_TOKEN setting."
+        )
+    if isinstance(error, NotFound):
+        return "LaunchDarkly does not know this project, environment or segment."
+    if isinstance(error, RateLimited):
+        if error.retry_at:
+            seconds = max(1, math.ceil(error.retry_at - time.time()))
+            return f"LaunchDarkly is receiving too many requests. Try again in {seconds} seconds."
+        return "LaunchDarkly is receiving too many requests. Try again in a minute."
+    if isinstance(error, UpstreamUnavailable):
+        return "LaunchDarkly is unavailable right now. Try again in a moment."
+    if isinstance(error, (InvalidRequest, Conflict)):
+        return f"LaunchDarkly refused the request: {error.message}"
+    return f"LaunchDarkly answered with an error: {error.message}"
