@@ -1,0 +1,46 @@
+# Segment Dashboard — the two commands a person needs:  `make run`  and  `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+ADDR   ?= 127.0.0.1:8000
+
+.PHONY: run test lint install install-test clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[test]"
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+## make run: install, migrate, create a first admin, serve on http://$(ADDR) (Ctrl-C stops everything).
+run: install
+	@mkdir -p var
+	@test -s var/secret_key || $(PY) -c "import secrets; print(secrets.token_urlsafe(50))" > var/secret_key
+	SECRET_KEY="$${SECRET_KEY:-$$(cat var/secret_key)}" $(PY) manage.py rundashboard --addr $(ADDR)
+
+## make test: lint, the whole suite on SQLite, then the PostgreSQL pass (needs POSTGRES_TEST_URL).
+test: install-test
+	$(PY) -m ruff check .
+	DATABASE_URL="sqlite:///$(CURDIR)/var/test.sqlite3" $(PY) -m pytest -m "not postgres"
+	@if [ -n "$$POSTGRES_TEST_URL" ]; then \
+		echo "PostgreSQL pass: the whole suite on $$POSTGRES_TEST_URL"; \
+		DATABASE_URL="$$POSTGRES_TEST_URL" $(PY) -m pytest; \
+	else \
+		echo "POSTGRES_TEST_URL is not set: PostgreSQL tests are skipped (see README)."; \
+		$(PY) -m pytest -m postgres; \
+	fi
+
+lint: install-test
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

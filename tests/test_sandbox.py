@@ -1,0 +1,390 @@
+"""The built-in sandbox, reached over real HTTP through the product's own LaunchDarkly client.
+
+Every answer the client receives in these tests is checked against LaunchDarkly's OpenAPI contract
+by the `contract` fixture.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from typing import Any
+
+import pytest
+import requests
+from django.core.management import call_command
+
+from sandbox.models import SandboxImport, SandboxMember, SandboxSegment, now_ms
+from segments_app.connection import launchdarkly_client
+from segments_app.launchdarkly import (
+    ClientConfig,
+    Conflict,
+    InvalidRequest,
+    LaunchDarklyClient,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    UpstreamUnavailable,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def ld(contract: list[str]) -> Any:
+    with launchdarkly_client() as client:
+        yield client
+
+
+def keys_file(*keys: str) -> io.BytesIO:
+    return io.BytesIO("".join(f"{k}\n" for k in keys).encode())
+
+
+def wait_for_status(ld: LaunchDarklyClient, segment: str, import_id: str, wanted: str, env: str = "production") -> dict:
+    deadline = time.monotonic() + 10
+    while True:
+        body = ld.get_import("demo", env, segment, import_id)
+        if body["status"] == wanted or time.monotonic() > deadline:
+            return body
+        time.sleep(0.05)
+
+
+# --- projects, environments, contract ----------------------------------------------------------------
+
+
+def test_demo_project_with_two_environments(ld: LaunchDarklyClient, contract: list[str]) -> None:
+    page = ld.list_projects()
+    assert [p.key for p in page.items] == ["demo"]
+    assert [e.key for e in page.items[0].environments] == ["production", "staging"]
+    assert [e.key for e in ld.list_environments("demo").items] == ["production", "staging"]
+    assert contract == [
+        "GET 200 /sandbox/api/v2/projects?expand=environments&limit=20&offset=0",
+        "GET 200 /sandbox/api/v2/projects/demo/environments?limit=20&offset=0",
+    ]
+
+
+def test_sandbox_sends_sdk_keys_like_launchdarkly_and_the_client_drops_them(sandbox: str, settings: Any) -> None:
+    raw = requests.get(f"{sandbox}/api/v2/projects/demo/environments",
+                       headers={"Authorization": settings.LD_SANDBOX_TOKEN}, timeout=5).json()
+    assert raw["items"][0]["apiKey"].startswith("sdk-")
+    with launchdarkly_client() as client:
+        environments = client.list_environments("demo").items
+    assert "sdk-" not in repr(environments)
+
+
+def test_missing_or_wrong_token_is_401(sandbox: str, contract: list[str]) -> None:
+    assert requests.get(f"{sandbox}/api/v2/projects", timeout=5).status_code == 401
+    with LaunchDarklyClient(ClientConfig(base_url=sandbox, token="api-wrong")) as client:
+        with pytest.raises(Unauthorized) as caught:
+            client.list_projects()
+    assert caught.value.code == "unauthorized"
+
+
+def test_unknown_project_environment_segment_and_import_are_404(ld: LaunchDarklyClient) -> None:
+    with pytest.raises(NotFound):
+        ld.list_environments("nope")
+    with pytest.raises(NotFound):
+        ld.list_segments("demo", "nope")
+    with pytest.raises(NotFound):
+        ld.get_segment("demo", "production", "nope")
+    with pytest.raises(NotFound):
+        ld.get_import("demo", "production", "vip-customers", str(uuid.uuid4()))
+    with pytest.raises(NotFound):
+        ld.get_import("demo", "production", "vip-customers", "not-a-uuid")
+
+
+def test_sandbox_is_off_when_a_real_token_is_configured(sandbox: str, settings: Any) -> None:
+    settings.LD_SANDBOX_ENABLED = False
+    response = requests.get(f"{sandbox}/api/v2/projects", headers={"Authorization": settings.LD_SANDBOX_TOKEN},
+                            timeout=5)
+    assert response.status_code == 404
+
+
+# --- segments ----------------------------------------------------------------------------------------
+
+
+def test_list_search_filter_sort_and_page(ld: LaunchDarklyClient) -> None:
+    everything = ld.list_segments("demo", "production")
+    assert everything.total == 5
+    assert [s.key for s in everything.items] == [
+        "beta-testers", "churn-risk", "internal-staff", "mobile-early-access", "vip-customers"]
+    assert [s.key for s in ld.list_segments("demo", "production", query="VIP").items] == ["vip-customers"]
+    assert [s.key for s in ld.list_segments("demo", "production", tags=["beta", "internal"]).items] == [
+        "beta-testers", "internal-staff"]
+    big = ld.list_segments("demo", "production", unbounded=True)
+    assert {s.key for s in big.items} == {"churn-risk", "mobile-early-access", "vip-customers"}
+    standard = ld.list_segments("demo", "production", unbounded=False, sort="-name")
+    assert [s.key for s in standard.items] == ["internal-staff", "beta-testers"]
+    page = ld.list_segments("demo", "production", limit=2, offset=2)
+    assert page.total == 5
+    assert [s.key for s in page.items] == ["internal-staff", "mobile-early-access"]
+    vip = next(s for s in everything.items if s.key == "vip-customers")
+    assert vip.included_count == 120
+    assert vip.context_kind == "user"
+
+
+def test_invalid_list_parameters_are_400(sandbox: str, settings: Any) -> None:
+    headers = {"Authorization": settings.LD_SANDBOX_TOKEN}
+    for query in ("sort=colour", "limit=0", "limit=x", "filter=colour equals red"):
+        response = requests.get(f"{sandbox}/api/v2/segments/demo/production?{query}", headers=headers, timeout=5)
+        assert response.status_code == 400, query
+        assert response.json()["code"] == "invalid_request"
+
+
+def test_create_get_duplicate_and_delete_segment(ld: LaunchDarklyClient) -> None:
+    created = ld.create_segment("demo", "staging", key="new-big", name="New big", description="d",
+                                tags=["t1"], unbounded=True, unbounded_context_kind="device")
+    assert (created.key, created.unbounded, created.context_kind, created.included_count) == (
+        "new-big", True, "device", 0)
+    fetched = ld.get_segment("demo", "staging", "new-big")
+    assert fetched.name == "New big"
+    assert fetched.tags == ("t1",)
+    with pytest.raises(Conflict):
+        ld.create_segment("demo", "staging", key="new-big", name="Again")
+    # The same key is free in another environment.
+    ld.create_segment("demo", "production", key="new-big", name="Elsewhere")
+    ld.delete_segment("demo", "staging", "new-big")
+    with pytest.raises(NotFound):
+        ld.get_segment("demo", "staging", "new-big")
+    with pytest.raises(NotFound):
+        ld.delete_segment("demo", "staging", "new-big")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"key": "-starts-with-dash", "name": "n"},
+        {"key": "has space", "name": "n"},
+        {"key": "ok", "name": "   "},
+        {"key": "ok", "name": "n", "tags": ["bad tag"]},
+        {"key": "ok", "name": "n", "tags": ["x" * 65]},
+    ],
+)
+def test_invalid_segment_bodies_are_400(ld: LaunchDarklyClient, kwargs: dict) -> None:
+    with pytest.raises(InvalidRequest):
+        ld.create_segment("demo", "production", **kwargs)
+    assert not SandboxSegment.objects.filter(key="ok").exists()
+
+
+def test_context_membership_for_big_and_standard_segments(ld: LaunchDarklyClient) -> None:
+    assert ld.get_context_membership("demo", "production", "vip-customers", "vip-0007")["included"] is True
+    assert ld.get_context_membership("demo", "production", "vip-customers", "nobody")["included"] is False
+    beta = ld.get_context_membership("demo", "production", "beta-testers", "user-2001")
+    assert (beta["included"], beta["excluded"]) == (False, True)
+
+
+# --- imports -----------------------------------------------------------------------------------------
+
+
+def test_merge_import_runs_to_complete_and_updates_membership(ld: LaunchDarklyClient) -> None:
+    started = ld.start_import("demo", "production", "vip-customers", keys_file("vip-0001", "new-1", "new-2"),
+                              filename="more.csv", mode="merge")
+    assert started.import_id
+    assert started.location.endswith(f"/imports/{started.import_id}")
+    body = wait_for_status(ld, "vip-customers", started.import_id, "complete")
+    assert body["status"] == "complete"
+    assert body["mode"] == "merge"
+    assert body["segmentKey"] == "vip-customers"
+    assert body["files"] == [{"filename": "more.csv", "status": "complete"}]
+    segment = ld.get_segment("demo", "production", "vip-customers")
+    assert segment.included_count == 122
+    assert segment.import_in_progress is False
+    assert ld.get_context_membership("demo", "production", "vip-customers", "new-2")["included"] is True
+    # The staging copy of the segment is untouched.
+    assert ld.get_segment("demo", "staging", "vip-customers").included_count == 120
+
+
+def test_replace_import_replaces_membership(ld: LaunchDarklyClient) -> None:
+    started = ld.start_import("demo", "production", "vip-customers", keys_file("only-1", "only-2"), mode="replace")
+    wait_for_status(ld, "vip-customers", started.import_id, "complete")
+    assert ld.get_segment("demo", "production", "vip-customers").included_count == 2
+    assert ld.get_context_membership("demo", "production", "vip-customers", "vip-0001")["included"] is False
+    assert set(SandboxMember.objects.filter(segment__key="vip-customers", segment__environment__key="production")
+               .values_list("context_key", flat=True)) == {"only-1", "only-2"}
+
+
+def test_import_takes_first_csv_column_and_skips_blank_lines(ld: LaunchDarklyClient) -> None:
+    content = io.BytesIO(b'\xef\xbb\xbf"a,1",x\r\n\r\nb,y\r\n')
+    started = ld.start_import("demo", "production", "churn-risk", content, mode="merge")
+    wait_for_status(ld, "churn-risk", started.import_id, "complete")
+    assert set(SandboxMember.objects.filter(segment__key="churn-risk", segment__environment__key="production")
+               .values_list("context_key", flat=True)) == {"a,1", "b"}
+
+
+def test_status_moves_through_preparing_and_in_progress_while_running(
+    ld: LaunchDarklyClient, settings: Any
+) -> None:
+    settings.SANDBOX_IMPORT_BASE_SECONDS = 1.5
+    started = ld.start_import("demo", "production", "churn-risk", keys_file("k1"))
+    seen = [ld.get_import("demo", "production", "churn-risk", started.import_id)["status"]]
+    segment = ld.get_segment("demo", "production", "churn-risk")
+    assert segment.import_in_progress is True
+    assert [s.import_in_progress for s in ld.list_segments("demo", "production", query="churn").items] == [True]
+    while seen[-1] != "complete":
+        time.sleep(0.1)
+        seen.append(ld.get_import("demo", "production", "churn-risk", started.import_id)["status"])
+    ordered = list(dict.fromkeys(seen))
+    assert ordered == ["preparing", "in_progress", "complete"]
+    assert ld.get_segment("demo", "production", "churn-risk").import_in_progress is False
+
+
+def test_status_timeline_grows_with_the_number_of_keys(settings: Any) -> None:
+    settings.SANDBOX_IMPORT_BASE_SECONDS = 2.0
+    settings.SANDBOX_IMPORT_SECONDS_PER_1000_KEYS = 0.01
+    small = SandboxImport(key_count=1_000, created_ms=0)
+    large = SandboxImport(key_count=1_000_000, created_ms=0)
+    assert small.duration_seconds == pytest.approx(2.01)
+    assert large.duration_seconds == pytest.approx(12.0)
+    assert small.status_at(3_000) == "complete"
+    assert large.status_at(3_000) == "preparing"
+    assert large.status_at(5_000) == "in_progress"
+    assert large.status_at(12_000) == "complete"
+
+
+def test_second_import_in_same_environment_is_409_and_other_environment_is_free(
+    ld: LaunchDarklyClient, settings: Any
+) -> None:
+    settings.SANDBOX_IMPORT_BASE_SECONDS = 60
+    ld.start_import("demo", "production", "vip-customers", keys_file("a"))
+    with pytest.raises(Conflict) as caught:
+        ld.start_import("demo", "production", "churn-risk", keys_file("b"))
+    assert caught.value.status == 409
+    assert ld.start_import("demo", "staging", "churn-risk", keys_file("b")).import_id
+    assert SandboxImport.objects.count() == 2
+
+
+def test_wait_on_approvals_holds_until_approved(ld: LaunchDarklyClient, capsys: Any) -> None:
+    started = ld.start_import("demo", "production", "vip-customers", keys_file("approved-1"),
+                              wait_on_approvals=True)
+    time.sleep(0.05)
+    assert ld.get_import("demo", "production", "vip-customers", started.import_id)["status"] == "pending_approval"
+    assert ld.get_segment("demo", "production", "vip-customers").included_count == 120
+    call_command("sandbox_approve", started.import_id)
+    assert "approved" in capsys.readouterr().out
+    wait_for_status(ld, "vip-customers", started.import_id, "complete")
+    assert ld.get_segment("demo", "production", "vip-customers").included_count == 121
+
+
+def test_approvals_page_approves_with_a_csrf_protected_post(
+    ld: LaunchDarklyClient, logged_in: Any
+) -> None:
+    started = ld.start_import("demo", "production", "churn-risk", keys_file("x"), wait_on_approvals=True)
+    page = logged_in.get("/sandbox/approvals/")
+    assert started.import_id in page.content.decode()
+    response = logged_in.post("/sandbox/approvals/", {"import_id": started.import_id}, follow=True)
+    assert "Import approved" in response.content.decode()
+    assert SandboxImport.objects.get(pk=started.import_id).approved_ms is not None
+    wait_for_status(ld, "churn-risk", started.import_id, "complete")
+
+
+def test_stop_marker_ends_stopped_without_changing_membership(ld: LaunchDarklyClient, settings: Any) -> None:
+    started = ld.start_import("demo", "production", "vip-customers",
+                              keys_file("x1", settings.SANDBOX_STOP_MARKER), mode="replace")
+    body = wait_for_status(ld, "vip-customers", started.import_id, "stopped")
+    assert body["status"] == "stopped"
+    assert ld.get_segment("demo", "production", "vip-customers").included_count == 120
+
+
+@pytest.mark.parametrize(
+    ("segment", "content", "overrides", "message"),
+    [
+        ("beta-testers", b"a\n", {}, "only supported for big segments"),
+        ("vip-customers", b"a\nb\nc\nd\n", {"SANDBOX_MAX_FILE_ROWS": 3}, "more than 3 rows"),
+        ("vip-customers", b"a" * 64, {"SANDBOX_MAX_FILE_BYTES": 10}, "larger than the 10 byte limit"),
+        ("vip-customers", b"ok\n\xff\xfe\n", {}, "not valid UTF-8"),
+        ("vip-customers", b"\n  \n", {}, "no context keys"),
+    ],
+)
+def test_invalid_imports_are_400_and_store_nothing(
+    ld: LaunchDarklyClient, settings: Any, segment: str, content: bytes, overrides: dict, message: str
+) -> None:
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    with pytest.raises(InvalidRequest, match=message):
+        ld.start_import("demo", "production", segment, io.BytesIO(content))
+    assert SandboxImport.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "files", "message"),
+    [
+        ({"mode": "merge"}, None, "file is required"),
+        ({"mode": "append"}, {"file": ("k.csv", b"a\n")}, "mode must be"),
+        ({}, {"file": ("k.csv", b"a\n")}, "mode must be"),
+        ({"mode": "merge", "waitOnApprovals": "maybe"}, {"file": ("k.csv", b"a\n")}, "waitOnApprovals"),
+    ],
+)
+def test_malformed_import_requests_are_400(sandbox: str, settings: Any, fields: dict, files: Any, message: str) -> None:
+    response = requests.post(
+        f"{sandbox}/api/v2/segments/demo/production/vip-customers/imports",
+        headers={"Authorization": settings.LD_SANDBOX_TOKEN}, data=fields, files=files, timeout=5,
+    )
+    assert response.status_code == 400
+    assert message in response.json()["message"]
+
+
+# --- fault injection ---------------------------------------------------------------------------------
+
+
+def test_fault_latency(ld: LaunchDarklyClient, settings: Any) -> None:
+    settings.SANDBOX_FAULTS = [{"method": "GET", "path": "/projects", "latency": 0.4}]
+    started = time.monotonic()
+    ld.list_projects()
+    assert time.monotonic() - started >= 0.4
+
+
+def test_fault_429_with_retry_after_is_waited_out_by_the_client(sandbox: str, settings: Any) -> None:
+    settings.SANDBOX_FAULTS = [{"method": "GET", "path": "/projects$", "status": 429, "retry_after": 1, "times": 1}]
+    started = time.monotonic()
+    with launchdarkly_client() as client:
+        assert client.list_projects().total == 1
+    assert time.monotonic() - started >= 1.0
+
+
+def test_fault_429_beyond_the_wait_budget_is_rate_limited(sandbox: str, settings: Any) -> None:
+    settings.SANDBOX_FAULTS = [{"path": "/projects$", "status": 429, "retry_after": 30}]
+    with launchdarkly_client() as client, pytest.raises(RateLimited) as caught:
+        client.list_projects()
+    assert caught.value.retry_at is not None
+    assert caught.value.retry_at >= time.time() + 25
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_fault_5xx(sandbox: str, settings: Any, status: int) -> None:
+    settings.SANDBOX_FAULTS = [{"method": "POST", "path": "/segments/", "status": status}]
+    with launchdarkly_client() as client, pytest.raises(UpstreamUnavailable) as caught:
+        client.create_segment("demo", "production", key="never", name="Never")
+    assert caught.value.status == status
+    assert not SandboxSegment.objects.filter(key="never").exists()
+
+
+def test_fault_times_limits_how_often_a_rule_applies(sandbox: str, settings: Any) -> None:
+    settings.SANDBOX_FAULTS = [{"method": "POST", "path": "/segments/", "status": 503, "times": 1}]
+    with launchdarkly_client() as client:
+        with pytest.raises(UpstreamUnavailable):
+            client.create_segment("demo", "production", key="second-try", name="Second try")
+        assert client.create_segment("demo", "production", key="second-try", name="Second try").key == "second-try"
+
+
+def test_fault_import_accepted_without_location(ld: LaunchDarklyClient, settings: Any) -> None:
+    settings.SANDBOX_FAULTS = [{"method": "POST", "path": "/imports$", "no_location": True}]
+    settings.SANDBOX_IMPORT_BASE_SECONDS = 60
+    started = ld.start_import("demo", "production", "vip-customers", keys_file("a"))
+    assert started.import_id is None
+    assert SandboxImport.objects.count() == 1  # accepted all the same
+    assert ld.get_segment("demo", "production", "vip-customers").import_in_progress is True
+
+
+# --- state lives in the database ------------------------------------------------------------------------
+
+
+def test_state_is_read_from_the_database_on_every_request(ld: LaunchDarklyClient) -> None:
+    segment = SandboxSegment.objects.get(key="churn-risk", environment__key="production")
+    record = SandboxImport.objects.create(
+        segment=segment, environment=segment.environment, mode="merge", filename="old.csv",
+        key_count=1, created_ms=now_ms() - 600_000, keys_path="/nonexistent", final_status="complete",
+    )
+    body = ld.get_import("demo", "production", "churn-risk", str(record.pk))
+    assert body["status"] == "complete"
+    assert body["files"] == [{"filename": "old.csv", "status": "complete"}]
