@@ -30,6 +30,7 @@ run: install
 ## make test: lint, the whole suite on SQLite, then the PostgreSQL pass (needs POSTGRES_TEST_URL).
 test: install-test
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	DATABASE_URL="sqlite:///$(CURDIR)/var/test.sqlite3" $(PY) -m pytest -m "not postgres"
 	@if [ -n "$$POSTGRES_TEST_URL" ]; then \
 		echo "PostgreSQL pass: the whole suite on $$POSTGRES_TEST_URL"; \
@@ -41,6 +42,7 @@ test: install-test
 
 lint: install-test
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

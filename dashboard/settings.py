@@ -158,9 +158,10 @@ LD_PROJECTS_CACHE_SECONDS = min(env_int("LD_PROJECTS_CACHE_SECONDS", 30), 60)
 LD_SANDBOX_ENABLED = not LD_API_TOKEN
 LD_SANDBOX_URL = env_str("LD_SANDBOX_URL", "http://127.0.0.1:8000/sandbox").rstrip("/")
 # Derived from SECRET_KEY so every process of one installation agrees on it without another setting.
-LD_SANDBOX_TOKEN = "api-sandbox-" + hmac.new(
-    SECRET_KEY.encode(), b"launchdarkly-sandbox-token", hashlib.sha256
-).hexdigest()[:32]
+LD_SANDBOX_TOKEN = (
+    "api-sandbox-"
+    + hmac.new(SECRET_KEY.encode(), b"launchdarkly-sandbox-token", hashlib.sha256).hexdigest()[:32]
+)
 SANDBOX_STORAGE_DIR = Path(env_str("SANDBOX_STORAGE_DIR", str(VAR_DIR / "sandbox")))
 SANDBOX_IMPORT_BASE_SECONDS = env_float("SANDBOX_IMPORT_BASE_SECONDS", 2.0)
 SANDBOX_IMPORT_SECONDS_PER_1000_KEYS = env_float("SANDBOX_IMPORT_SECONDS_PER_1000_KEYS", 0.005)

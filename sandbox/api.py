@@ -136,7 +136,11 @@ def segments(request: HttpRequest, project_key: str, env_key: str, fault: Fault 
     )
     if request.GET.get("filter"):
         queryset = apply_filter(queryset, request.GET["filter"])
-    queryset = apply_sort(queryset, request.GET["sort"]) if request.GET.get("sort") else queryset.order_by("name", "key")
+    queryset = (
+        apply_sort(queryset, request.GET["sort"])
+        if request.GET.get("sort")
+        else queryset.order_by("name", "key")
+    )
     page = list(queryset[offset : offset + limit])
     self_href = f"/api/v2/segments/{project_key}/{env_key}"
     return JsonResponse(
@@ -144,7 +148,9 @@ def segments(request: HttpRequest, project_key: str, env_key: str, fault: Fault 
             "_links": {"self": {"href": self_href, "type": "application/json"}},
             "totalCount": queryset.count(),
             "items": [
-                representations.segment(s, project_key=project_key, env_key=env_key, import_running=s.import_running)
+                representations.segment(
+                    s, project_key=project_key, env_key=env_key, import_running=s.import_running
+                )
                 for s in page
             ],
         }
@@ -160,7 +166,9 @@ def _create_segment(request: HttpRequest, environment: SandboxEnvironment) -> Ht
         raise invalid("Request body must be a JSON object")
     key, name = body.get("key"), body.get("name")
     if not isinstance(key, str) or not KEY_PATTERN.match(key):
-        raise invalid("key must start with a letter or digit and contain only letters, digits, '.', '_' or '-'")
+        raise invalid(
+            "key must start with a letter or digit and contain only letters, digits, '.', '_' or '-'"
+        )
     if not isinstance(name, str) or not name.strip():
         raise invalid("name is required")
     tags = body.get("tags") or []
@@ -205,7 +213,12 @@ def segment(
 
 @endpoint("GET")
 def context_membership(
-    request: HttpRequest, project_key: str, env_key: str, segment_key: str, context_key: str, fault: Fault | None
+    request: HttpRequest,
+    project_key: str,
+    env_key: str,
+    segment_key: str,
+    context_key: str,
+    fault: Fault | None,
 ) -> HttpResponse:
     seg = _segment(project_key, env_key, segment_key)
     if seg.unbounded:
@@ -242,7 +255,12 @@ def start_import(
 
 @endpoint("GET")
 def import_status(
-    request: HttpRequest, project_key: str, env_key: str, segment_key: str, import_id: str, fault: Fault | None
+    request: HttpRequest,
+    project_key: str,
+    env_key: str,
+    segment_key: str,
+    import_id: str,
+    fault: Fault | None,
 ) -> HttpResponse:
     seg = _segment(project_key, env_key, segment_key)
     try:

@@ -26,8 +26,13 @@ from django.http import HttpRequest, JsonResponse
 _lock = threading.Lock()
 _uses: dict[str, int] = {}
 
-_DEFAULT_CODES = {429: "rate_limited", 500: "internal_server_error", 502: "bad_gateway",
-                  503: "service_unavailable", 504: "gateway_timeout"}
+_DEFAULT_CODES = {
+    429: "rate_limited",
+    500: "internal_server_error",
+    502: "bad_gateway",
+    503: "service_unavailable",
+    504: "gateway_timeout",
+}
 
 
 @dataclass

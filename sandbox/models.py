@@ -62,7 +62,9 @@ class SandboxSegment(models.Model):
 
     class Meta:
         ordering = ["name", "key"]
-        constraints = [models.UniqueConstraint(fields=["environment", "key"], name="sandbox_segment_unique_key")]
+        constraints = [
+            models.UniqueConstraint(fields=["environment", "key"], name="sandbox_segment_unique_key")
+        ]
 
     def __str__(self) -> str:
         return self.key
@@ -78,6 +80,9 @@ class SandboxMember(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["segment", "context_key"], name="sandbox_member_unique_key")
         ]
+
+    def __str__(self) -> str:
+        return self.context_key
 
 
 class SandboxImport(models.Model):

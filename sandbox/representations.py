@@ -109,9 +109,13 @@ def segment(seg: SandboxSegment, *, project_key: str, env_key: str, import_runni
     return body
 
 
-def import_(record: SandboxImport, *, project_key: str, env_key: str, segment_key: str, status: str) -> dict[str, Any]:
+def import_(
+    record: SandboxImport, *, project_key: str, env_key: str, segment_key: str, status: str
+) -> dict[str, Any]:
     return {
-        "_links": {"self": _link(f"/api/v2/segments/{project_key}/{env_key}/{segment_key}/imports/{record.id}")},
+        "_links": {
+            "self": _link(f"/api/v2/segments/{project_key}/{env_key}/{segment_key}/imports/{record.id}")
+        },
         "id": str(record.id),
         "segmentKey": segment_key,
         "creationTime": record.created_ms,

@@ -16,8 +16,14 @@ def _rule(rule_id: str, attribute: str, op: str, values: list[str]) -> dict[str,
     return {
         "_id": rule_id,
         "clauses": [
-            {"_id": f"{rule_id}-c1", "attribute": attribute, "op": op, "values": values,
-             "negate": False, "contextKind": "user"}
+            {
+                "_id": f"{rule_id}-c1",
+                "attribute": attribute,
+                "op": op,
+                "values": values,
+                "negate": False,
+                "contextKind": "user",
+            }
         ],
     }
 
@@ -39,7 +45,10 @@ DEMO_SEGMENTS: list[dict[str, Any]] = [
         "description": "Everyone with a company e-mail address.",
         "tags": ["internal"],
         "rules": [_rule("rule-staff", "email", "endsWith", ["@acme.test"])],
-        "flags": [{"key": "new-checkout", "name": "New checkout"}, {"key": "admin-tools", "name": "Admin tools"}],
+        "flags": [
+            {"key": "new-checkout", "name": "New checkout"},
+            {"key": "admin-tools", "name": "Admin tools"},
+        ],
     },
     {
         "key": "vip-customers",

@@ -8,6 +8,7 @@ log lines or any `repr`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -250,7 +251,7 @@ class LaunchDarklyClient:
         )
         self._sleep = sleep
         self._clock = clock
-        self._rng = rng or random.Random()
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
 
     def __repr__(self) -> str:
         return f"<LaunchDarklyClient {self.config.base_url}>"
@@ -400,7 +401,9 @@ class LaunchDarklyClient:
         return ImportStarted(import_id=parse_import_id(location), location=location)
 
     def get_import(self, project: str, environment: str, segment: str, import_id: str) -> dict[str, Any]:
-        return self._get_json(f"{self._segment_path(project, environment, segment)}/imports/{_seg(import_id)}")
+        return self._get_json(
+            f"{self._segment_path(project, environment, segment)}/imports/{_seg(import_id)}"
+        )
 
     # --- transport ---
 
@@ -518,16 +521,12 @@ def server_wait_seconds(headers: Any, *, now: float) -> float | None:
         try:
             waits.append(max(0.0, float(retry_after)))
         except ValueError:
-            try:
+            with contextlib.suppress(TypeError, ValueError):
                 waits.append(max(0.0, parsedate_to_datetime(retry_after).timestamp() - now))
-            except (TypeError, ValueError):
-                pass
     reset = headers.get("X-Ratelimit-Reset")
     if reset:
-        try:
+        with contextlib.suppress(ValueError):
             waits.append(max(0.0, float(reset) / 1000.0 - now))
-        except ValueError:
-            pass
     return max(waits) if waits else None
 
 
@@ -584,7 +583,9 @@ def _total(body: dict[str, Any], fallback: int) -> int:
 
 def _environment(item: dict[str, Any]) -> Environment:
     # Only what the dashboard shows is kept: apiKey and mobileKey are SDK secrets and go no further.
-    return Environment(key=str(item.get("key", "")), name=str(item.get("name", "")), color=str(item.get("color", "")))
+    return Environment(
+        key=str(item.get("key", "")), name=str(item.get("name", "")), color=str(item.get("color", ""))
+    )
 
 
 def _project(item: dict[str, Any]) -> Project:

@@ -87,14 +87,16 @@ def contract(sandbox: str, openapi_spec: dict[str, Any], monkeypatch: pytest.Mon
     def validate(response: Any, *args: Any, **kwargs: Any) -> Any:
         # Multipart request bodies are not re-read here; the answer is what is being checked.
         try:
-            openapi.validate_response(RequestsOpenAPIRequest(_without_body(response.request)),
-                                      RequestsOpenAPIResponse(response))
+            openapi.validate_response(
+                RequestsOpenAPIRequest(_without_body(response.request)), RequestsOpenAPIResponse(response)
+            )
         except ResponseNotFound:
             # LaunchDarkly documents some errors (e.g. 409 on create) outside the spec; those must
             # still be LaunchDarkly's error shape.
             body = response.json()
             assert response.status_code >= 400, response.status_code
-            assert isinstance(body.get("code"), str) and isinstance(body.get("message"), str), body
+            assert isinstance(body.get("code"), str), body
+            assert isinstance(body.get("message"), str), body
         validated.append(f"{response.request.method} {response.status_code} {response.request.path_url}")
         return response
 

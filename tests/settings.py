@@ -6,7 +6,7 @@ import tempfile
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("LD_API_TOKEN", "")
 
-from dashboard.settings import *  # noqa: E402, F403
+from dashboard.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
@@ -22,3 +22,11 @@ LD_READ_TIMEOUT = 10.0
 # The suite always runs against the sandbox or mocked HTTP, whatever the developer's shell holds.
 LD_API_TOKEN = ""
 LD_SANDBOX_ENABLED = True
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not memory: live-server threads then use connections of their own, as real processes do.
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(tempfile.mkdtemp(prefix="db-test-"), "test.sqlite3")}  # noqa: F405
+
+# Live-server threads must not keep connections open past a request, or the test database
+# cannot be dropped at the end of a PostgreSQL run.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

@@ -91,7 +91,9 @@ def segment_body(**overrides: Any) -> dict[str, Any]:
 # --- requests: method, URL, query, headers, JSON and multipart ---------------------------------
 
 
-def test_list_projects_sends_expand_and_paging_and_drops_sdk_keys(client: LaunchDarklyClient, mock: Any) -> None:
+def test_list_projects_sends_expand_and_paging_and_drops_sdk_keys(
+    client: LaunchDarklyClient, mock: Any
+) -> None:
     mock.get(
         f"{BASE}/api/v2/projects",
         match=[matchers.query_string_matcher("expand=environments&limit=50&offset=100")],
@@ -102,8 +104,13 @@ def test_list_projects_sends_expand_and_paging_and_drops_sdk_keys(client: Launch
                     "name": "Demo",
                     "environments": {
                         "items": [
-                            {"key": "production", "name": "Production", "color": "417505",
-                             "apiKey": "sdk-SECRET", "mobileKey": "mob-SECRET"},
+                            {
+                                "key": "production",
+                                "name": "Production",
+                                "color": "417505",
+                                "apiKey": "sdk-SECRET",
+                                "mobileKey": "mob-SECRET",
+                            },
                         ],
                         "totalCount": 1,
                     },
@@ -147,18 +154,27 @@ def test_list_environments(client: LaunchDarklyClient, mock: Any) -> None:
     ("kwargs", "query"),
     [
         ({}, {"limit": "20", "offset": "0"}),
-        ({"limit": 50, "offset": 100, "sort": "-lastModified"},
-         {"limit": "50", "offset": "100", "sort": "-lastModified"}),
+        (
+            {"limit": 50, "offset": 100, "sort": "-lastModified"},
+            {"limit": "50", "offset": "100", "sort": "-lastModified"},
+        ),
         ({"query": "vip"}, {"limit": "20", "offset": "0", "filter": "query equals vip"}),
-        ({"tags": ["a", "b"], "unbounded": True},
-         {"limit": "20", "offset": "0", "filter": "tags anyOf [a,b],unbounded equals true"}),
-        ({"query": "x", "unbounded": False, "sort": "name"},
-         {"limit": "20", "offset": "0", "sort": "name", "filter": "query equals x,unbounded equals false"}),
+        (
+            {"tags": ["a", "b"], "unbounded": True},
+            {"limit": "20", "offset": "0", "filter": "tags anyOf [a,b],unbounded equals true"},
+        ),
+        (
+            {"query": "x", "unbounded": False, "sort": "name"},
+            {"limit": "20", "offset": "0", "sort": "name", "filter": "query equals x,unbounded equals false"},
+        ),
     ],
 )
 def test_list_segments_query(client: LaunchDarklyClient, mock: Any, kwargs: dict, query: dict) -> None:
-    mock.get(SEGMENTS, match=[matchers.query_param_matcher(query, strict_match=True)],
-             json={"items": [segment_body()], "totalCount": 312})
+    mock.get(
+        SEGMENTS,
+        match=[matchers.query_param_matcher(query, strict_match=True)],
+        json={"items": [segment_body()], "totalCount": 312},
+    )
     page = client.list_segments("demo", "production", **kwargs)
     assert page.total == 312
     assert page.items[0].included_count == 1204331
@@ -173,7 +189,10 @@ def test_list_segments_query(client: LaunchDarklyClient, mock: Any, kwargs: dict
         ({"query": "a,b|c"}, "query equals a b c"),
         ({"tags": ["x", " ", "y"]}, "tags anyOf [x,y]"),
         ({"unbounded": False}, "unbounded equals false"),
-        ({"query": "q", "tags": ["t"], "unbounded": True}, "query equals q,tags anyOf [t],unbounded equals true"),
+        (
+            {"query": "q", "tags": ["t"], "unbounded": True},
+            "query equals q,tags anyOf [t],unbounded equals true",
+        ),
     ],
 )
 def test_build_segment_filter(kwargs: dict, expected: str) -> None:
@@ -183,18 +202,27 @@ def test_build_segment_filter(kwargs: dict, expected: str) -> None:
 def test_get_segment_parses_fields(client: LaunchDarklyClient, mock: Any) -> None:
     mock.get(f"{SEGMENTS}/vip", json=segment_body())
     segment = client.get_segment("demo", "production", "vip")
-    assert (segment.key, segment.name, segment.unbounded, segment.context_kind) == ("vip", "VIP", True, "user")
+    assert (segment.key, segment.name, segment.unbounded, segment.context_kind) == (
+        "vip",
+        "VIP",
+        True,
+        "user",
+    )
     assert segment.import_in_progress is True
     assert segment.included_count == 1204331
     assert segment.excluded_count == 2
     assert segment.version == 3
-    assert segment.created is not None and segment.created.year == 2023
+    assert segment.created is not None
+    assert segment.created.year == 2023
     assert [f.key for f in segment.flags] == ["vip-lounge"]
     assert_headers(mock.calls[0].request)
 
 
 def test_path_segments_are_quoted(client: LaunchDarklyClient, mock: Any) -> None:
-    mock.get(f"{SEGMENTS}/vip/contexts/a%2Fb%3Fc%20d", json={"userKey": "a/b?c d", "included": True, "excluded": False})
+    mock.get(
+        f"{SEGMENTS}/vip/contexts/a%2Fb%3Fc%20d",
+        json={"userKey": "a/b?c d", "included": True, "excluded": False},
+    )
     assert client.get_context_membership("demo", "production", "vip", "a/b?c d")["included"] is True
     assert mock.calls[0].request.path_url == "/api/v2/segments/demo/production/vip/contexts/a%2Fb%3Fc%20d"
 
@@ -202,17 +230,39 @@ def test_path_segments_are_quoted(client: LaunchDarklyClient, mock: Any) -> None
 @pytest.mark.parametrize(
     ("kwargs", "body"),
     [
-        ({"key": "beta", "name": "Beta"},
-         {"key": "beta", "name": "Beta", "description": "", "tags": [], "unbounded": False}),
-        ({"key": "big", "name": "Big", "description": "d", "tags": ["a", "b"], "unbounded": True,
-          "unbounded_context_kind": "device"},
-         {"key": "big", "name": "Big", "description": "d", "tags": ["a", "b"], "unbounded": True,
-          "unboundedContextKind": "device"}),
+        (
+            {"key": "beta", "name": "Beta"},
+            {"key": "beta", "name": "Beta", "description": "", "tags": [], "unbounded": False},
+        ),
+        (
+            {
+                "key": "big",
+                "name": "Big",
+                "description": "d",
+                "tags": ["a", "b"],
+                "unbounded": True,
+                "unbounded_context_kind": "device",
+            },
+            {
+                "key": "big",
+                "name": "Big",
+                "description": "d",
+                "tags": ["a", "b"],
+                "unbounded": True,
+                "unboundedContextKind": "device",
+            },
+        ),
     ],
 )
-def test_create_segment_sends_exact_json(client: LaunchDarklyClient, mock: Any, kwargs: dict, body: dict) -> None:
-    mock.post(SEGMENTS, json=segment_body(key=kwargs["key"]), status=201,
-              match=[matchers.json_params_matcher(body, strict_match=True)])
+def test_create_segment_sends_exact_json(
+    client: LaunchDarklyClient, mock: Any, kwargs: dict, body: dict
+) -> None:
+    mock.post(
+        SEGMENTS,
+        json=segment_body(key=kwargs["key"]),
+        status=201,
+        match=[matchers.json_params_matcher(body, strict_match=True)],
+    )
     created = client.create_segment("demo", "production", **kwargs)
     assert created.key == kwargs["key"]
     request = mock.calls[0].request
@@ -238,15 +288,27 @@ def _multipart(request: Any) -> dict[str, tuple[bytes, bytes]]:
     return parts
 
 
-@pytest.mark.parametrize(("mode", "wait", "wait_field"), [("merge", False, b"false"), ("replace", True, b"true")])
+@pytest.mark.parametrize(
+    ("mode", "wait", "wait_field"), [("merge", False, b"false"), ("replace", True, b"true")]
+)
 def test_start_import_sends_multipart_fields_and_file_bytes(
     client: LaunchDarklyClient, mock: Any, mode: str, wait: bool, wait_field: bytes
 ) -> None:
     content = b"user-1\nuser-2\nuser-\xc3\xa9\n"
-    mock.post(f"{SEGMENTS}/vip/imports", status=204,
-              headers={"Location": "/api/v2/segments/demo/production/vip/imports/1234a567-bcd8"})
-    started = client.start_import("demo", "production", "vip", io.BytesIO(content),
-                                  filename="keys.csv", mode=mode, wait_on_approvals=wait)
+    mock.post(
+        f"{SEGMENTS}/vip/imports",
+        status=204,
+        headers={"Location": "/api/v2/segments/demo/production/vip/imports/1234a567-bcd8"},
+    )
+    started = client.start_import(
+        "demo",
+        "production",
+        "vip",
+        io.BytesIO(content),
+        filename="keys.csv",
+        mode=mode,
+        wait_on_approvals=wait,
+    )
     assert started.import_id == "1234a567-bcd8"
     request = mock.calls[0].request
     assert_headers(request)
@@ -311,8 +373,15 @@ def test_parse_import_id(location: str | None, expected: str | None) -> None:
 
 
 def test_get_import(client: LaunchDarklyClient, mock: Any) -> None:
-    body = {"id": "abc", "segmentKey": "vip", "status": "in_progress", "mode": "merge", "creationTime": 1,
-            "files": [{"filename": "keys.csv", "status": "in_progress"}], "_links": {}}
+    body = {
+        "id": "abc",
+        "segmentKey": "vip",
+        "status": "in_progress",
+        "mode": "merge",
+        "creationTime": 1,
+        "files": [{"filename": "keys.csv", "status": "in_progress"}],
+        "_links": {},
+    }
     mock.get(f"{SEGMENTS}/vip/imports/abc", json=body)
     assert client.get_import("demo", "production", "vip", "abc") == body
     assert_headers(mock.calls[0].request)
@@ -335,15 +404,23 @@ def test_get_import(client: LaunchDarklyClient, mock: Any) -> None:
         (405, LaunchDarklyError),
     ],
 )
-def test_each_status_raises_its_error(client: LaunchDarklyClient, mock: Any, status: int, error_class: type) -> None:
+def test_each_status_raises_its_error(
+    client: LaunchDarklyClient, mock: Any, status: int, error_class: type
+) -> None:
     client.config = ClientConfig(base_url=BASE, token=TOKEN, max_retries=0)
-    mock.post(SEGMENTS, status=status, json={"code": "some_code", "message": "Something specific", "id": "req-42"})
+    mock.post(
+        SEGMENTS, status=status, json={"code": "some_code", "message": "Something specific", "id": "req-42"}
+    )
     with pytest.raises(error_class) as caught:
         client.create_segment("demo", "production", key="k", name="n")
     error = caught.value
     assert type(error) is error_class
     assert (error.status, error.code, error.message, error.request_id) == (
-        status, "some_code", "Something specific", "req-42")
+        status,
+        "some_code",
+        "Something specific",
+        "req-42",
+    )
     assert "Something specific" in str(error)
     assert "/api/v2/segments/demo/production" in str(error)
 
@@ -356,7 +433,9 @@ def test_error_without_json_body_still_has_a_message(client: LaunchDarklyClient,
     assert caught.value.message == "LaunchDarkly answered 502 Bad Gateway"
 
 
-def test_success_with_a_body_that_is_not_json_is_upstream_unavailable(client: LaunchDarklyClient, mock: Any) -> None:
+def test_success_with_a_body_that_is_not_json_is_upstream_unavailable(
+    client: LaunchDarklyClient, mock: Any
+) -> None:
     mock.get(f"{SEGMENTS}/x", status=200, body="<html>login page</html>", content_type="text/html")
     with pytest.raises(UpstreamUnavailable, match="not the JSON expected"):
         client.get_segment("demo", "production", "x")
@@ -365,8 +444,12 @@ def test_success_with_a_body_that_is_not_json_is_upstream_unavailable(client: La
 
 def test_rate_limited_carries_the_time_calls_may_resume(client: LaunchDarklyClient, mock: Any) -> None:
     client.config = ClientConfig(base_url=BASE, token=TOKEN, max_retries=0)
-    mock.post(SEGMENTS, status=429, json={"code": "rate_limited", "message": "slow down"},
-              headers={"Retry-After": "7"})
+    mock.post(
+        SEGMENTS,
+        status=429,
+        json={"code": "rate_limited", "message": "slow down"},
+        headers={"Retry-After": "7"},
+    )
     with pytest.raises(RateLimited) as caught:
         client.create_segment("demo", "production", key="k", name="n")
     assert caught.value.retry_at == NOW + 7
@@ -375,7 +458,9 @@ def test_rate_limited_carries_the_time_calls_may_resume(client: LaunchDarklyClie
 # --- retries ------------------------------------------------------------------------------------
 
 
-def test_get_is_retried_on_503_then_succeeds(client: LaunchDarklyClient, mock: Any, sleeps: list[float]) -> None:
+def test_get_is_retried_on_503_then_succeeds(
+    client: LaunchDarklyClient, mock: Any, sleeps: list[float]
+) -> None:
     mock.get(f"{SEGMENTS}/x", status=503, json={"code": "unavailable", "message": "down"})
     mock.get(f"{SEGMENTS}/x", json=segment_body(key="x"))
     assert client.get_segment("demo", "production", "x").key == "x"
@@ -401,8 +486,12 @@ def test_get_is_not_retried_on_500(client: LaunchDarklyClient, mock: Any, sleeps
 
 
 def test_retry_after_is_honoured(client: LaunchDarklyClient, mock: Any, sleeps: list[float]) -> None:
-    mock.get(f"{SEGMENTS}/x", status=429, json={"code": "rate_limited", "message": "m"},
-             headers={"Retry-After": "3"})
+    mock.get(
+        f"{SEGMENTS}/x",
+        status=429,
+        json={"code": "rate_limited", "message": "m"},
+        headers={"Retry-After": "3"},
+    )
     mock.get(f"{SEGMENTS}/x", json=segment_body(key="x"))
     client.get_segment("demo", "production", "x")
     assert 3.0 <= sleeps[0] <= 3.5
@@ -412,8 +501,12 @@ def test_ratelimit_reset_in_epoch_milliseconds_is_honoured(
     client: LaunchDarklyClient, mock: Any, sleeps: list[float]
 ) -> None:
     reset_ms = int((NOW + 4.25) * 1000)
-    mock.get(f"{SEGMENTS}/x", status=429, json={"code": "rate_limited", "message": "m"},
-             headers={"X-Ratelimit-Reset": str(reset_ms)})
+    mock.get(
+        f"{SEGMENTS}/x",
+        status=429,
+        json={"code": "rate_limited", "message": "m"},
+        headers={"X-Ratelimit-Reset": str(reset_ms)},
+    )
     mock.get(f"{SEGMENTS}/x", json=segment_body(key="x"))
     client.get_segment("demo", "production", "x")
     assert 4.25 <= sleeps[0] <= 4.75
@@ -422,8 +515,12 @@ def test_ratelimit_reset_in_epoch_milliseconds_is_honoured(
 def test_a_wait_beyond_the_budget_raises_rate_limited_without_sleeping(
     client: LaunchDarklyClient, mock: Any, sleeps: list[float]
 ) -> None:
-    mock.get(f"{SEGMENTS}/x", status=429, json={"code": "rate_limited", "message": "m"},
-             headers={"Retry-After": "60"})
+    mock.get(
+        f"{SEGMENTS}/x",
+        status=429,
+        json={"code": "rate_limited", "message": "m"},
+        headers={"Retry-After": "60"},
+    )
     with pytest.raises(RateLimited) as caught:
         client.get_segment("demo", "production", "x")
     assert sleeps == []
@@ -441,8 +538,9 @@ def test_retries_stop_after_max_retries(client: LaunchDarklyClient, mock: Any, s
     assert all(0 <= s <= 0.5 * 2**i for i, s in enumerate(sleeps))
 
 
-@pytest.mark.parametrize("failure", [requests.ConnectionError("refused"), requests.ConnectTimeout("t"),
-                                     requests.ReadTimeout("t")])
+@pytest.mark.parametrize(
+    "failure", [requests.ConnectionError("refused"), requests.ConnectTimeout("t"), requests.ReadTimeout("t")]
+)
 def test_get_is_retried_on_connection_errors_and_timeouts(
     client: LaunchDarklyClient, mock: Any, failure: Exception
 ) -> None:
@@ -453,7 +551,9 @@ def test_get_is_retried_on_connection_errors_and_timeouts(
 
 
 @pytest.mark.parametrize("failure", [requests.ConnectionError("refused"), requests.ReadTimeout("slow")])
-def test_connection_failures_become_upstream_unavailable(client: LaunchDarklyClient, mock: Any, failure: Exception) -> None:
+def test_connection_failures_become_upstream_unavailable(
+    client: LaunchDarklyClient, mock: Any, failure: Exception
+) -> None:
     mock.post(SEGMENTS, body=failure)
     with pytest.raises(UpstreamUnavailable) as caught:
         client.create_segment("demo", "production", key="k", name="n")
@@ -462,9 +562,15 @@ def test_connection_failures_become_upstream_unavailable(client: LaunchDarklyCli
 
 
 @pytest.mark.parametrize("status", [429, 502, 503, 504])
-def test_post_is_never_retried(client: LaunchDarklyClient, mock: Any, sleeps: list[float], status: int) -> None:
-    mock.post(f"{SEGMENTS}/vip/imports", status=status, json={"code": "c", "message": "m"},
-              headers={"Retry-After": "1"})
+def test_post_is_never_retried(
+    client: LaunchDarklyClient, mock: Any, sleeps: list[float], status: int
+) -> None:
+    mock.post(
+        f"{SEGMENTS}/vip/imports",
+        status=status,
+        json={"code": "c", "message": "m"},
+        headers={"Retry-After": "1"},
+    )
     with pytest.raises(LaunchDarklyError):
         client.start_import("demo", "production", "vip", io.BytesIO(b"k\n"))
     assert len(mock.calls) == 1

@@ -41,7 +41,9 @@ def keys_file(*keys: str) -> io.BytesIO:
     return io.BytesIO("".join(f"{k}\n" for k in keys).encode())
 
 
-def wait_for_status(ld: LaunchDarklyClient, segment: str, import_id: str, wanted: str, env: str = "production") -> dict:
+def wait_for_status(
+    ld: LaunchDarklyClient, segment: str, import_id: str, wanted: str, env: str = "production"
+) -> dict:
     deadline = time.monotonic() + 10
     while True:
         body = ld.get_import("demo", env, segment, import_id)
@@ -64,9 +66,14 @@ def test_demo_project_with_two_environments(ld: LaunchDarklyClient, contract: li
     ]
 
 
-def test_sandbox_sends_sdk_keys_like_launchdarkly_and_the_client_drops_them(sandbox: str, settings: Any) -> None:
-    raw = requests.get(f"{sandbox}/api/v2/projects/demo/environments",
-                       headers={"Authorization": settings.LD_SANDBOX_TOKEN}, timeout=5).json()
+def test_sandbox_sends_sdk_keys_like_launchdarkly_and_the_client_drops_them(
+    sandbox: str, settings: Any
+) -> None:
+    raw = requests.get(
+        f"{sandbox}/api/v2/projects/demo/environments",
+        headers={"Authorization": settings.LD_SANDBOX_TOKEN},
+        timeout=5,
+    ).json()
     assert raw["items"][0]["apiKey"].startswith("sdk-")
     with launchdarkly_client() as client:
         environments = client.list_environments("demo").items
@@ -75,9 +82,9 @@ def test_sandbox_sends_sdk_keys_like_launchdarkly_and_the_client_drops_them(sand
 
 def test_missing_or_wrong_token_is_401(sandbox: str, contract: list[str]) -> None:
     assert requests.get(f"{sandbox}/api/v2/projects", timeout=5).status_code == 401
-    with LaunchDarklyClient(ClientConfig(base_url=sandbox, token="api-wrong")) as client:
-        with pytest.raises(Unauthorized) as caught:
-            client.list_projects()
+    client = LaunchDarklyClient(ClientConfig(base_url=sandbox, token="api-wrong"))
+    with client, pytest.raises(Unauthorized) as caught:
+        client.list_projects()
     assert caught.value.code == "unauthorized"
 
 
@@ -96,8 +103,9 @@ def test_unknown_project_environment_segment_and_import_are_404(ld: LaunchDarkly
 
 def test_sandbox_is_off_when_a_real_token_is_configured(sandbox: str, settings: Any) -> None:
     settings.LD_SANDBOX_ENABLED = False
-    response = requests.get(f"{sandbox}/api/v2/projects", headers={"Authorization": settings.LD_SANDBOX_TOKEN},
-                            timeout=5)
+    response = requests.get(
+        f"{sandbox}/api/v2/projects", headers={"Authorization": settings.LD_SANDBOX_TOKEN}, timeout=5
+    )
     assert response.status_code == 404
 
 
@@ -108,10 +116,17 @@ def test_list_search_filter_sort_and_page(ld: LaunchDarklyClient) -> None:
     everything = ld.list_segments("demo", "production")
     assert everything.total == 5
     assert [s.key for s in everything.items] == [
-        "beta-testers", "churn-risk", "internal-staff", "mobile-early-access", "vip-customers"]
+        "beta-testers",
+        "churn-risk",
+        "internal-staff",
+        "mobile-early-access",
+        "vip-customers",
+    ]
     assert [s.key for s in ld.list_segments("demo", "production", query="VIP").items] == ["vip-customers"]
     assert [s.key for s in ld.list_segments("demo", "production", tags=["beta", "internal"]).items] == [
-        "beta-testers", "internal-staff"]
+        "beta-testers",
+        "internal-staff",
+    ]
     big = ld.list_segments("demo", "production", unbounded=True)
     assert {s.key for s in big.items} == {"churn-risk", "mobile-early-access", "vip-customers"}
     standard = ld.list_segments("demo", "production", unbounded=False, sort="-name")
@@ -127,16 +142,30 @@ def test_list_search_filter_sort_and_page(ld: LaunchDarklyClient) -> None:
 def test_invalid_list_parameters_are_400(sandbox: str, settings: Any) -> None:
     headers = {"Authorization": settings.LD_SANDBOX_TOKEN}
     for query in ("sort=colour", "limit=0", "limit=x", "filter=colour equals red"):
-        response = requests.get(f"{sandbox}/api/v2/segments/demo/production?{query}", headers=headers, timeout=5)
+        response = requests.get(
+            f"{sandbox}/api/v2/segments/demo/production?{query}", headers=headers, timeout=5
+        )
         assert response.status_code == 400, query
         assert response.json()["code"] == "invalid_request"
 
 
 def test_create_get_duplicate_and_delete_segment(ld: LaunchDarklyClient) -> None:
-    created = ld.create_segment("demo", "staging", key="new-big", name="New big", description="d",
-                                tags=["t1"], unbounded=True, unbounded_context_kind="device")
+    created = ld.create_segment(
+        "demo",
+        "staging",
+        key="new-big",
+        name="New big",
+        description="d",
+        tags=["t1"],
+        unbounded=True,
+        unbounded_context_kind="device",
+    )
     assert (created.key, created.unbounded, created.context_kind, created.included_count) == (
-        "new-big", True, "device", 0)
+        "new-big",
+        True,
+        "device",
+        0,
+    )
     fetched = ld.get_segment("demo", "staging", "new-big")
     assert fetched.name == "New big"
     assert fetched.tags == ("t1",)
@@ -178,8 +207,14 @@ def test_context_membership_for_big_and_standard_segments(ld: LaunchDarklyClient
 
 
 def test_merge_import_runs_to_complete_and_updates_membership(ld: LaunchDarklyClient) -> None:
-    started = ld.start_import("demo", "production", "vip-customers", keys_file("vip-0001", "new-1", "new-2"),
-                              filename="more.csv", mode="merge")
+    started = ld.start_import(
+        "demo",
+        "production",
+        "vip-customers",
+        keys_file("vip-0001", "new-1", "new-2"),
+        filename="more.csv",
+        mode="merge",
+    )
     assert started.import_id
     assert started.location.endswith(f"/imports/{started.import_id}")
     body = wait_for_status(ld, "vip-customers", started.import_id, "complete")
@@ -196,20 +231,28 @@ def test_merge_import_runs_to_complete_and_updates_membership(ld: LaunchDarklyCl
 
 
 def test_replace_import_replaces_membership(ld: LaunchDarklyClient) -> None:
-    started = ld.start_import("demo", "production", "vip-customers", keys_file("only-1", "only-2"), mode="replace")
+    started = ld.start_import(
+        "demo", "production", "vip-customers", keys_file("only-1", "only-2"), mode="replace"
+    )
     wait_for_status(ld, "vip-customers", started.import_id, "complete")
     assert ld.get_segment("demo", "production", "vip-customers").included_count == 2
     assert ld.get_context_membership("demo", "production", "vip-customers", "vip-0001")["included"] is False
-    assert set(SandboxMember.objects.filter(segment__key="vip-customers", segment__environment__key="production")
-               .values_list("context_key", flat=True)) == {"only-1", "only-2"}
+    assert set(
+        SandboxMember.objects.filter(
+            segment__key="vip-customers", segment__environment__key="production"
+        ).values_list("context_key", flat=True)
+    ) == {"only-1", "only-2"}
 
 
 def test_import_takes_first_csv_column_and_skips_blank_lines(ld: LaunchDarklyClient) -> None:
     content = io.BytesIO(b'\xef\xbb\xbf"a,1",x\r\n\r\nb,y\r\n')
     started = ld.start_import("demo", "production", "churn-risk", content, mode="merge")
     wait_for_status(ld, "churn-risk", started.import_id, "complete")
-    assert set(SandboxMember.objects.filter(segment__key="churn-risk", segment__environment__key="production")
-               .values_list("context_key", flat=True)) == {"a,1", "b"}
+    assert set(
+        SandboxMember.objects.filter(
+            segment__key="churn-risk", segment__environment__key="production"
+        ).values_list("context_key", flat=True)
+    ) == {"a,1", "b"}
 
 
 def test_status_moves_through_preparing_and_in_progress_while_running(
@@ -220,7 +263,9 @@ def test_status_moves_through_preparing_and_in_progress_while_running(
     seen = [ld.get_import("demo", "production", "churn-risk", started.import_id)["status"]]
     segment = ld.get_segment("demo", "production", "churn-risk")
     assert segment.import_in_progress is True
-    assert [s.import_in_progress for s in ld.list_segments("demo", "production", query="churn").items] == [True]
+    assert [s.import_in_progress for s in ld.list_segments("demo", "production", query="churn").items] == [
+        True
+    ]
     while seen[-1] != "complete":
         time.sleep(0.1)
         seen.append(ld.get_import("demo", "production", "churn-risk", started.import_id)["status"])
@@ -255,10 +300,14 @@ def test_second_import_in_same_environment_is_409_and_other_environment_is_free(
 
 
 def test_wait_on_approvals_holds_until_approved(ld: LaunchDarklyClient, capsys: Any) -> None:
-    started = ld.start_import("demo", "production", "vip-customers", keys_file("approved-1"),
-                              wait_on_approvals=True)
+    started = ld.start_import(
+        "demo", "production", "vip-customers", keys_file("approved-1"), wait_on_approvals=True
+    )
     time.sleep(0.05)
-    assert ld.get_import("demo", "production", "vip-customers", started.import_id)["status"] == "pending_approval"
+    assert (
+        ld.get_import("demo", "production", "vip-customers", started.import_id)["status"]
+        == "pending_approval"
+    )
     assert ld.get_segment("demo", "production", "vip-customers").included_count == 120
     call_command("sandbox_approve", started.import_id)
     assert "approved" in capsys.readouterr().out
@@ -266,9 +315,7 @@ def test_wait_on_approvals_holds_until_approved(ld: LaunchDarklyClient, capsys: 
     assert ld.get_segment("demo", "production", "vip-customers").included_count == 121
 
 
-def test_approvals_page_approves_with_a_csrf_protected_post(
-    ld: LaunchDarklyClient, logged_in: Any
-) -> None:
+def test_approvals_page_approves_with_a_csrf_protected_post(ld: LaunchDarklyClient, logged_in: Any) -> None:
     started = ld.start_import("demo", "production", "churn-risk", keys_file("x"), wait_on_approvals=True)
     page = logged_in.get("/sandbox/approvals/")
     assert started.import_id in page.content.decode()
@@ -279,8 +326,9 @@ def test_approvals_page_approves_with_a_csrf_protected_post(
 
 
 def test_stop_marker_ends_stopped_without_changing_membership(ld: LaunchDarklyClient, settings: Any) -> None:
-    started = ld.start_import("demo", "production", "vip-customers",
-                              keys_file("x1", settings.SANDBOX_STOP_MARKER), mode="replace")
+    started = ld.start_import(
+        "demo", "production", "vip-customers", keys_file("x1", settings.SANDBOX_STOP_MARKER), mode="replace"
+    )
     body = wait_for_status(ld, "vip-customers", started.import_id, "stopped")
     assert body["status"] == "stopped"
     assert ld.get_segment("demo", "production", "vip-customers").included_count == 120
@@ -315,10 +363,15 @@ def test_invalid_imports_are_400_and_store_nothing(
         ({"mode": "merge", "waitOnApprovals": "maybe"}, {"file": ("k.csv", b"a\n")}, "waitOnApprovals"),
     ],
 )
-def test_malformed_import_requests_are_400(sandbox: str, settings: Any, fields: dict, files: Any, message: str) -> None:
+def test_malformed_import_requests_are_400(
+    sandbox: str, settings: Any, fields: dict, files: Any, message: str
+) -> None:
     response = requests.post(
         f"{sandbox}/api/v2/segments/demo/production/vip-customers/imports",
-        headers={"Authorization": settings.LD_SANDBOX_TOKEN}, data=fields, files=files, timeout=5,
+        headers={"Authorization": settings.LD_SANDBOX_TOKEN},
+        data=fields,
+        files=files,
+        timeout=5,
     )
     assert response.status_code == 400
     assert message in response.json()["message"]
@@ -335,7 +388,9 @@ def test_fault_latency(ld: LaunchDarklyClient, settings: Any) -> None:
 
 
 def test_fault_429_with_retry_after_is_waited_out_by_the_client(sandbox: str, settings: Any) -> None:
-    settings.SANDBOX_FAULTS = [{"method": "GET", "path": "/projects$", "status": 429, "retry_after": 1, "times": 1}]
+    settings.SANDBOX_FAULTS = [
+        {"method": "GET", "path": "/projects$", "status": 429, "retry_after": 1, "times": 1}
+    ]
     started = time.monotonic()
     with launchdarkly_client() as client:
         assert client.list_projects().total == 1
@@ -364,7 +419,10 @@ def test_fault_times_limits_how_often_a_rule_applies(sandbox: str, settings: Any
     with launchdarkly_client() as client:
         with pytest.raises(UpstreamUnavailable):
             client.create_segment("demo", "production", key="second-try", name="Second try")
-        assert client.create_segment("demo", "production", key="second-try", name="Second try").key == "second-try"
+        assert (
+            client.create_segment("demo", "production", key="second-try", name="Second try").key
+            == "second-try"
+        )
 
 
 def test_fault_import_accepted_without_location(ld: LaunchDarklyClient, settings: Any) -> None:
@@ -382,8 +440,14 @@ def test_fault_import_accepted_without_location(ld: LaunchDarklyClient, settings
 def test_state_is_read_from_the_database_on_every_request(ld: LaunchDarklyClient) -> None:
     segment = SandboxSegment.objects.get(key="churn-risk", environment__key="production")
     record = SandboxImport.objects.create(
-        segment=segment, environment=segment.environment, mode="merge", filename="old.csv",
-        key_count=1, created_ms=now_ms() - 600_000, keys_path="/nonexistent", final_status="complete",
+        segment=segment,
+        environment=segment.environment,
+        mode="merge",
+        filename="old.csv",
+        key_count=1,
+        created_ms=now_ms() - 600_000,
+        keys_path="/nonexistent",
+        final_status="complete",
     )
     body = ld.get_import("demo", "production", "churn-risk", str(record.pk))
     assert body["status"] == "complete"

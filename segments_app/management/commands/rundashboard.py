@@ -25,7 +25,9 @@ class Command(BaseCommand):
     help = "Migrate, create a first admin if needed, and run the web server and background processes."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--addr", default=os.environ.get("ADDR", "127.0.0.1:8000"), help="host:port to serve on")
+        parser.add_argument(
+            "--addr", default=os.environ.get("ADDR", "127.0.0.1:8000"), help="host:port to serve on"
+        )
 
     def handle(self, *args: Any, addr: str, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=1)

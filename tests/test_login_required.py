@@ -1,0 +1,58 @@
+"""Every page needs a login, except the login page and /healthz; the sandbox API needs its token."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+pytestmark = pytest.mark.django_db
+
+PUBLIC = {"/accounts/login/": 200, "/admin/login/": 200, "/healthz": 200}
+SAMPLE = "x1"
+
+
+def walk(patterns: list[Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Every URL pattern as (name, a concrete path with each parameter filled in)."""
+    for entry in patterns:
+        route = prefix + str(entry.pattern)
+        if isinstance(entry, URLResolver):
+            yield from walk(entry.url_patterns, route)
+        elif isinstance(entry, URLPattern):
+            path = re.sub(r"<(?:\w+:)?\w+>", SAMPLE, route)
+            # Admin patterns are regular expressions; give them plain values.
+            path = re.sub(r"\(\?P<\w+>[^)]*\)", SAMPLE, path).lstrip("^").rstrip("$").replace("\\", "")
+            yield entry.name or route, "/" + path.lstrip("/")
+
+
+ALL = sorted(set(walk(get_resolver().url_patterns)))
+
+
+def test_the_walk_sees_the_product_pages() -> None:
+    paths = {path for _, path in ALL}
+    assert {"/", "/healthz", "/accounts/login/", f"/segments/{SAMPLE}/{SAMPLE}/", "/admin/"} <= paths
+    assert len(ALL) > 20
+
+
+@pytest.mark.parametrize(("name", "path"), ALL, ids=[p for _, p in ALL])
+def test_anonymous_request_is_sent_to_login(client: Any, name: str, path: str) -> None:
+    response = client.get(path)
+    if path in PUBLIC:
+        assert response.status_code == PUBLIC[path]
+    elif path.startswith("/sandbox/api/"):
+        # The sandbox API authenticates like LaunchDarkly: by Authorization header, never a cookie.
+        assert response.status_code == 401
+        assert response.json()["code"] == "unauthorized"
+    else:
+        assert response.status_code == 302, f"{path} answered {response.status_code} without login"
+        assert response["Location"].startswith(("/accounts/login/?next=", "/admin/login/?next="))
+
+
+def test_login_page_has_a_labelled_form(client: Any) -> None:
+    html = client.get("/accounts/login/").content.decode()
+    assert '<label for="id_username">' in html
+    assert '<label for="id_password">' in html
+    assert "csrfmiddlewaretoken" in html
