@@ -30,3 +30,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
 # Live-server threads must not keep connections open past a request, or the test database
 # cannot be dropped at the end of a PostgreSQL run.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+
+STATIC_ROOT = tempfile.mkdtemp(prefix="static-test-")
+WHITENOISE_USE_FINDERS = True
