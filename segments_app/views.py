@@ -2,24 +2,55 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
 from django.db import DatabaseError, connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.middleware import HtmxDetails
 
-from segments_app import catalog
+from segments_app import catalog, segments
 from segments_app.connection import launchdarkly_client
 from segments_app.error_messages import describe
-from segments_app.launchdarkly import LaunchDarklyError
+from segments_app.forms import DeleteSegmentForm, SegmentFilterForm, SegmentForm
+from segments_app.launchdarkly import Environment, LaunchDarklyError, NotFound, Project
+from segments_app.models import SegmentActivity
 
 SEGMENTS_PER_PAGE = 20
+ACTIVITY_PER_PAGE = 50
+MEMBER_KEYS_SHOWN = 100
 
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
+
+
+def _upstream_error(request: HttpRequest, error: LaunchDarklyError, **context: Any) -> HttpResponse:
+    context["error"] = describe(error)
+    return render(request, "segments_app/launchdarkly_error.html", context, status=502)
+
+
+def with_environment(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Resolve `<project>/<env>` against LaunchDarkly's (cached) project list, or answer 404."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, project: str, env: str, **kwargs: Any) -> HttpResponse:
+        try:
+            found = catalog.find_environment(project, env)
+        except LaunchDarklyError as exc:
+            return _upstream_error(request, exc)
+        if found is None:
+            raise Http404("No such project or environment")
+        return view(request, found[0], found[1], **kwargs)
+
+    return wrapper
 
 
 @require_GET
@@ -41,45 +72,162 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
         error = ""
     except LaunchDarklyError as exc:
         projects, error = [], describe(exc)
-    return render(request, "segments_app/home.html", {"projects": projects, "error": error})
+    return render(
+        request, "segments_app/home.html", {"projects": projects, "error": error, "nav": "projects"}
+    )
 
 
 @require_GET
-def segment_list(request: HtmxHttpRequest, project: str, env: str) -> HttpResponse:
-    try:
-        found = catalog.find_environment(project, env)
-    except LaunchDarklyError as exc:
-        return render(request, "segments_app/segment_list.html", {"error": describe(exc)}, status=502)
-    if found is None:
-        raise Http404("No such project or environment")
-    project_obj, environment = found
-    page_number = _page_number(request.GET.get("page"))
-    context: dict[str, object] = {"project": project_obj, "environment": environment, "error": ""}
+@with_environment
+def segment_list(request: HtmxHttpRequest, project: Project, environment: Environment) -> HttpResponse:
+    filters = SegmentFilterForm(request.GET)
+    wanted = filters.values()
+    page_number = wanted["page"]
+    context: dict[str, Any] = {
+        "project": project,
+        "environment": environment,
+        "filters": filters,
+        "filtered": filters.is_filtered,
+        "query": wanted["query"],
+        "nav": "segments",
+    }
     try:
         with launchdarkly_client() as client:
             result = client.list_segments(
-                project, env, limit=SEGMENTS_PER_PAGE, offset=(page_number - 1) * SEGMENTS_PER_PAGE
+                project.key,
+                environment.key,
+                limit=SEGMENTS_PER_PAGE,
+                offset=(page_number - 1) * SEGMENTS_PER_PAGE,
+                sort=wanted["sort"],
+                query=wanted["query"] or None,
+                tags=[wanted["tag"]] if wanted["tag"] else (),
+                unbounded=wanted["unbounded"],
             )
     except LaunchDarklyError as exc:
         context["error"] = describe(exc)
-        return render(request, "segments_app/segment_list.html", context)
-    # A Paginator over the total LaunchDarkly reports; only the current page was fetched.
-    paginator = Paginator(range(result.total), SEGMENTS_PER_PAGE)
-    context.update(
-        segments=result.items,
-        total=result.total,
-        page=paginator.get_page(page_number),
-        first_index=(page_number - 1) * SEGMENTS_PER_PAGE + 1 if result.items else 0,
-        last_index=(page_number - 1) * SEGMENTS_PER_PAGE + len(result.items),
+        result = None
+    if result is not None:
+        # A Paginator over LaunchDarkly's total; only the current page was fetched.
+        paginator = Paginator(range(result.total), SEGMENTS_PER_PAGE)
+        first = (page_number - 1) * SEGMENTS_PER_PAGE + 1
+        context.update(
+            segments=result.items,
+            total=result.total,
+            page=paginator.get_page(page_number),
+            first_index=first if result.items else 0,
+            last_index=first + len(result.items) - 1,
+            beyond_last_page=not result.items and result.total > 0,
+        )
+    template = (
+        "segments_app/partials/segment_results.html" if request.htmx else "segments_app/segment_list.html"
     )
-    return render(request, "segments_app/segment_list.html", context)
+    return render(request, template, context)
 
 
-def _page_number(raw: str | None) -> int:
+@require_http_methods(["GET", "POST"])
+@with_environment
+def segment_create(request: HttpRequest, project: Project, environment: Environment) -> HttpResponse:
+    form = SegmentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        new = segments.NewSegment(
+            key=data["key"],
+            name=data["name"],
+            description=data["description"],
+            tags=tuple(data["tags"]),
+            unbounded=data["unbounded"],
+            context_kind=data["context_kind"],
+        )
+        try:
+            created = segments.create_segment(
+                user=request.user,
+                project=project.key,
+                environment=environment.key,
+                segment=new,
+                submission_token=data["submission_token"],
+            )
+        except segments.DuplicateSubmission as duplicate:
+            first = segments.wait_for_outcome(duplicate.activity)
+            if first.outcome == SegmentActivity.Outcome.SUCCEEDED:
+                messages.success(request, f"Segment “{new.name}” was created.")
+                return redirect("segment_detail", project.key, environment.key, new.key)
+            form.page_errors.append(
+                "This form was already sent and is still being processed. Check the segment list."
+            )
+        except LaunchDarklyError as exc:
+            form.add_launchdarkly_error(exc, environment.name)
+        else:
+            messages.success(request, f"Segment “{created.name}” was created.")
+            return redirect("segment_detail", project.key, environment.key, created.key)
+    context = {"form": form, "project": project, "environment": environment, "nav": "segments"}
+    return render(request, "segments_app/segment_form.html", context, status=200)
+
+
+@require_GET
+@with_environment
+def segment_detail(
+    request: HttpRequest, project: Project, environment: Environment, segment: str
+) -> HttpResponse:
     try:
-        return max(1, int(raw or 1))
-    except ValueError:
-        return 1
+        with launchdarkly_client() as client:
+            found = client.get_segment(project.key, environment.key, segment)
+    except NotFound:
+        raise Http404("No such segment") from None
+    except LaunchDarklyError as exc:
+        return _upstream_error(request, exc, project=project, environment=environment)
+    context = {
+        "project": project,
+        "environment": environment,
+        "segment": found,
+        "included_shown": found.included[:MEMBER_KEYS_SHOWN],
+        "excluded_shown": found.excluded[:MEMBER_KEYS_SHOWN],
+        "member_keys_shown": MEMBER_KEYS_SHOWN,
+        "nav": "segments",
+    }
+    return render(request, "segments_app/segment_detail.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@with_environment
+def segment_delete(
+    request: HttpRequest, project: Project, environment: Environment, segment: str
+) -> HttpResponse:
+    form = DeleteSegmentForm(request.POST or None, segment_key=segment)
+    list_url = reverse("segment_list", args=[project.key, environment.key])
+    if request.method == "POST" and form.is_valid():
+        try:
+            segments.delete_segment(
+                user=request.user,
+                project=project.key,
+                environment=environment.key,
+                segment_key=segment,
+                submission_token=form.cleaned_data["submission_token"],
+            )
+        except segments.DuplicateSubmission as duplicate:
+            if segments.wait_for_outcome(duplicate.activity).outcome == SegmentActivity.Outcome.SUCCEEDED:
+                messages.success(request, f"Segment “{segment}” was deleted.")
+                return redirect(list_url)
+            form.page_errors.append("This deletion was already sent and is still being processed.")
+        except LaunchDarklyError as exc:
+            form.add_launchdarkly_error(exc)
+        else:
+            messages.success(request, f"Segment “{segment}” was deleted.")
+            return redirect(list_url)
+    context = {
+        "form": form,
+        "project": project,
+        "environment": environment,
+        "segment_key": segment,
+        "nav": "segments",
+    }
+    return render(request, "segments_app/segment_confirm_delete.html", context)
+
+
+@require_GET
+def activity_list(request: HttpRequest) -> HttpResponse:
+    activities = SegmentActivity.objects.select_related("user")
+    page = Paginator(activities, ACTIVITY_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "segments_app/activity_list.html", {"page": page, "nav": "activity"})
 
 
 @login_not_required

@@ -116,3 +116,63 @@ def _without_body(prepared: Any) -> Any:
     copy_ = prepared.copy()
     copy_.body = b""
     return copy_
+
+
+class RealLaunchDarkly:
+    """The app configured for a real LaunchDarkly account, its HTTP mocked with `responses`."""
+
+    base = "https://app.eu.launchdarkly.com"
+    token = "api-real-token-0000-secret"
+
+    def __init__(self, mock: Any) -> None:
+        self.mock = mock
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def add_projects(self) -> None:
+        self.mock.get(
+            self.url("/api/v2/projects"),
+            json={
+                "items": [
+                    {
+                        "key": "shop",
+                        "name": "Shop",
+                        "environments": {
+                            "items": [
+                                {
+                                    "key": "live",
+                                    "name": "Live",
+                                    "color": "00ff00",
+                                    "apiKey": "sdk-LEAK",
+                                    "mobileKey": "mob-LEAK",
+                                },
+                                {
+                                    "key": "test",
+                                    "name": "Test",
+                                    "color": "0000ff",
+                                    "apiKey": "sdk-LEAK2",
+                                    "mobileKey": "mob-LEAK2",
+                                },
+                            ]
+                        },
+                    }
+                ],
+                "totalCount": 1,
+            },
+        )
+
+    def calls_to(self, path: str) -> list[Any]:
+        return [c for c in self.mock.calls if c.request.path_url.split("?")[0] == path]
+
+
+@pytest.fixture
+def real_ld(settings: Any) -> Iterator[RealLaunchDarkly]:
+    import responses
+
+    settings.LD_SANDBOX_ENABLED = False
+    settings.LD_API_TOKEN = RealLaunchDarkly.token
+    settings.LD_BASE_URL = RealLaunchDarkly.base
+    settings.LD_MAX_RETRIES = 0
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield RealLaunchDarkly(mock)

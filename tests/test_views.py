@@ -7,46 +7,8 @@ from typing import Any
 
 import pytest
 import requests
-import responses
 
 from segments_app import catalog
-
-REAL = "https://app.eu.launchdarkly.com"
-TOKEN = "api-real-token-0000-secret"
-
-
-@pytest.fixture
-def real_launchdarkly(settings: Any) -> Any:
-    """The app configured for a real LaunchDarkly account, with its HTTP mocked."""
-    settings.LD_SANDBOX_ENABLED = False
-    settings.LD_API_TOKEN = TOKEN
-    settings.LD_BASE_URL = REAL
-    settings.LD_MAX_RETRIES = 0
-    with responses.RequestsMock() as mock:
-        yield mock
-
-
-def projects_body() -> dict[str, Any]:
-    return {
-        "items": [
-            {
-                "key": "shop",
-                "name": "Shop",
-                "environments": {
-                    "items": [
-                        {
-                            "key": "live",
-                            "name": "Live",
-                            "color": "00ff00",
-                            "apiKey": "sdk-LEAK",
-                            "mobileKey": "mob-LEAK",
-                        },
-                    ]
-                },
-            },
-        ],
-        "totalCount": 1,
-    }
 
 
 @pytest.mark.django_db(transaction=True)
@@ -65,20 +27,18 @@ def test_picker_lists_the_sandbox_demo_project_and_both_environments(
 
 
 @pytest.mark.django_db
-def test_picker_uses_the_real_account_and_caches_projects_briefly(
-    logged_in: Any, real_launchdarkly: Any
-) -> None:
-    real_launchdarkly.get(f"{REAL}/api/v2/projects", json=projects_body())
+def test_picker_uses_the_real_account_and_caches_projects_briefly(logged_in: Any, real_ld: Any) -> None:
+    real_ld.add_projects()
     first = logged_in.get("/").content.decode()
     second = logged_in.get("/").content.decode()
-    assert len(real_launchdarkly.calls) == 1
-    request = real_launchdarkly.calls[0].request
-    assert request.headers["Authorization"] == TOKEN
-    assert request.url == f"{REAL}/api/v2/projects?expand=environments&limit=100&offset=0"
+    assert len(real_ld.mock.calls) == 1
+    request = real_ld.mock.calls[0].request
+    assert request.headers["Authorization"] == real_ld.token
+    assert request.url == real_ld.url("/api/v2/projects?expand=environments&limit=100&offset=0")
     for html in (first, second):
         assert 'href="/segments/shop/live/"' in html
         assert "LEAK" not in html
-        assert TOKEN not in html
+        assert real_ld.token not in html
         assert "Sandbox mode" not in html
 
 
@@ -105,53 +65,16 @@ def test_picker_uses_the_real_account_and_caches_projects_briefly(
     ],
 )
 def test_picker_explains_launchdarkly_failures_in_words(
-    logged_in: Any, real_launchdarkly: Any, answer: dict, message: str
+    logged_in: Any, real_ld: Any, answer: dict, message: str
 ) -> None:
-    real_launchdarkly.get(f"{REAL}/api/v2/projects", **answer)
+    real_ld.mock.get(real_ld.url("/api/v2/projects"), **answer)
     response = logged_in.get("/")
     html = response.content.decode()
     assert response.status_code == 200
     assert message in html
     assert 'role="alert"' in html
-    assert TOKEN not in html
+    assert real_ld.token not in html
     assert "Traceback" not in html
-
-
-@pytest.mark.django_db(transaction=True)
-def test_segment_list_shows_the_environments_segments(logged_in: Any, contract: list[str]) -> None:
-    html = logged_in.get("/segments/demo/production/").content.decode()
-    for name in ("Beta testers", "VIP customers", "Churn risk", "Internal staff", "Mobile early access"):
-        assert name in html
-    assert "Big · device" in html
-    assert "1–5 of 5" in html
-    assert re.search(r"<td>120</td>", html)
-    # One call per distinct resource: the (cached) projects list and one page of segments.
-    assert [c.split(" ")[2].split("?")[0] for c in contract] == [
-        "/sandbox/api/v2/projects",
-        "/sandbox/api/v2/segments/demo/production",
-    ]
-
-
-@pytest.mark.django_db(transaction=True)
-def test_segment_list_of_an_unknown_environment_is_a_friendly_404(logged_in: Any, sandbox: str) -> None:
-    response = logged_in.get("/segments/demo/nowhere/")
-    assert response.status_code == 404
-    assert "Page not found" in response.content.decode()
-
-
-@pytest.mark.django_db
-def test_segment_list_pages_through_launchdarklys_total(logged_in: Any, real_launchdarkly: Any) -> None:
-    real_launchdarkly.get(f"{REAL}/api/v2/projects", json=projects_body())
-    real_launchdarkly.get(
-        f"{REAL}/api/v2/segments/shop/live",
-        match=[responses.matchers.query_string_matcher("limit=20&offset=20")],
-        json={"items": [{"key": f"s{i}", "name": f"S{i}"} for i in range(20)], "totalCount": 312},
-    )
-    html = logged_in.get("/segments/shop/live/?page=2").content.decode()
-    assert "21–40 of 312" in html
-    assert 'href="?page=1"' in html
-    assert 'href="?page=3"' in html
-    assert "Page 2 of 16" in html
 
 
 @pytest.mark.django_db
@@ -162,10 +85,8 @@ def test_healthz_answers_without_login(client: Any) -> None:
 
 
 @pytest.mark.django_db
-def test_base_template_vendors_htmx_and_sends_csrf_on_htmx_requests(
-    logged_in: Any, real_launchdarkly: Any
-) -> None:
-    real_launchdarkly.get(f"{REAL}/api/v2/projects", json=projects_body())
+def test_base_template_vendors_htmx_and_sends_csrf_on_htmx_requests(logged_in: Any, real_ld: Any) -> None:
+    real_ld.add_projects()
     html = logged_in.get("/").content.decode()
     assert '<script src="/static/vendor/htmx-2.0.11.min.js"' in html
     assert "/static/vendor/pico-2.1.1.min.css" in html
@@ -210,8 +131,8 @@ def test_csrf_failure_is_explained(user: Any) -> None:
 
 
 @pytest.mark.django_db
-def test_login_then_picker(client: Any, user: Any, real_launchdarkly: Any) -> None:
-    real_launchdarkly.get(f"{REAL}/api/v2/projects", json=projects_body())
+def test_login_then_picker(client: Any, user: Any, real_ld: Any) -> None:
+    real_ld.add_projects()
     response = client.post(
         "/accounts/login/", {"username": "pm", "password": "a-long-test-password"}, follow=True
     )
