@@ -42,6 +42,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    "django_tasks",
+    "django_tasks_db",
     "segments_app",
     "sandbox",
 ]
@@ -175,6 +177,24 @@ except json.JSONDecodeError as exc:
 
 # Uploads larger than this spill to a temporary file instead of staying in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR", "") or None
+
+# --- Big-segment imports ---------------------------------------------------------------------------
+IMPORT_MAX_UPLOAD_BYTES = env_int("IMPORT_MAX_UPLOAD_BYTES", 400 * 1024 * 1024)
+IMPORT_PART_MAX_KEYS = env_int("IMPORT_PART_MAX_KEYS", 1_000_000)
+IMPORT_PART_MAX_BYTES = env_int("IMPORT_PART_MAX_BYTES", 40 * 1024 * 1024)
+IMPORT_MAX_KEY_LENGTH = env_int("IMPORT_MAX_KEY_LENGTH", 512)
+IMPORT_STORAGE_DIR = Path(env_str("IMPORT_STORAGE_DIR", str(VAR_DIR / "imports")))
+IMPORT_RETENTION_HOURS = env_float("IMPORT_RETENTION_HOURS", 0.0)
+IMPORT_POLL_SECONDS = env_float("IMPORT_POLL_SECONDS", 2.0)
+IMPORT_CONFLICT_BACKOFF = env_float("IMPORT_CONFLICT_BACKOFF", 5.0)
+IMPORT_CONFLICT_BACKOFF_MAX = env_float("IMPORT_CONFLICT_BACKOFF_MAX", 300.0)
+IMPORT_DEFAULT_PAUSE_SECONDS = env_float("IMPORT_DEFAULT_PAUSE_SECONDS", 10.0)
+# How long one caller may hold an import while it talks to LaunchDarkly (an upload can take minutes).
+IMPORT_LEASE_SECONDS = env_float("IMPORT_LEASE_SECONDS", LD_UPLOAD_TIMEOUT + 60)
+HISTORY_PAGE_SIZE = 50
+
+TASKS = {"default": {"BACKEND": env_str("TASKS_BACKEND", "django_tasks_db.DatabaseBackend")}}
 
 LOGGING = {
     "version": 1,

@@ -7,5 +7,5 @@ from django.http import HttpRequest
 
 
 def launchdarkly_mode(request: HttpRequest) -> dict[str, object]:
-    """Tells templates whether the app runs against the sandbox (never the token itself)."""
-    return {"sandbox_mode": settings.LD_SANDBOX_ENABLED}
+    """Whether the app runs against the sandbox (never the token itself), and the badge poll interval."""
+    return {"sandbox_mode": settings.LD_SANDBOX_ENABLED, "poll_seconds": settings.IMPORT_POLL_SECONDS}

@@ -178,3 +178,72 @@ class SegmentFilterForm(forms.Form):
     def is_filtered(self) -> bool:
         values = self.values()
         return bool(values["query"] or values["tag"] or values["unbounded"] is not None)
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(
+        label="CSV file",
+        help_text="Context keys in the first column, one per row. Other columns are ignored.",
+    )
+    mode = forms.ChoiceField(
+        choices=[
+            ("merge", "Merge — add these keys to the segment's current members"),
+            ("replace", "Replace — the segment will contain exactly the keys in this file"),
+        ],
+        initial="merge",
+        widget=forms.RadioSelect,
+    )
+    confirm_key = forms.CharField(
+        required=False,
+        max_length=256,
+        label="To replace, type the segment key",
+        help_text="Replace removes every current member that is not in the file.",
+    )
+    wait_on_approvals = forms.BooleanField(
+        required=False,
+        label="Wait for approvals",
+        help_text="If this environment requires approval, the import waits in LaunchDarkly until it is approved.",
+    )
+    has_header = forms.BooleanField(
+        required=False,
+        label="First row is a header",
+        help_text="Skip the first row (for example “email” or “key”).",
+    )
+
+    def __init__(self, *args: Any, segment_key: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.segment_key = segment_key
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if (
+            cleaned.get("mode") == "replace"
+            and (cleaned.get("confirm_key") or "").strip() != self.segment_key
+        ):
+            self.add_error(
+                "confirm_key",
+                f'Replace removes every current member that is not in the file. Type "{self.segment_key}" to confirm.',
+            )
+        return cleaned
+
+
+class HistoryFilterForm(forms.Form):
+    """The import history's filters; each that does not parse is left out on its own."""
+
+    project = forms.CharField(required=False, max_length=140)
+    environment = forms.CharField(required=False, max_length=140)
+    segment = forms.CharField(required=False, max_length=256)
+    status = forms.ChoiceField(required=False, choices=[])
+    user = forms.CharField(required=False, max_length=150, label="User")
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Until")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from segments_app.models import ImportStatus
+
+        super().__init__(*args, **kwargs)
+        self.fields["status"].choices = [("", "Any status"), *ImportStatus.choices]
+
+    def values(self) -> dict[str, Any]:
+        self.is_valid()
+        return {name: value for name, value in self.cleaned_data.items() if value not in ("", None)}

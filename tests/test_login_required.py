@@ -22,7 +22,8 @@ def walk(patterns: list[Any], prefix: str = "") -> Iterator[tuple[str, str]]:
         if isinstance(entry, URLResolver):
             yield from walk(entry.url_patterns, route)
         elif isinstance(entry, URLPattern):
-            path = re.sub(r"<(?:\w+:)?\w+>", SAMPLE, route)
+            path = re.sub(r"<int:\w+>", "1", route)
+            path = re.sub(r"<(?:\w+:)?\w+>", SAMPLE, path)
             # Admin patterns are regular expressions; give them plain values.
             path = re.sub(r"\(\?P<\w+>[^)]*\)", SAMPLE, path).lstrip("^").rstrip("$").replace("\\", "")
             yield entry.name or route, "/" + path.lstrip("/")

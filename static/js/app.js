@@ -38,3 +38,49 @@
     });
   });
 })();
+
+// Upload form: a progress bar while the browser sends the file, the header box pre-set from the
+// file's first row, and the replace confirmation shown only for "replace".
+(function () {
+  "use strict";
+  var HEADER_WORDS = ["key", "keys", "id", "ids", "user", "users", "userkey", "user_key", "user-key", "userid",
+    "user_id", "user-id", "email", "e-mail", "emails", "context", "contextkey", "context_key", "context-key",
+    "device", "device_id", "deviceid", "account", "account_id", "accountid", "customer", "customer_id",
+    "member", "member_id", "uuid", "guid"];
+
+  function setUp(form) {
+    if (form.dataset.ready) return;
+    form.dataset.ready = "1";
+    var progress = form.querySelector("#upload-progress");
+    form.addEventListener("htmx:xhr:progress", function (event) {
+      if (!progress || !event.detail.lengthComputable) return;
+      progress.hidden = false;
+      progress.value = Math.round(event.detail.loaded / event.detail.total * 100);
+    });
+    var file = form.querySelector("input[type=file]");
+    var header = form.querySelector("[name=has_header]");
+    if (file && header && window.FileReader) {
+      file.addEventListener("change", function () {
+        if (!file.files.length) return;
+        var reader = new FileReader();
+        reader.onload = function () {
+          var first = String(reader.result).replace(/^\uFEFF/, "").split(/\r\n|\r|\n/)[0] || "";
+          var cell = first.split(",")[0].trim().replace(/^"|"$/g, "").trim().toLowerCase();
+          header.checked = HEADER_WORDS.indexOf(cell) !== -1;
+        };
+        reader.readAsText(file.files[0].slice(0, 4096));
+      });
+    }
+    var confirm = form.querySelector(".replace-confirm");
+    function toggle() {
+      var chosen = form.querySelector("[name=mode]:checked");
+      if (confirm) confirm.hidden = !(chosen && chosen.value === "replace");
+    }
+    form.querySelectorAll("[name=mode]").forEach(function (radio) { radio.addEventListener("change", toggle); });
+    toggle();
+  }
+
+  function scan() { document.querySelectorAll("form[data-upload-form]").forEach(setUp); }
+  document.addEventListener("DOMContentLoaded", scan);
+  document.addEventListener("htmx:load", scan);
+})();

@@ -18,6 +18,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
+from segments_app.tasks import resume_unfinished_imports
+
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 
 
@@ -33,6 +35,9 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=1)
         call_command("collectstatic", interactive=False, verbosity=0)
         call_command("ensure_admin")
+        resumed = resume_unfinished_imports()
+        if resumed:
+            self.stdout.write(f"Resuming {resumed} unfinished import(s).")
         env = dict(os.environ)
         if settings.LD_SANDBOX_ENABLED:
             # The sandbox is served by this same web server; point the client at it.
@@ -40,7 +45,11 @@ class Command(BaseCommand):
             self.stdout.write("No LD_API_TOKEN set: using the built-in LaunchDarkly sandbox.")
         else:
             self.stdout.write(f"Using LaunchDarkly at {settings.LD_BASE_URL}.")
-        commands = {"web": [sys.executable, MANAGE, "runserver", addr, "--noreload"]}
+        commands = {
+            "web": [sys.executable, MANAGE, "runserver", addr, "--noreload"],
+            # Imports keep moving with no browser open; the worker runs their steps.
+            "worker": [sys.executable, MANAGE, "db_worker", "--interval", "1", "--no-reload"],
+        }
         self.stdout.write(self.style.SUCCESS(f"Segment Dashboard: http://{addr}/  (Ctrl-C stops it)"))
         raise SystemExit(supervise(commands, env))
 
