@@ -202,7 +202,8 @@ class ImportForm(forms.Form):
     wait_on_approvals = forms.BooleanField(
         required=False,
         label="Wait for approvals",
-        help_text="If this environment requires approval, the import waits in LaunchDarkly until it is approved.",
+        help_text="If this environment requires approval, the import waits in LaunchDarkly "
+        "until it is approved.",
     )
     has_header = forms.BooleanField(
         required=False,
@@ -222,7 +223,8 @@ class ImportForm(forms.Form):
         ):
             self.add_error(
                 "confirm_key",
-                f'Replace removes every current member that is not in the file. Type "{self.segment_key}" to confirm.',
+                "Replace removes every current member that is not in the file. "
+                f'Type "{self.segment_key}" to confirm.',
             )
         return cleaned
 

@@ -201,7 +201,8 @@ def _step(record: ImportRecord) -> None:
         return
     if part.status == ImportStatus.SUBMITTING or record.status == ImportStatus.SUBMITTING:
         message = (
-            f"The upload of part {part.number} was interrupted before LaunchDarkly answered; it may or may not "
+            f"The upload of part {part.number} was interrupted before LaunchDarkly answered; "
+            "it may or may not "
             "have been received. Check the segment in LaunchDarkly before uploading the file again."
         )
         _set_part(part, ImportStatus.UNKNOWN, error_message=message)
@@ -283,7 +284,8 @@ def _submit(record: ImportRecord, part: ImportPart) -> None:
     else:
         if started.import_id is None:
             message = (
-                f"LaunchDarkly accepted {_part_label(record, part)} but returned no import ID, so its progress "
+                f"LaunchDarkly accepted {_part_label(record, part)} but returned no import ID, "
+                "so its progress "
                 "cannot be followed here. Check the segment in LaunchDarkly."
             )
             _set_part(part, ImportStatus.UNKNOWN, error_message=message, ld_location=started.location or "")
