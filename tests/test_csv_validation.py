@@ -35,24 +35,46 @@ COUNTS = ("rows_read", "keys_accepted", "duplicates", "blank_rows", "trimmed_key
         ("LF", b"a\nb\nc\n", False, (3, 3, 0, 0, 0, False, 0), b"a\nb\nc\n"),
         ("CRLF", b"a\r\nb\r\nc\r\n", False, (3, 3, 0, 0, 0, False, 0), b"a\nb\nc\n"),
         ("CR", b"a\rb\rc", False, (3, 3, 0, 0, 0, False, 0), b"a\nb\nc\n"),
-        ("mixed line ends, no final newline", b"a\r\nb\rc\nd", False, (4, 4, 0, 0, 0, False, 0), b"a\nb\nc\nd\n"),
+        (
+            "mixed line ends, no final newline",
+            b"a\r\nb\rc\nd",
+            False,
+            (4, 4, 0, 0, 0, False, 0),
+            b"a\nb\nc\nd\n",
+        ),
         ("BOM", b"\xef\xbb\xbfa\nb\n", False, (2, 2, 0, 0, 0, False, 0), b"a\nb\n"),
-        ("quoted keys with commas and quotes", b'"a,b",x\n"c""d"\n"e"\n', False, (3, 3, 0, 0, 0, False, 1),
-         b'"a,b"\n"c""d"\ne\n'),
+        (
+            "quoted keys with commas and quotes",
+            b'"a,b",x\n"c""d"\n"e"\n',
+            False,
+            (3, 3, 0, 0, 0, False, 1),
+            b'"a,b"\n"c""d"\ne\n',
+        ),
         ("extra columns ignored", b"a,1,2\nb,3\nc\n", False, (3, 3, 0, 0, 0, False, 2), b"a\nb\nc\n"),
-        ("header flagged", b"email,name\na@x.test,A\nb@x.test,B\n", True, (3, 2, 0, 0, 0, True, 2),
-         b"a@x.test\nb@x.test\n"),
+        (
+            "header flagged",
+            b"email,name\na@x.test,A\nb@x.test,B\n",
+            True,
+            (3, 2, 0, 0, 0, True, 2),
+            b"a@x.test\nb@x.test\n",
+        ),
         ("header after blank lines", b"\n\nkey\nk1\n", True, (4, 1, 0, 2, 0, True, 0), b"k1\n"),
         ("duplicates", b"a\nb\na\n a \nb\n", False, (5, 2, 3, 0, 1, False, 0), b"a\nb\n"),
         ("blanks", b"a\n\n\n  \nb\n,x\n", False, (6, 2, 0, 4, 0, False, 0), b"a\nb\n"),
         ("whitespace trimmed", b"  a  \n\tb\nc \n", False, (3, 3, 0, 0, 3, False, 0), b"a\nb\nc\n"),
         ("unicode keys", "ü-1\n日本\n".encode(), False, (2, 2, 0, 0, 0, False, 0), "ü-1\n日本\n".encode()),
-        ("quoted newline inside a field of another column", b'a,"x\ny"\nb\n', False, (2, 2, 0, 0, 0, False, 1),
-         b"a\nb\n"),
+        (
+            "quoted newline inside a field of another column",
+            b'a,"x\ny"\nb\n',
+            False,
+            (2, 2, 0, 0, 0, False, 1),
+            b"a\nb\n",
+        ),
     ],
 )
-def test_valid_files(tmp_path: Path, name: str, content: bytes, has_header: bool, counts: tuple,
-                     normalised: bytes) -> None:
+def test_valid_files(
+    tmp_path: Path, name: str, content: bytes, has_header: bool, counts: tuple, normalised: bytes
+) -> None:
     report = run(tmp_path, content, has_header=has_header)
     assert report.ok, report.problems
     assert tuple(getattr(report, field) for field in COUNTS) == counts
@@ -64,16 +86,49 @@ def test_valid_files(tmp_path: Path, name: str, content: bytes, has_header: bool
     ("name", "content", "problems", "problem_count"),
     [
         ("empty", b"", [(None, "The file is empty.")], 1),
-        ("only blanks", b"\n \n\r\n", [(None, "The file has no context keys: every row is blank or a header.")], 1),
-        ("invalid UTF-8", b"a\nb\xff\nc\n\xc3\n",
-         [(2, "Line 2 is not valid UTF-8 text (save the file as UTF-8)."),
-          (4, "Line 4 is not valid UTF-8 text (save the file as UTF-8).")], 2),
-        ("latin-1 file", "a\nJosé\n".encode("latin-1"),
-         [(2, "Line 2 is not valid UTF-8 text (save the file as UTF-8).")], 1),
-        ("control character", b'ok\n"a\tb"\n',
-         [(2, "Line 2 contains a control character (for example a tab, line break or NUL) inside the key.")], 1),
-        ("line break inside a quoted key", b'ok\n"a\nb"\n',
-         [(3, "Line 3 contains a control character (for example a tab, line break or NUL) inside the key.")], 1),
+        (
+            "only blanks",
+            b"\n \n\r\n",
+            [(None, "The file has no context keys: every row is blank or a header.")],
+            1,
+        ),
+        (
+            "invalid UTF-8",
+            b"a\nb\xff\nc\n\xc3\n",
+            [
+                (2, "Line 2 is not valid UTF-8 text (save the file as UTF-8)."),
+                (4, "Line 4 is not valid UTF-8 text (save the file as UTF-8)."),
+            ],
+            2,
+        ),
+        (
+            "latin-1 file",
+            "a\nJosé\n".encode("latin-1"),
+            [(2, "Line 2 is not valid UTF-8 text (save the file as UTF-8).")],
+            1,
+        ),
+        (
+            "control character",
+            b'ok\n"a\tb"\n',
+            [
+                (
+                    2,
+                    "Line 2 contains a control character (for example a tab, line break or NUL) inside the key.",
+                )
+            ],
+            1,
+        ),
+        (
+            "line break inside a quoted key",
+            b'ok\n"a\nb"\n',
+            [
+                (
+                    3,
+                    "Line 3 contains a control character (for example a tab, line break or NUL) inside the key.",
+                )
+            ],
+            1,
+        ),
     ],
 )
 def test_invalid_files(tmp_path: Path, name: str, content: bytes, problems: list, problem_count: int) -> None:
@@ -99,7 +154,8 @@ def test_binary_files_are_refused(tmp_path: Path, content: bytes) -> None:
 def test_key_longer_than_the_limit(tmp_path: Path) -> None:
     report = run(tmp_path, b"short\n" + b"x" * 6 + b"\n", limits=Limits(max_key_length=5))
     assert [(p.line, p.message) for p in report.problems] == [
-        (2, "Line 2 has a key of 6 characters; the limit is 5.")]
+        (2, "Line 2 has a key of 6 characters; the limit is 5.")
+    ]
 
 
 def test_only_the_first_problems_are_listed_but_all_are_counted(tmp_path: Path) -> None:
@@ -124,8 +180,16 @@ def test_header_suspected_when_not_flagged(tmp_path: Path) -> None:
     assert report.keys_accepted == 2
 
 
-@pytest.mark.parametrize(("cell", "expected"), [("email", True), (" Key ", True), ('"user_id"', True),
-                                                ("user-123", False), ("alice@example.com", False)])
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("email", True),
+        (" Key ", True),
+        ('"user_id"', True),
+        ("user-123", False),
+        ("alice@example.com", False),
+    ],
+)
 def test_looks_like_header(cell: str, expected: bool) -> None:
     assert looks_like_header(cell) is expected
 

@@ -1,0 +1,454 @@
+"""The import state machine against a mocked LaunchDarkly: exact requests, every failure, parts in turn."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from django.utils import timezone
+from requests_toolbelt.multipart.decoder import MultipartDecoder
+
+from segments_app import imports, tasks
+from segments_app.models import ImportEvent, ImportPart, ImportRecord, ImportStatus, UpstreamPause
+
+pytestmark = pytest.mark.django_db
+
+IMPORTS = "/api/v2/segments/shop/live/vip/imports"
+
+
+def received(tmp_path: Path, content: bytes, name: str = "keys.csv") -> imports.ReceivedFile:
+    path = tmp_path / f"upload-{hashlib.md5(content).hexdigest()}.csv"  # noqa: S324 - a file name
+    path.write_bytes(content)
+    return imports.ReceivedFile(
+        path=path, original_name=name, size=len(content), sha256=hashlib.sha256(content).hexdigest()
+    )
+
+
+def new_import(
+    user: Any,
+    tmp_path: Path,
+    content: bytes = b"a\nb\nc\n",
+    *,
+    mode: str = "merge",
+    wait: bool = False,
+    segment: str = "vip",
+    environment: str = "live",
+) -> ImportRecord:
+    return imports.create_import(
+        user=user,
+        project="shop",
+        environment=environment,
+        segment=segment,
+        upload=received(tmp_path, content),
+        mode=mode,
+        wait_on_approvals=wait,
+        has_header=False,
+    )
+
+
+def multipart(call: Any) -> dict[str, bytes]:
+    decoder = MultipartDecoder(call.request.body, call.request.headers["Content-Type"])
+    fields = {}
+    for part in decoder.parts:
+        disposition = part.headers[b"Content-Disposition"].decode()
+        name = disposition.split('name="')[1].split('"')[0]
+        fields[name] = part.content
+        if 'filename="' in disposition:
+            fields["filename"] = disposition.split('filename="')[1].split('"')[0].encode()
+    return fields
+
+
+def accept(real_ld: Any, import_id: str = "imp-1", path: str = IMPORTS) -> None:
+    real_ld.mock.post(
+        real_ld.url(path),
+        status=204,
+        headers={"Location": f"/api/v2/segments/shop/live/vip/imports/{import_id}"},
+    )
+
+
+def ld_status(real_ld: Any, status: str, import_id: str = "imp-1") -> None:
+    real_ld.mock.get(
+        real_ld.url(f"{IMPORTS}/{import_id}"),
+        json={
+            "id": import_id,
+            "segmentKey": "vip",
+            "status": status,
+            "mode": "merge",
+            "creationTime": 1,
+            "_links": {},
+            "files": [{"filename": "keys.csv", "status": status}],
+        },
+    )
+
+
+def due(record: ImportRecord) -> None:
+    """Let the poll interval pass."""
+    ImportRecord.objects.filter(pk=record.pk).update(
+        last_checked_at=timezone.now() - timedelta(seconds=60), next_attempt_at=None
+    )
+
+
+def statuses(record: ImportRecord) -> list[str]:
+    return list(record.events.values_list("status", flat=True))
+
+
+def test_record_parts_and_event_are_saved_before_any_call(user: Any, tmp_path: Path, real_ld: Any) -> None:
+    record = new_import(user, tmp_path, b"\xef\xbb\xbfa\r\nb\r\na\r\n", mode="replace")
+    assert len(real_ld.mock.calls) == 0
+    assert (record.status, record.key_count, record.part_count, record.mode) == ("queued", 2, 1, "replace")
+    assert record.sha256 == hashlib.sha256(b"\xef\xbb\xbfa\r\nb\r\na\r\n").hexdigest()
+    assert record.report["duplicates"] == 1
+    part = record.parts.get()
+    assert (part.number, part.mode, part.key_count) == (1, "replace", 2)
+    assert Path(part.file_path).read_bytes() == b"a\nb\n"
+    assert statuses(record) == ["queued"]
+
+
+def test_an_invalid_file_is_recorded_rejected_and_never_sent(user: Any, tmp_path: Path, real_ld: Any) -> None:
+    record = new_import(user, tmp_path, b"ok\nbad\xff\n")
+    assert record.status == "rejected"
+    assert record.parts.count() == 0
+    assert record.storage_dir == ""
+    assert record.report["problems"] == [
+        {"line": 2, "message": "Line 2 is not valid UTF-8 text (save the file as UTF-8)."}
+    ]
+    assert imports.advance(record.pk).status == "rejected"
+    assert len(real_ld.mock.calls) == 0
+
+
+def test_submit_sends_the_exact_multipart_request(user: Any, tmp_path: Path, real_ld: Any) -> None:
+    accept(real_ld)
+    record = new_import(user, tmp_path, b"key-1, x\n key-2\nkey-1\n", mode="replace", wait=True)
+    record = imports.advance(record.pk)
+    (call,) = real_ld.mock.calls
+    assert call.request.method == "POST"
+    assert call.request.url == real_ld.url(IMPORTS)
+    assert call.request.headers["Authorization"] == real_ld.token
+    assert call.request.headers["LD-API-Version"] == "20240415"
+    fields = multipart(call)
+    assert fields == {
+        "file": b"key-1\nkey-2\n",
+        "filename": b"keys.csv",
+        "mode": b"replace",
+        "waitOnApprovals": b"true",
+    }
+    assert record.status == "preparing"
+    part = record.parts.get()
+    assert (part.ld_import_id, part.status) == ("imp-1", "preparing")
+    assert part.ld_location == "/api/v2/segments/shop/live/vip/imports/imp-1"
+    assert statuses(record) == ["queued", "submitting", "preparing"]
+
+
+def test_status_is_refreshed_at_most_once_per_interval_then_completes(
+    user: Any, tmp_path: Path, real_ld: Any, settings: Any
+) -> None:
+    accept(real_ld)
+    record = imports.advance(new_import(user, tmp_path).pk)
+    imports.advance(record.pk)
+    imports.advance(record.pk)
+    assert len(real_ld.mock.calls) == 1  # just submitted: not due yet
+    ld_status(real_ld, "in_progress")
+    due(record)
+    assert imports.advance(record.pk).status == "in_progress"
+    imports.advance(record.pk)
+    assert len(real_ld.calls_to(f"{IMPORTS}/imp-1")) == 1
+    real_ld.mock.replace(
+        "GET",
+        real_ld.url(f"{IMPORTS}/imp-1"),
+        json={
+            "id": "imp-1",
+            "segmentKey": "vip",
+            "status": "complete",
+            "mode": "merge",
+            "creationTime": 1,
+            "_links": {},
+            "files": [{"filename": "keys.csv", "status": "complete"}],
+        },
+    )
+    due(record)
+    record = imports.advance(record.pk)
+    assert record.status == "complete"
+    assert record.finished_at is not None
+    assert record.badge_label == "Complete — 3 keys"
+    assert record.parts.get().ld_files == [{"filename": "keys.csv", "status": "complete"}]
+    assert record.storage_dir == ""  # normalised files are gone once final
+    assert statuses(record) == ["queued", "submitting", "preparing", "in_progress", "complete", "complete"]
+    calls = len(real_ld.mock.calls)
+    imports.advance(record.pk)
+    assert len(real_ld.mock.calls) == calls  # a final import is never asked about again
+
+
+@pytest.mark.parametrize(
+    ("status", "label"), [("pending_approval", "Waiting for approval"), ("ready", "Ready")]
+)
+def test_launchdarkly_statuses_are_followed(
+    user: Any, tmp_path: Path, real_ld: Any, status: str, label: str
+) -> None:
+    accept(real_ld)
+    record = imports.advance(new_import(user, tmp_path, wait=True).pk)
+    ld_status(real_ld, status)
+    due(record)
+    record = imports.advance(record.pk)
+    assert (record.status, record.badge_label, record.is_final) == (status, label, False)
+
+
+def test_stopped_is_final_and_not_successful(user: Any, tmp_path: Path, real_ld: Any) -> None:
+    accept(real_ld)
+    record = imports.advance(new_import(user, tmp_path).pk)
+    ld_status(real_ld, "stopped")
+    due(record)
+    record = imports.advance(record.pk)
+    assert (record.status, record.is_final) == ("stopped", True)
+    assert record.error_message == "LaunchDarkly stopped the file; it did not finish."
+
+
+def test_large_list_is_sent_in_parts_strictly_in_turn_and_a_409_delays_without_loss(
+    user: Any, tmp_path: Path, real_ld: Any, settings: Any
+) -> None:
+    settings.IMPORT_PART_MAX_KEYS = 2
+    record = new_import(user, tmp_path, b"a\nb\nc\nd\ne\n", mode="replace")
+    assert [(p.number, p.mode, p.key_count) for p in record.parts.all()] == [
+        (1, "replace", 2),
+        (2, "merge", 2),
+        (3, "merge", 1),
+    ]
+    accept(real_ld, "imp-1")
+    record = imports.advance(record.pk)
+    ld_status(real_ld, "in_progress", "imp-1")
+    due(record)
+    imports.advance(record.pk)
+    assert len(real_ld.calls_to(IMPORTS)) == 1  # part 2 waits while part 1 runs
+    # Part 1 completes; LaunchDarkly refuses part 2 once with 409.
+    real_ld.mock.replace(
+        "GET",
+        real_ld.url(f"{IMPORTS}/imp-1"),
+        json={
+            "id": "imp-1",
+            "segmentKey": "vip",
+            "status": "complete",
+            "mode": "replace",
+            "creationTime": 1,
+            "_links": {},
+            "files": [],
+        },
+    )
+    real_ld.mock.replace(
+        "POST",
+        real_ld.url(IMPORTS),
+        status=409,
+        json={"code": "optimistic_locking_error", "message": "Conflicting process"},
+    )
+    due(record)
+    record = imports.advance(record.pk)
+    assert record.status == "queued"
+    assert record.badge_label == "Queued — part 2 of 3"
+    assert record.next_attempt_at > timezone.now()
+    assert record.parts.get(number=2).status == "queued"
+    imports.advance(record.pk)  # not yet due: no new call
+    assert len(real_ld.calls_to(IMPORTS)) == 2
+    real_ld.mock.replace("POST", real_ld.url(IMPORTS), status=204, headers={"Location": f"{IMPORTS}/imp-2"})
+    due(record)
+    record = imports.advance(record.pk)
+    assert record.parts.get(number=2).ld_import_id == "imp-2"
+    ld_status(real_ld, "complete", "imp-2")
+    real_ld.mock.replace("POST", real_ld.url(IMPORTS), status=204, headers={"Location": f"{IMPORTS}/imp-3"})
+    due(record)
+    record = imports.advance(record.pk)
+    assert record.parts.get(number=3).ld_import_id == "imp-3"
+    ld_status(real_ld, "complete", "imp-3")
+    due(record)
+    record = imports.advance(record.pk)
+    assert record.status == "complete"
+    posts = real_ld.calls_to(IMPORTS)
+    sent = [(multipart(c)["file"], multipart(c)["mode"]) for c in posts]
+    assert sent == [(b"a\nb\n", b"replace"), (b"c\nd\n", b"merge"), (b"c\nd\n", b"merge"), (b"e\n", b"merge")]
+    # The 409 refusal is the only repeat: every part was accepted exactly once.
+    assert list(record.parts.values_list("ld_import_id", flat=True)) == ["imp-1", "imp-2", "imp-3"]
+    assert [multipart(c)["filename"] for c in posts][-1] == b"keys-part-3.csv"
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "message"),
+    [
+        (
+            {"status": 400, "json": {"code": "invalid_request", "message": "File is not valid CSV"}},
+            "failed",
+            "LaunchDarkly refused the file: File is not valid CSV",
+        ),
+        (
+            {"status": 401, "json": {"code": "unauthorized", "message": "Invalid access token"}},
+            "failed",
+            "LaunchDarkly refused the file: Invalid access token",
+        ),
+        (
+            {"status": 404, "json": {"code": "not_found", "message": "Unknown segment"}},
+            "failed",
+            "LaunchDarkly refused the file: Unknown segment",
+        ),
+        (
+            {"status": 500, "json": {"code": "internal_server_error", "message": "Boom"}},
+            "failed",
+            "LaunchDarkly refused the file: Boom",
+        ),
+        (
+            {"body": requests.ReadTimeout("slow")},
+            "unknown",
+            "LaunchDarkly did not answer the upload of the file (LaunchDarkly did not answer in time); it may or "
+            "may not have started. Check the segment in LaunchDarkly before uploading again.",
+        ),
+        (
+            {"status": 204},
+            "unknown",
+            "LaunchDarkly accepted the file but returned no import ID, so its progress cannot be followed here. "
+            "Check the segment in LaunchDarkly.",
+        ),
+    ],
+)
+def test_upstream_failures_leave_a_clear_final_status(
+    user: Any, tmp_path: Path, real_ld: Any, answer: dict, status: str, message: str
+) -> None:
+    real_ld.mock.post(real_ld.url(IMPORTS), **answer)
+    record = imports.advance(new_import(user, tmp_path).pk)
+    assert record.status == status
+    assert record.is_final
+    assert record.error_message == message
+    assert record.events.last().message == message
+    if "json" in answer:
+        assert record.error_code == answer["json"]["code"]
+    assert len(real_ld.calls_to(IMPORTS)) == 1
+
+
+def test_409_leaves_the_import_queued_with_backoff(
+    user: Any, tmp_path: Path, real_ld: Any, settings: Any
+) -> None:
+    settings.IMPORT_CONFLICT_BACKOFF = 5
+    real_ld.mock.post(
+        real_ld.url(IMPORTS), status=409, json={"code": "conflict", "message": "Conflicting process"}
+    )
+    record = imports.advance(new_import(user, tmp_path).pk)
+    first_delay = record.next_attempt_at - timezone.now()
+    assert record.status == "queued"
+    assert timedelta(seconds=4) < first_delay <= timedelta(seconds=5)
+    assert "LaunchDarkly is busy with another import in this environment" in record.events.last().message
+    due(record)
+    record = imports.advance(record.pk)
+    second_delay = record.next_attempt_at - timezone.now()
+    assert timedelta(seconds=9) < second_delay <= timedelta(seconds=10)  # backs off
+    assert not record.is_final
+
+
+def test_429_pauses_every_call_for_every_import(user: Any, tmp_path: Path, real_ld: Any) -> None:
+    real_ld.mock.post(
+        real_ld.url(IMPORTS),
+        status=429,
+        json={"code": "rate_limited", "message": "slow"},
+        headers={"Retry-After": "30"},
+    )
+    first = imports.advance(new_import(user, tmp_path).pk)
+    assert first.status == "queued"
+    assert UpstreamPause.objects.get().until > timezone.now() + timedelta(seconds=25)
+    other = new_import(user, tmp_path, b"x\n", environment="test")
+    imports.advance(other.pk)
+    due(first)
+    imports.advance(first.pk)
+    assert len(real_ld.mock.calls) == 1  # nothing is asked while the pause lasts
+    UpstreamPause.objects.update(until=timezone.now() - timedelta(seconds=1))
+    accept(real_ld, "imp-x", path="/api/v2/segments/shop/test/vip/imports")
+    assert imports.advance(other.pk).status == "preparing"
+
+
+def test_an_interrupted_submission_is_never_sent_again(user: Any, tmp_path: Path, real_ld: Any) -> None:
+    record = new_import(user, tmp_path)
+    # A worker died while sending: the part is marked submitting and its lease has run out.
+    ImportPart.objects.filter(record=record).update(status=ImportStatus.SUBMITTING)
+    ImportRecord.objects.filter(pk=record.pk).update(
+        status=ImportStatus.SUBMITTING, lease_owner="dead", lease_until=timezone.now() - timedelta(1)
+    )
+    record = imports.advance(record.pk)
+    assert record.status == "unknown"
+    assert "was interrupted before LaunchDarkly answered" in record.error_message
+    assert len(real_ld.mock.calls) == 0
+
+
+def test_a_held_lease_keeps_other_callers_out(user: Any, tmp_path: Path, real_ld: Any) -> None:
+    record = new_import(user, tmp_path)
+    ImportRecord.objects.filter(pk=record.pk).update(
+        lease_owner="other", lease_until=timezone.now() + timedelta(minutes=5)
+    )
+    assert imports.advance(record.pk).status == "queued"
+    assert len(real_ld.mock.calls) == 0
+
+
+def test_a_later_import_waits_for_an_earlier_one_in_the_same_environment(
+    user: Any, tmp_path: Path, real_ld: Any
+) -> None:
+    accept(real_ld)
+    first = imports.advance(new_import(user, tmp_path).pk)
+    second = imports.advance(new_import(user, tmp_path, b"z\n").pk)
+    assert (first.status, second.status) == ("preparing", "queued")
+    assert len(real_ld.calls_to(IMPORTS)) == 1
+    assert second.events.last().message == "Waiting for an earlier import in this environment to finish."
+
+
+def test_refresh_failures_keep_the_import_followed(user: Any, tmp_path: Path, real_ld: Any) -> None:
+    accept(real_ld)
+    record = imports.advance(new_import(user, tmp_path).pk)
+    real_ld.mock.get(
+        real_ld.url(f"{IMPORTS}/imp-1"), status=503, json={"code": "unavailable", "message": "down"}
+    )
+    due(record)
+    assert imports.advance(record.pk).status == "preparing"
+    real_ld.mock.replace(
+        "GET", real_ld.url(f"{IMPORTS}/imp-1"), status=404, json={"code": "not_found", "message": "gone"}
+    )
+    due(record)
+    record = imports.advance(record.pk)
+    assert record.status == "unknown"
+    assert record.error_message == "LaunchDarkly no longer knows import imp-1."
+
+
+def test_events_are_never_edited_or_deleted(user: Any, tmp_path: Path) -> None:
+    event = new_import(user, tmp_path).events.get()
+    event.message = "rewritten"
+    with pytest.raises(ValueError, match="never edited"):
+        event.save()
+    with pytest.raises(ValueError, match="never deleted"):
+        event.delete()
+    assert ImportEvent.objects.get().message.startswith("Uploaded keys.csv")
+
+
+def test_files_are_kept_for_the_retention_time(
+    user: Any, tmp_path: Path, real_ld: Any, settings: Any
+) -> None:
+    settings.IMPORT_RETENTION_HOURS = 1
+    real_ld.mock.post(real_ld.url(IMPORTS), status=400, json={"code": "invalid_request", "message": "no"})
+    record = imports.advance(new_import(user, tmp_path).pk)
+    assert Path(record.storage_dir).exists()
+    assert imports.purge_expired_files() == 0
+    ImportRecord.objects.filter(pk=record.pk).update(finished_at=timezone.now() - timedelta(hours=2))
+    assert imports.purge_expired_files() == 1
+    record.refresh_from_db()
+    assert record.storage_dir == ""
+    assert record.parts.get().file_path == ""
+
+
+def test_the_worker_task_reschedules_itself_until_final(user: Any, tmp_path: Path, real_ld: Any) -> None:
+    from django_tasks import default_task_backend
+
+    default_task_backend.clear()
+    accept(real_ld)
+    record = new_import(user, tmp_path)
+    assert tasks.advance_import.call(record.pk) == "preparing"
+    (follow_up,) = default_task_backend.results
+    assert follow_up.args == [record.pk]
+    assert follow_up.task.run_after >= timezone.now()
+    ld_status(real_ld, "complete")
+    due(record)
+    default_task_backend.clear()
+    assert tasks.advance_import.call(record.pk) == "complete"
+    assert default_task_backend.results == []
+    assert tasks.resume_unfinished_imports() == 0
