@@ -287,7 +287,9 @@ def _import_new(
     if request.method == "POST":
         if isinstance(handler, HashingUploadHandler) and handler.too_large:
             limit_mb = settings.IMPORT_MAX_UPLOAD_BYTES // (1024 * 1024)
-            form.is_valid()
+            # The parser stopped at the file, so fields after it may be missing; bind what arrived.
+            form = ImportForm(request.POST, segment_key=segment)
+            form.full_clean()
             form.errors.pop("file", None)
             form.add_error(
                 "file", f"The file is larger than the {limit_mb:,} MB limit. Nothing was uploaded."
