@@ -1,0 +1,199 @@
+"""Imports end to end against the built-in sandbox over real HTTP: the form, the worker, large lists,
+and several callers racing on the same imports."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import close_old_connections, connection
+from django.test import Client
+from django.utils import timezone
+
+from sandbox.models import SandboxImport, SandboxMember, SandboxSegment
+from segments_app import imports
+from segments_app.models import ImportRecord
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_until_final(record_id: int, *, timeout: float = 600, on_step: Any = None) -> ImportRecord:
+    deadline = time.monotonic() + timeout
+    while True:
+        ImportRecord.objects.filter(pk=record_id).update(last_checked_at=None, next_attempt_at=None)
+        record = imports.advance(record_id)
+        if on_step is not None:
+            on_step(record)
+        if record.is_final or time.monotonic() > deadline:
+            return record
+
+
+def members(environment: str, segment: str) -> set[str]:
+    return set(SandboxMember.objects.filter(segment__key=segment, segment__environment__key=environment)
+               .values_list("context_key", flat=True))
+
+
+def test_upload_through_the_form_runs_to_complete(logged_in: Any, contract: list[str]) -> None:
+    response = logged_in.post("/segments/demo/production/churn-risk/imports/new/", {
+        "file": SimpleUploadedFile("churn.csv", b"user_key\nu-1\nu-2\nu-1\n u-3 \n"), "mode": "replace",
+        "confirm_key": "churn-risk", "has_header": "on", "action": "upload"})
+    record = ImportRecord.objects.get()
+    assert response["Location"] == f"/imports/{record.pk}/"
+    record = run_until_final(record.pk)
+    assert record.status == "complete"
+    assert members("production", "churn-risk") == {"u-1", "u-2", "u-3"}
+    detail = logged_in.get(f"/segments/demo/production/churn-risk/").content.decode()
+    assert "Complete — 3 keys" in detail
+    assert "3 contexts" in detail
+    badge = logged_in.get(f"/imports/{record.pk}/badge/").content.decode()
+    assert "hx-trigger" not in badge
+
+
+def test_waiting_for_approval_then_approved(logged_in: Any, sandbox: str) -> None:
+    from django.core.management import call_command
+
+    logged_in.post("/segments/demo/staging/vip-customers/imports/new/", {
+        "file": SimpleUploadedFile("more.csv", b"approved-1\n"), "mode": "merge", "wait_on_approvals": "on",
+        "action": "upload"})
+    record = ImportRecord.objects.get()
+    ImportRecord.objects.filter(pk=record.pk).update(last_checked_at=None)
+    record = imports.advance(record.pk)
+    assert record.status == "pending_approval"
+    assert "What to do next:" in logged_in.get(f"/imports/{record.pk}/").content.decode()
+    call_command("sandbox_approve", "--all")
+    assert run_until_final(record.pk).status == "complete"
+    assert "approved-1" in members("staging", "vip-customers")
+
+
+def _race(records: list[int], settings: Any, user: Any) -> None:
+    """Two workers and a badge poller advance the same imports at once until all are final."""
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            while not stop.is_set():
+                for record_id in records:
+                    imports.advance(record_id)
+                time.sleep(0.01)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            close_old_connections()
+            connection.close()
+
+    def poller() -> None:
+        client = Client()
+        client.force_login(user)
+        try:
+            while not stop.is_set():
+                for record_id in records:
+                    assert client.get(f"/imports/{record_id}/badge/").status_code == 200
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker), threading.Thread(target=worker), threading.Thread(target=poller)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and ImportRecord.objects.exclude(
+        status__in=["complete", "failed", "unknown", "stopped", "rejected"]
+    ).exists():
+        time.sleep(0.05)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+
+
+def _submit_each_part_exactly_once(tmp_path: Path, settings: Any, user: Any) -> None:
+    settings.IMPORT_PART_MAX_KEYS = 2
+    settings.IMPORT_POLL_SECONDS = 0.05
+    settings.IMPORT_CONFLICT_BACKOFF = 0.05
+    settings.SANDBOX_IMPORT_BASE_SECONDS = 0.2
+    records = []
+    for environment, segment in (("production", "churn-risk"), ("production", "vip-customers"),
+                                 ("staging", "churn-risk")):
+        content = "".join(f"{environment}-{segment}-{i}\n" for i in range(5)).encode()
+        path = tmp_path / f"{environment}-{segment}.csv"
+        path.write_bytes(content)
+        records.append(imports.create_import(
+            user=user, project="demo", environment=environment, segment=segment,
+            upload=imports.ReceivedFile(path, path.name, len(content), hashlib.sha256(content).hexdigest()),
+            mode="merge", wait_on_approvals=False, has_header=False).pk)
+    _race(records, settings, user)
+    finished = ImportRecord.objects.filter(pk__in=records)
+    assert sorted(finished.values_list("status", flat=True)) == ["complete"] * 3
+    # Three parts each: nine imports reached the sandbox, one per part, never a part twice.
+    assert SandboxImport.objects.count() == 9
+    ids = [p.ld_import_id for r in finished for p in r.parts.all()]
+    assert sorted(ids) == sorted(str(i) for i in SandboxImport.objects.values_list("id", flat=True))
+    for environment, segment in (("production", "churn-risk"), ("staging", "churn-risk")):
+        assert members(environment, segment) == {f"{environment}-{segment}-{i}" for i in range(5)}
+
+
+def test_two_workers_and_a_badge_poll_submit_each_part_exactly_once(
+    sandbox: str, settings: Any, user: Any, tmp_path: Path
+) -> None:
+    _submit_each_part_exactly_once(tmp_path, settings, user)
+
+
+@pytest.mark.postgres
+def test_two_workers_and_a_badge_poll_on_postgresql(sandbox: str, settings: Any, user: Any, tmp_path: Path) -> None:
+    assert connection.vendor == "postgresql"
+    _submit_each_part_exactly_once(tmp_path, settings, user)
+
+
+@pytest.mark.slow
+def test_two_and_a_half_million_keys_become_three_parts_sent_in_turn(
+    sandbox: str, settings: Any, user: Any, tmp_path: Path
+) -> None:
+    """The real limits (1,000,000 keys and 40 MB a part); a 409 on part 2 delays it without loss."""
+    assert (settings.IMPORT_PART_MAX_KEYS, settings.IMPORT_PART_MAX_BYTES) == (1_000_000, 40 * 1024 * 1024)
+    settings.LD_READ_TIMEOUT = 300
+    settings.LD_UPLOAD_TIMEOUT = 300
+    total = 2_500_000
+    path = tmp_path / "big.csv"
+    digest = hashlib.sha256()
+    with path.open("wb") as out:
+        for start in range(0, total, 100_000):
+            chunk = "".join(f"customer-{i:08d}\n" for i in range(start, start + 100_000)).encode()
+            digest.update(chunk)
+            out.write(chunk)
+    record = imports.create_import(
+        user=user, project="demo", environment="production", segment="churn-risk",
+        upload=imports.ReceivedFile(path, "big.csv", path.stat().st_size, digest.hexdigest()),
+        mode="replace", wait_on_approvals=False, has_header=False)
+    assert [(p.number, p.key_count, p.mode) for p in record.parts.all()] == [
+        (1, 1_000_000, "replace"), (2, 1_000_000, "merge"), (3, 500_000, "merge")]
+
+    seen_conflict = []
+
+    def inject_conflict(current: ImportRecord) -> None:
+        # As soon as part 1 is running, LaunchDarkly will refuse the next upload once with 409.
+        if current.parts.filter(number=1, status="preparing").exists() and not seen_conflict:
+            settings.SANDBOX_FAULTS = [{"method": "POST", "path": "/imports$", "status": 409,
+                                        "code": "optimistic_locking_error", "message": "Conflicting process",
+                                        "times": 1}]
+            seen_conflict.append(True)
+
+    record = run_until_final(record.pk, on_step=inject_conflict)
+    assert record.status == "complete", record.error_message
+    parts = list(record.parts.all())
+    assert [p.status for p in parts] == ["complete"] * 3
+    for earlier, later in zip(parts, parts[1:], strict=False):
+        assert later.submitted_at >= earlier.finished_at  # strictly one after another
+    assert SandboxImport.objects.filter(segment__key="churn-risk").count() == 3
+    assert any("LaunchDarkly is busy" in e.message and e.part_number == 2 for e in record.events.all())
+    segment = SandboxSegment.objects.get(key="churn-risk", environment__key="production")
+    assert segment.included_count == total
+    assert record.finished_at - record.created_at < timedelta(minutes=30)
+    assert timezone.now() >= record.finished_at
