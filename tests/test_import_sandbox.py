@@ -4,6 +4,7 @@ and several callers racing on the same imports."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 import time
 from datetime import timedelta
@@ -35,20 +36,30 @@ def run_until_final(record_id: int, *, timeout: float = 600, on_step: Any = None
 
 
 def members(environment: str, segment: str) -> set[str]:
-    return set(SandboxMember.objects.filter(segment__key=segment, segment__environment__key=environment)
-               .values_list("context_key", flat=True))
+    return set(
+        SandboxMember.objects.filter(segment__key=segment, segment__environment__key=environment).values_list(
+            "context_key", flat=True
+        )
+    )
 
 
 def test_upload_through_the_form_runs_to_complete(logged_in: Any, contract: list[str]) -> None:
-    response = logged_in.post("/segments/demo/production/churn-risk/imports/new/", {
-        "file": SimpleUploadedFile("churn.csv", b"user_key\nu-1\nu-2\nu-1\n u-3 \n"), "mode": "replace",
-        "confirm_key": "churn-risk", "has_header": "on", "action": "upload"})
+    response = logged_in.post(
+        "/segments/demo/production/churn-risk/imports/new/",
+        {
+            "file": SimpleUploadedFile("churn.csv", b"user_key\nu-1\nu-2\nu-1\n u-3 \n"),
+            "mode": "replace",
+            "confirm_key": "churn-risk",
+            "has_header": "on",
+            "action": "upload",
+        },
+    )
     record = ImportRecord.objects.get()
     assert response["Location"] == f"/imports/{record.pk}/"
     record = run_until_final(record.pk)
     assert record.status == "complete"
     assert members("production", "churn-risk") == {"u-1", "u-2", "u-3"}
-    detail = logged_in.get(f"/segments/demo/production/churn-risk/").content.decode()
+    detail = logged_in.get("/segments/demo/production/churn-risk/").content.decode()
     assert "Complete — 3 keys" in detail
     assert "3 contexts" in detail
     badge = logged_in.get(f"/imports/{record.pk}/badge/").content.decode()
@@ -58,9 +69,15 @@ def test_upload_through_the_form_runs_to_complete(logged_in: Any, contract: list
 def test_waiting_for_approval_then_approved(logged_in: Any, sandbox: str) -> None:
     from django.core.management import call_command
 
-    logged_in.post("/segments/demo/staging/vip-customers/imports/new/", {
-        "file": SimpleUploadedFile("more.csv", b"approved-1\n"), "mode": "merge", "wait_on_approvals": "on",
-        "action": "upload"})
+    logged_in.post(
+        "/segments/demo/staging/vip-customers/imports/new/",
+        {
+            "file": SimpleUploadedFile("more.csv", b"approved-1\n"),
+            "mode": "merge",
+            "wait_on_approvals": "on",
+            "action": "upload",
+        },
+    )
     record = ImportRecord.objects.get()
     ImportRecord.objects.filter(pk=record.pk).update(last_checked_at=None)
     record = imports.advance(record.pk)
@@ -100,13 +117,20 @@ def _race(records: list[int], settings: Any, user: Any) -> None:
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=worker), threading.Thread(target=worker), threading.Thread(target=poller)]
+    threads = [
+        threading.Thread(target=worker),
+        threading.Thread(target=worker),
+        threading.Thread(target=poller),
+    ]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and ImportRecord.objects.exclude(
-        status__in=["complete", "failed", "unknown", "stopped", "rejected"]
-    ).exists():
+    while (
+        time.monotonic() < deadline
+        and ImportRecord.objects.exclude(
+            status__in=["complete", "failed", "unknown", "stopped", "rejected"]
+        ).exists()
+    ):
         time.sleep(0.05)
     stop.set()
     for thread in threads:
@@ -120,15 +144,28 @@ def _submit_each_part_exactly_once(tmp_path: Path, settings: Any, user: Any) -> 
     settings.IMPORT_CONFLICT_BACKOFF = 0.05
     settings.SANDBOX_IMPORT_BASE_SECONDS = 0.2
     records = []
-    for environment, segment in (("production", "churn-risk"), ("production", "vip-customers"),
-                                 ("staging", "churn-risk")):
+    for environment, segment in (
+        ("production", "churn-risk"),
+        ("production", "vip-customers"),
+        ("staging", "churn-risk"),
+    ):
         content = "".join(f"{environment}-{segment}-{i}\n" for i in range(5)).encode()
         path = tmp_path / f"{environment}-{segment}.csv"
         path.write_bytes(content)
-        records.append(imports.create_import(
-            user=user, project="demo", environment=environment, segment=segment,
-            upload=imports.ReceivedFile(path, path.name, len(content), hashlib.sha256(content).hexdigest()),
-            mode="merge", wait_on_approvals=False, has_header=False).pk)
+        records.append(
+            imports.create_import(
+                user=user,
+                project="demo",
+                environment=environment,
+                segment=segment,
+                upload=imports.ReceivedFile(
+                    path, path.name, len(content), hashlib.sha256(content).hexdigest()
+                ),
+                mode="merge",
+                wait_on_approvals=False,
+                has_header=False,
+            ).pk
+        )
     _race(records, settings, user)
     finished = ImportRecord.objects.filter(pk__in=records)
     assert sorted(finished.values_list("status", flat=True)) == ["complete"] * 3
@@ -147,7 +184,9 @@ def test_two_workers_and_a_badge_poll_submit_each_part_exactly_once(
 
 
 @pytest.mark.postgres
-def test_two_workers_and_a_badge_poll_on_postgresql(sandbox: str, settings: Any, user: Any, tmp_path: Path) -> None:
+def test_two_workers_and_a_badge_poll_on_postgresql(
+    sandbox: str, settings: Any, user: Any, tmp_path: Path
+) -> None:
     assert connection.vendor == "postgresql"
     _submit_each_part_exactly_once(tmp_path, settings, user)
 
@@ -169,27 +208,43 @@ def test_two_and_a_half_million_keys_become_three_parts_sent_in_turn(
             digest.update(chunk)
             out.write(chunk)
     record = imports.create_import(
-        user=user, project="demo", environment="production", segment="churn-risk",
+        user=user,
+        project="demo",
+        environment="production",
+        segment="churn-risk",
         upload=imports.ReceivedFile(path, "big.csv", path.stat().st_size, digest.hexdigest()),
-        mode="replace", wait_on_approvals=False, has_header=False)
+        mode="replace",
+        wait_on_approvals=False,
+        has_header=False,
+    )
     assert [(p.number, p.key_count, p.mode) for p in record.parts.all()] == [
-        (1, 1_000_000, "replace"), (2, 1_000_000, "merge"), (3, 500_000, "merge")]
+        (1, 1_000_000, "replace"),
+        (2, 1_000_000, "merge"),
+        (3, 500_000, "merge"),
+    ]
 
     seen_conflict = []
 
     def inject_conflict(current: ImportRecord) -> None:
         # As soon as part 1 is running, LaunchDarkly will refuse the next upload once with 409.
         if current.parts.filter(number=1, status="preparing").exists() and not seen_conflict:
-            settings.SANDBOX_FAULTS = [{"method": "POST", "path": "/imports$", "status": 409,
-                                        "code": "optimistic_locking_error", "message": "Conflicting process",
-                                        "times": 1}]
+            settings.SANDBOX_FAULTS = [
+                {
+                    "method": "POST",
+                    "path": "/imports$",
+                    "status": 409,
+                    "code": "optimistic_locking_error",
+                    "message": "Conflicting process",
+                    "times": 1,
+                }
+            ]
             seen_conflict.append(True)
 
     record = run_until_final(record.pk, on_step=inject_conflict)
     assert record.status == "complete", record.error_message
     parts = list(record.parts.all())
     assert [p.status for p in parts] == ["complete"] * 3
-    for earlier, later in zip(parts, parts[1:], strict=False):
+    for earlier, later in itertools.pairwise(parts):
         assert later.submitted_at >= earlier.finished_at  # strictly one after another
     assert SandboxImport.objects.filter(segment__key="churn-risk").count() == 3
     assert any("LaunchDarkly is busy" in e.message and e.part_number == 2 for e in record.events.all())

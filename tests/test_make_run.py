@@ -87,6 +87,24 @@ def test_make_run_serves_login_and_the_demo_picker(tmp_path: Path) -> None:
         assert 'href="/segments/demo/production/"' in response.text
         assert 'href="/segments/demo/staging/"' in response.text
         assert requests.get(f"{base}/static/vendor/htmx-2.0.11.min.js", timeout=5).status_code == 200
+
+        # An upload finishes with no browser polling its badge: the background worker moves it.
+        form_url = f"{base}/segments/demo/staging/churn-risk/imports/new/"
+        session.get(form_url, timeout=30)
+        uploaded = session.post(
+            form_url,
+            data={"mode": "merge", "action": "upload", "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+            files={"file": ("keys.csv", b"made-1\nmade-2\n", "text/csv")},
+            headers={"Referer": form_url},
+            timeout=60,
+            allow_redirects=False,
+        )
+        assert uploaded.status_code == 302, uploaded.text[:2000]
+        detail_url = f"{base}{uploaded.headers['Location']}"
+        deadline = time.monotonic() + 60
+        while "Complete — 2 keys" not in session.get(detail_url, timeout=30).text:
+            assert time.monotonic() < deadline, "the worker did not finish the import:\n" + "".join(output)
+            time.sleep(1)
     finally:
         # Ctrl-C in a terminal signals the whole foreground group; do the same.
         os.killpg(process.pid, signal.SIGINT)
