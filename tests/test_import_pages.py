@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import requests
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -184,21 +185,94 @@ def test_the_upload_is_hashed_on_the_way_in(logged_in: Any, real_ld: Any) -> Non
     assert record.size_bytes == len(content)
 
 
-@pytest.mark.parametrize("status", [400, 401, 404, 409, 429, 500])
+@pytest.mark.parametrize(
+    ("answer", "status", "shown"),
+    [
+        ({"status": 400, "json": {"code": "invalid_request", "message": "Refused"}}, "failed", "Refused"),
+        (
+            {"status": 401, "json": {"code": "unauthorized", "message": "Invalid access token"}},
+            "failed",
+            "Invalid access token",
+        ),
+        (
+            {"status": 404, "json": {"code": "not_found", "message": "Unknown segment"}},
+            "failed",
+            "Unknown segment",
+        ),
+        (
+            {"status": 409, "json": {"code": "conflict", "message": "Conflicting process"}},
+            "queued",
+            "LaunchDarkly is busy with another import in this environment",
+        ),
+        (
+            {"status": 429, "json": {"code": "rate_limited", "message": "slow"}},
+            "queued",
+            "LaunchDarkly asked us to slow down",
+        ),
+        ({"status": 500, "json": {"code": "internal_server_error", "message": "Boom"}}, "failed", "Boom"),
+        ({"body": requests.ReadTimeout("slow")}, "unknown", "may or may not have started"),
+        ({"status": 204}, "unknown", "returned no import ID"),
+    ],
+)
 def test_upload_with_launchdarkly_failing_shows_the_import_not_a_500(
-    logged_in: Any, real_ld: Any, status: int
+    logged_in: Any, real_ld: Any, answer: dict, status: str, shown: str
 ) -> None:
     big_segment(real_ld)
-    real_ld.mock.post(
-        real_ld.url(f"{SEGMENT}/imports"), status=status, json={"code": "c", "message": "Refused"}
-    )
+    real_ld.mock.post(real_ld.url(f"{SEGMENT}/imports"), **answer)
     response = post(logged_in, b"k\n")
     assert response.status_code == 302
     detail = logged_in.get(response["Location"])
     assert detail.status_code == 200
-    record = ImportRecord.objects.get()
-    assert record.status in ("failed", "queued")
-    assert record.status == ("queued" if status in (409, 429) else "failed")
+    assert shown in text(detail)
+    assert ImportRecord.objects.get().status == status
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_badge_polls_in_one_interval_make_one_launchdarkly_call(user: Any, real_ld: Any) -> None:
+    import threading
+
+    from django.db import connection as thread_connection
+    from django.test import Client
+
+    record = make_record(user, status="in_progress", last_checked_at=timezone.now() - timedelta(seconds=10))
+    ImportPart.objects.create(
+        record=record,
+        number=1,
+        key_count=1,
+        size_bytes=2,
+        mode="merge",
+        status="in_progress",
+        ld_import_id="imp-8",
+    )
+    real_ld.mock.get(
+        real_ld.url(f"{SEGMENT}/imports/imp-8"),
+        json={
+            "id": "imp-8",
+            "segmentKey": "vip",
+            "status": "in_progress",
+            "mode": "merge",
+            "creationTime": 1,
+            "_links": {},
+            "files": [],
+        },
+    )
+    barrier = threading.Barrier(8)
+    codes: list[int] = []
+
+    def poll() -> None:
+        client = Client()
+        client.force_login(user)
+        barrier.wait()
+        codes.append(client.get(f"/imports/{record.pk}/badge/").status_code)
+        thread_connection.close()
+
+    threads = [threading.Thread(target=poll) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert codes == [200] * 8
+    assert len(real_ld.calls_to(f"{SEGMENT}/imports/imp-8")) == 1
 
 
 # --- badge --------------------------------------------------------------------------------------------
