@@ -72,9 +72,9 @@ def _environment(project_key: str, env_key: str) -> SandboxEnvironment:
         raise not_found("Unknown project or environment") from None
 
 
-def _segment(project_key: str, env_key: str, segment_key: str) -> SandboxSegment:
+def _segment(project_key: str, env_key: str, segment_key: str, at: int | None = None) -> SandboxSegment:
     environment = _environment(project_key, env_key)
-    imports.settle(environment)
+    imports.settle(environment, at)
     try:
         return SandboxSegment.objects.get(environment=environment, key=segment_key)
     except SandboxSegment.DoesNotExist:
@@ -262,12 +262,13 @@ def import_status(
     import_id: str,
     fault: Fault | None,
 ) -> HttpResponse:
-    seg = _segment(project_key, env_key, segment_key)
+    at = now_ms()
+    seg = _segment(project_key, env_key, segment_key, at)
     try:
         record = seg.imports.get(pk=uuid.UUID(import_id))
     except (SandboxImport.DoesNotExist, ValueError):
         raise not_found("Unknown import") from None
-    status = record.status_at(now_ms())
+    status = record.status_at(at)
     body = representations.import_(
         record, project_key=project_key, env_key=env_key, segment_key=segment_key, status=status
     )

@@ -101,9 +101,12 @@ def start_import(
         raise
 
 
-def settle(environment: SandboxEnvironment) -> None:
-    """Apply every import in the environment whose time is up. Safe to call from many requests."""
-    at = now_ms()
+def settle(environment: SandboxEnvironment, at: int | None = None) -> None:
+    """Apply every import in the environment whose time is up at `at`. Safe to call from many requests.
+
+    A caller that reports an import's status passes the same `at`, so a status of `complete` is never
+    reported before its membership change has been applied."""
+    at = now_ms() if at is None else at
     for pending in SandboxImport.objects.filter(environment=environment, final_status=""):
         status = pending.status_at(at)
         if status in ("complete", "stopped"):

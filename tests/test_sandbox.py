@@ -452,3 +452,21 @@ def test_state_is_read_from_the_database_on_every_request(ld: LaunchDarklyClient
     body = ld.get_import("demo", "production", "churn-risk", str(record.pk))
     assert body["status"] == "complete"
     assert body["files"] == [{"filename": "old.csv", "status": "complete"}]
+
+
+def test_complete_is_never_reported_before_the_membership_is_applied(
+    ld: LaunchDarklyClient, settings: Any
+) -> None:
+    settings.SANDBOX_IMPORT_BASE_SECONDS = 0.3
+    started = ld.start_import("demo", "production", "churn-risk", keys_file("late-1", "late-2"))
+    while True:
+        status = ld.get_import("demo", "production", "churn-risk", started.import_id)["status"]
+        applied = SandboxMember.objects.filter(
+            segment__key="churn-risk", segment__environment__key="production"
+        )
+        if status == "complete":
+            # The same request that says "complete" has applied the keys.
+            assert set(applied.values_list("context_key", flat=True)) == {"late-1", "late-2"}
+            break
+        assert not applied.exists()
+        time.sleep(0.01)
