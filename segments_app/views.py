@@ -30,7 +30,7 @@ from segments_app.forms import (
     SegmentFilterForm,
     SegmentForm,
 )
-from segments_app.launchdarkly import Environment, LaunchDarklyError, NotFound, Project
+from segments_app.launchdarkly import Environment, LaunchDarklyError, NotFound, Project, Segment
 from segments_app.models import ImportRecord, ImportStatus, SegmentActivity
 from segments_app.uploads import HashingUploadHandler
 
@@ -61,6 +61,26 @@ def with_environment(view: Callable[..., HttpResponse]) -> Callable[..., HttpRes
         if found is None:
             raise Http404("No such project or environment")
         return view(request, found[0], found[1], **kwargs)
+
+    return wrapper
+
+
+def with_segment(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Like `with_environment`, and fetch the segment from LaunchDarkly too (always fresh)."""
+
+    @with_environment
+    @wraps(view)
+    def wrapper(
+        request: HttpRequest, project: Project, environment: Environment, segment: str
+    ) -> HttpResponse:
+        try:
+            with launchdarkly_client() as client:
+                found = client.get_segment(project.key, environment.key, segment)
+        except NotFound:
+            raise Http404("No such segment") from None
+        except LaunchDarklyError as exc:
+            return _upstream_error(request, exc, project=project, environment=environment)
+        return view(request, project, environment, found)
 
     return wrapper
 
@@ -176,20 +196,13 @@ def segment_create(request: HttpRequest, project: Project, environment: Environm
 
 
 @require_GET
-@with_environment
+@with_segment
 def segment_detail(
-    request: HttpRequest, project: Project, environment: Environment, segment: str
+    request: HttpRequest, project: Project, environment: Environment, found: Segment
 ) -> HttpResponse:
-    try:
-        with launchdarkly_client() as client:
-            found = client.get_segment(project.key, environment.key, segment)
-    except NotFound:
-        raise Http404("No such segment") from None
-    except LaunchDarklyError as exc:
-        return _upstream_error(request, exc, project=project, environment=environment)
     recent_imports = (
         ImportRecord.objects.filter(
-            project_key=project.key, environment_key=environment.key, segment_key=segment
+            project_key=project.key, environment_key=environment.key, segment_key=found.key
         )
         .select_related("user")
         .order_by("-created_at", "-id")[:RECENT_IMPORTS]
@@ -262,17 +275,10 @@ def import_new(request: HttpRequest, project: str, env: str, segment: str) -> Ht
 
 @csrf_protect
 @require_http_methods(["GET", "POST"])
-@with_environment
+@with_segment
 def _import_new(
-    request: HtmxHttpRequest, project: Project, environment: Environment, segment: str
+    request: HtmxHttpRequest, project: Project, environment: Environment, found: Segment
 ) -> HttpResponse:
-    try:
-        with launchdarkly_client() as client:
-            found = client.get_segment(project.key, environment.key, segment)
-    except NotFound:
-        raise Http404("No such segment") from None
-    except LaunchDarklyError as exc:
-        return _upstream_error(request, exc, project=project, environment=environment)
     context: dict[str, Any] = {
         "project": project,
         "environment": environment,
@@ -282,13 +288,13 @@ def _import_new(
     if not found.unbounded:
         return render(request, "segments_app/import_not_big.html", context)
     handler = request.upload_handlers[0]
-    form = ImportForm(request.POST or None, request.FILES or None, segment_key=segment)
+    form = ImportForm(request.POST or None, request.FILES or None, segment_key=found.key)
     report = None
     if request.method == "POST":
         if isinstance(handler, HashingUploadHandler) and handler.too_large:
             limit_mb = settings.IMPORT_MAX_UPLOAD_BYTES // (1024 * 1024)
             # The parser stopped at the file, so fields after it may be missing; bind what arrived.
-            form = ImportForm(request.POST, segment_key=segment)
+            form = ImportForm(request.POST, segment_key=found.key)
             form.full_clean()
             form.errors.pop("file", None)
             form.add_error(
@@ -309,7 +315,7 @@ def _import_new(
                     user=request.user,
                     project=project.key,
                     environment=environment.key,
-                    segment=segment,
+                    segment=found.key,
                     upload=received,
                     mode=form.cleaned_data["mode"],
                     wait_on_approvals=form.cleaned_data["wait_on_approvals"],

@@ -234,28 +234,7 @@ def test_concurrent_badge_polls_in_one_interval_make_one_launchdarkly_call(user:
     from django.db import connection as thread_connection
     from django.test import Client
 
-    record = make_record(user, status="in_progress", last_checked_at=timezone.now() - timedelta(seconds=10))
-    ImportPart.objects.create(
-        record=record,
-        number=1,
-        key_count=1,
-        size_bytes=2,
-        mode="merge",
-        status="in_progress",
-        ld_import_id="imp-8",
-    )
-    real_ld.mock.get(
-        real_ld.url(f"{SEGMENT}/imports/imp-8"),
-        json={
-            "id": "imp-8",
-            "segmentKey": "vip",
-            "status": "in_progress",
-            "mode": "merge",
-            "creationTime": 1,
-            "_links": {},
-            "files": [],
-        },
-    )
+    record = running_import(user, real_ld, "imp-8")
     barrier = threading.Barrier(8)
     codes: list[int] = []
 
@@ -296,6 +275,33 @@ def make_record(user: Any, status: str = "in_progress", **fields: Any) -> Import
     return ImportRecord.objects.create(**values)
 
 
+def running_import(user: Any, real_ld: Any, import_id: str) -> ImportRecord:
+    """An import LaunchDarkly is running, last checked long enough ago to be due."""
+    record = make_record(user, status="in_progress", last_checked_at=timezone.now() - timedelta(seconds=10))
+    ImportPart.objects.create(
+        record=record,
+        number=1,
+        key_count=1,
+        size_bytes=2,
+        mode="merge",
+        status="in_progress",
+        ld_import_id=import_id,
+    )
+    real_ld.mock.get(
+        real_ld.url(f"{SEGMENT}/imports/{import_id}"),
+        json={
+            "id": import_id,
+            "segmentKey": "vip",
+            "status": "in_progress",
+            "mode": "merge",
+            "creationTime": 1,
+            "_links": {},
+            "files": [],
+        },
+    )
+    return record
+
+
 def test_badge_polls_while_running_and_stops_when_final(logged_in: Any, user: Any, real_ld: Any) -> None:
     running = make_record(user, last_checked_at=timezone.now())
     html = text(logged_in.get(f"/imports/{running.pk}/badge/"))
@@ -312,28 +318,7 @@ def test_badge_polls_while_running_and_stops_when_final(logged_in: Any, user: An
 def test_many_badge_polls_in_one_interval_make_one_launchdarkly_call(
     logged_in: Any, user: Any, real_ld: Any
 ) -> None:
-    record = make_record(user, status="in_progress", last_checked_at=timezone.now() - timedelta(seconds=10))
-    ImportPart.objects.create(
-        record=record,
-        number=1,
-        key_count=1,
-        size_bytes=2,
-        mode="merge",
-        status="in_progress",
-        ld_import_id="imp-7",
-    )
-    real_ld.mock.get(
-        real_ld.url(f"{SEGMENT}/imports/imp-7"),
-        json={
-            "id": "imp-7",
-            "segmentKey": "vip",
-            "status": "in_progress",
-            "mode": "merge",
-            "creationTime": 1,
-            "_links": {},
-            "files": [],
-        },
-    )
+    record = running_import(user, real_ld, "imp-7")
     for _ in range(10):
         assert logged_in.get(f"/imports/{record.pk}/badge/").status_code == 200
     assert len(real_ld.calls_to(f"{SEGMENT}/imports/imp-7")) == 1
