@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
+from segments_app.imports import purge_expired_files
 from segments_app.tasks import resume_unfinished_imports
 
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
@@ -35,6 +36,7 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=1)
         call_command("collectstatic", interactive=False, verbosity=0)
         call_command("ensure_admin")
+        purge_expired_files()
         resumed = resume_unfinished_imports()
         if resumed:
             self.stdout.write(f"Resuming {resumed} unfinished import(s).")
