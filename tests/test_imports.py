@@ -71,7 +71,9 @@ def accept(real_ld: Any, import_id: str = "imp-1", path: str = IMPORTS) -> None:
 
 
 def ld_status(real_ld: Any, status: str, import_id: str = "imp-1") -> None:
-    real_ld.mock.get(
+    """What LaunchDarkly answers about an import from now on (replacing any earlier answer)."""
+    real_ld.mock.upsert(
+        "GET",
         real_ld.url(f"{IMPORTS}/{import_id}"),
         json={
             "id": import_id,
@@ -156,19 +158,7 @@ def test_status_is_refreshed_at_most_once_per_interval_then_completes(
     assert imports.advance(record.pk).status == "in_progress"
     imports.advance(record.pk)
     assert len(real_ld.calls_to(f"{IMPORTS}/imp-1")) == 1
-    real_ld.mock.replace(
-        "GET",
-        real_ld.url(f"{IMPORTS}/imp-1"),
-        json={
-            "id": "imp-1",
-            "segmentKey": "vip",
-            "status": "complete",
-            "mode": "merge",
-            "creationTime": 1,
-            "_links": {},
-            "files": [{"filename": "keys.csv", "status": "complete"}],
-        },
-    )
+    ld_status(real_ld, "complete")
     due(record)
     record = imports.advance(record.pk)
     assert record.status == "complete"
@@ -223,19 +213,7 @@ def test_large_list_is_sent_in_parts_strictly_in_turn_and_a_409_delays_without_l
     imports.advance(record.pk)
     assert len(real_ld.calls_to(IMPORTS)) == 1  # part 2 waits while part 1 runs
     # Part 1 completes; LaunchDarkly refuses part 2 once with 409.
-    real_ld.mock.replace(
-        "GET",
-        real_ld.url(f"{IMPORTS}/imp-1"),
-        json={
-            "id": "imp-1",
-            "segmentKey": "vip",
-            "status": "complete",
-            "mode": "replace",
-            "creationTime": 1,
-            "_links": {},
-            "files": [],
-        },
-    )
+    ld_status(real_ld, "complete")
     real_ld.mock.replace(
         "POST",
         real_ld.url(IMPORTS),
