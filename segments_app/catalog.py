@@ -40,7 +40,3 @@ def find_environment(project_key: str, env_key: str) -> tuple[Project, Environme
                 if environment.key == env_key:
                     return project, environment
     return None
-
-
-def forget() -> None:
-    cache.delete(_cache_key())

@@ -145,17 +145,6 @@ def looks_like_header(cell: str) -> bool:
     return cell.strip().strip('"').strip().lower() in HEADER_WORDS
 
 
-def first_row(path: Path) -> list[str]:
-    """The first non-blank row, for header detection (reads only the start of the file)."""
-    with path.open("rb") as raw:
-        head = raw.read(SNIFF_BYTES)
-    text = head.decode("utf-8-sig", errors="replace")
-    for row in csv.reader(io.StringIO(text, newline="")):
-        if row and row[0].strip():
-            return row
-    return []
-
-
 def _csv_line(key: str) -> str:
     if "," in key or '"' in key:
         return '"' + key.replace('"', '""') + '"\n'

@@ -52,11 +52,6 @@ class SegmentActivity(models.Model):
     def __str__(self) -> str:
         return f"{self.get_action_display()} {self.project_key}/{self.environment_key}/{self.segment_key}"
 
-    @property
-    def was_unavailable(self) -> bool:
-        """LaunchDarkly did not answer, so the change may or may not have been made."""
-        return self.outcome == self.Outcome.FAILED and self.error_code == UNAVAILABLE_CODE
-
 
 UNAVAILABLE_CODE = "unavailable"
 
