@@ -30,9 +30,9 @@ from segments_app.forms import (
     SegmentFilterForm,
     SegmentForm,
 )
+from segments_app.imports.intake import HashingUploadHandler
 from segments_app.launchdarkly import Environment, LaunchDarklyError, NotFound, Project, Segment
 from segments_app.models import ImportRecord, ImportStatus, SegmentActivity
-from segments_app.uploads import HashingUploadHandler
 
 SEGMENTS_PER_PAGE = 20
 ACTIVITY_PER_PAGE = 50

@@ -30,7 +30,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from segments_app.connection import launchdarkly_client
-from segments_app.csv_validation import Limits, Report, normalise_csv
+from segments_app.imports.validation import Limits, Report, normalise_csv
 from segments_app.launchdarkly import (
     Conflict,
     LaunchDarklyError,

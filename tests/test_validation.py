@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from segments_app.csv_validation import HashSet64, Limits, key_hash, looks_like_header, normalise_csv
+from segments_app.imports.validation import HashSet64, Limits, key_hash, looks_like_header, normalise_csv
 
 LIMITS = Limits()
 
