@@ -42,8 +42,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
-    "django_tasks",
-    "django_tasks_db",
     "segments_app",
     "sandbox",
 ]
@@ -158,7 +156,8 @@ LD_PROJECTS_CACHE_SECONDS = min(env_int("LD_PROJECTS_CACHE_SECONDS", 30), 60)
 # --- Built-in LaunchDarkly sandbox ----------------------------------------------------
 # With no token the app talks to its own sandbox (the `sandbox` app) over HTTP, through the same client.
 LD_SANDBOX_ENABLED = not LD_API_TOKEN
-LD_SANDBOX_URL = env_str("LD_SANDBOX_URL", "http://127.0.0.1:8000/sandbox").rstrip("/")
+# `make run` serves the sandbox in a process of its own on SANDBOX_ADDR and sets this to match.
+LD_SANDBOX_URL = env_str("LD_SANDBOX_URL", "http://127.0.0.1:8001/sandbox").rstrip("/")
 # Derived from SECRET_KEY so every process of one installation agrees on it without another setting.
 LD_SANDBOX_TOKEN = (
     "api-sandbox-"
@@ -174,6 +173,19 @@ try:
     SANDBOX_FAULTS: list[dict] = json.loads(env_str("SANDBOX_FAULTS", "[]"))
 except json.JSONDecodeError as exc:
     raise ImproperlyConfigured(f"SANDBOX_FAULTS must be a JSON list of fault rules: {exc}") from None
+# Imports are applied outside any request, this many keys to a transaction, so no write waits long.
+SANDBOX_APPLY_BATCH_KEYS = max(1, env_int("SANDBOX_APPLY_BATCH_KEYS", 5000))
+SANDBOX_APPLIER_INTERVAL = env_float("SANDBOX_APPLIER_INTERVAL", 0.5)
+
+# --- Processes `make run` starts (README: "What make run starts") ----------------------------------
+# gunicorn with threaded (gthread) workers: a slow request (an upload, a call to LaunchDarkly) holds a
+# thread, not a whole process, and a page that calls the sandbox never waits on its own process.
+WEB_WORKERS = max(1, env_int("WEB_WORKERS", 2))
+WEB_THREADS = max(1, env_int("WEB_THREADS", 8))
+# host:port of the sandbox's own server; empty means the web address's port + 1 on the same host.
+SANDBOX_ADDR = env_str("SANDBOX_ADDR", "")
+# One process, so fault rules counted per process (`times`) count every request.
+SANDBOX_THREADS = max(1, env_int("SANDBOX_THREADS", 8))
 
 # Uploads larger than this spill to a temporary file instead of staying in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
@@ -190,11 +202,12 @@ IMPORT_POLL_SECONDS = env_float("IMPORT_POLL_SECONDS", 2.0)
 IMPORT_CONFLICT_BACKOFF = env_float("IMPORT_CONFLICT_BACKOFF", 5.0)
 IMPORT_CONFLICT_BACKOFF_MAX = env_float("IMPORT_CONFLICT_BACKOFF_MAX", 300.0)
 IMPORT_DEFAULT_PAUSE_SECONDS = env_float("IMPORT_DEFAULT_PAUSE_SECONDS", 10.0)
-# How long one caller may hold an import while it talks to LaunchDarkly (an upload can take minutes).
-IMPORT_LEASE_SECONDS = env_float("IMPORT_LEASE_SECONDS", LD_UPLOAD_TIMEOUT + 60)
+# A worker holds an import under a lease that a heartbeat renews while it works; a dead worker's
+# import is taken over once the lease runs out, so keep it short: two poll intervals by default.
+IMPORT_LEASE_SECONDS = env_float("IMPORT_LEASE_SECONDS", 2 * IMPORT_POLL_SECONDS)
+IMPORT_DRAFT_RETENTION_HOURS = env_float("IMPORT_DRAFT_RETENTION_HOURS", 24.0)
+IMPORT_WORKER_THREADS = env_int("IMPORT_WORKER_THREADS", 2)
 HISTORY_PAGE_SIZE = 50
-
-TASKS = {"default": {"BACKEND": env_str("TASKS_BACKEND", "django_tasks_db.DatabaseBackend")}}
 
 LOGGING = {
     "version": 1,

@@ -180,35 +180,26 @@ class SegmentFilterForm(forms.Form):
         return bool(values["query"] or values["tag"] or values["unbounded"] is not None)
 
 
-class ImportForm(forms.Form):
-    file = forms.FileField(
-        label="CSV file",
-        help_text="Context keys in the first column, one per row. Other columns are ignored.",
-    )
-    mode = forms.ChoiceField(
-        choices=[
-            ("merge", "Merge — add these keys to the segment's current members"),
-            ("replace", "Replace — the segment will contain exactly the keys in this file"),
-        ],
-        initial="merge",
-        widget=forms.RadioSelect,
-    )
+MODE_CHOICES = [
+    ("merge", "Merge — add these keys to the segment's current members"),
+    ("replace", "Replace — the segment will contain exactly the keys in this file"),
+]
+REPLACE_HELP = "Replace removes every current member that is not in the file."
+
+
+class SendChoicesForm(forms.Form):
+    """How a checked list is sent: the mode, its confirmation, and approvals. Shared by the upload
+    form and a draft's Send form, so both ask the same and refuse the same."""
+
+    mode = forms.ChoiceField(choices=MODE_CHOICES, initial="merge", widget=forms.RadioSelect)
     confirm_key = forms.CharField(
-        required=False,
-        max_length=256,
-        label="To replace, type the segment key",
-        help_text="Replace removes every current member that is not in the file.",
+        required=False, max_length=256, label="To replace, type the segment key", help_text=REPLACE_HELP
     )
     wait_on_approvals = forms.BooleanField(
         required=False,
         label="Wait for approvals",
         help_text="If this environment requires approval, the import waits in LaunchDarkly "
         "until it is approved.",
-    )
-    has_header = forms.BooleanField(
-        required=False,
-        label="First row is a header",
-        help_text="Skip the first row (for example “email” or “key”).",
     )
 
     def __init__(self, *args: Any, segment_key: str, **kwargs: Any) -> None:
@@ -221,11 +212,60 @@ class ImportForm(forms.Form):
             cleaned.get("mode") == "replace"
             and (cleaned.get("confirm_key") or "").strip() != self.segment_key
         ):
-            self.add_error(
-                "confirm_key",
-                "Replace removes every current member that is not in the file. "
-                f'Type "{self.segment_key}" to confirm.',
-            )
+            self.add_error("confirm_key", f'{REPLACE_HELP} Type "{self.segment_key}" to confirm.')
+        return cleaned
+
+
+class ImportForm(SendChoicesForm):
+    file = forms.FileField(
+        label="CSV file",
+        help_text="Context keys in the first column, one per row. Other columns are ignored.",
+    )
+    has_header = forms.BooleanField(
+        required=False,
+        label="First row is a header",
+        help_text="Skip the first row (for example “email” or “key”).",
+    )
+    submission_token = forms.CharField(widget=forms.HiddenInput, max_length=64)
+    field_order = ["file", "mode", "confirm_key", "has_header", "wait_on_approvals"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial.setdefault("submission_token", new_submission_token())
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.data.get("action") == "check":
+            # A check sends nothing: the replace confirmation is asked when the draft is sent.
+            self.errors.pop("confirm_key", None)
+        return cleaned
+
+
+class SendDraftForm(SendChoicesForm):
+    """Sending a checked draft; when its first row looked like a header, the person says what it is."""
+
+    first_row = forms.ChoiceField(
+        required=False,
+        widget=forms.RadioSelect,
+        label="Is the first row a header?",
+        choices=[
+            ("header", "Yes — it is a column title: leave it out"),
+            ("key", "No — it is a context key: import it"),
+        ],
+    )
+
+    def __init__(self, *args: Any, asks_about_header: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.asks_about_header = asks_about_header
+        if not asks_about_header:
+            del self.fields["first_row"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.asks_about_header and not cleaned.get("first_row"):
+            self.add_error("first_row", "Say whether the first row is a header before sending.")
+        cleaned["first_row_is_header"] = cleaned.get("first_row") == "header"
         return cleaned
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
+from django.utils import timezone
+
+logger = logging.getLogger("segments_app.imports")
 
 
 class SegmentActivity(models.Model):
@@ -59,7 +63,11 @@ UNAVAILABLE_CODE = "unavailable"
 class ImportStatus(models.TextChoices):
     """Local statuses, then LaunchDarkly's own (`Import.status`)."""
 
+    VALIDATING = "validating", "Checking the file"
+    DRAFT = "draft", "Draft — not sent"
     REJECTED = "rejected", "Rejected"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Draft expired"
     QUEUED = "queued", "Queued"
     SUBMITTING = "submitting", "Submitting"
     FAILED = "failed", "Failed"
@@ -75,6 +83,8 @@ class ImportStatus(models.TextChoices):
 FINAL_STATUSES = frozenset(
     {
         ImportStatus.REJECTED,
+        ImportStatus.CANCELLED,
+        ImportStatus.EXPIRED,
         ImportStatus.FAILED,
         ImportStatus.UNKNOWN,
         ImportStatus.COMPLETE,
@@ -84,10 +94,21 @@ FINAL_STATUSES = frozenset(
 RUNNING_AT_LAUNCHDARKLY = frozenset(
     {ImportStatus.PREPARING, ImportStatus.PENDING_APPROVAL, ImportStatus.READY, ImportStatus.IN_PROGRESS}
 )
+# What holds LaunchDarkly's one import slot of an environment, or is next in line for it.
+IN_LINE_FOR_LAUNCHDARKLY = RUNNING_AT_LAUNCHDARKLY | {ImportStatus.SUBMITTING}
+# Nothing of these has reached LaunchDarkly yet, so a person may still call them off.
+CANCELLABLE = frozenset({ImportStatus.DRAFT, ImportStatus.VALIDATING, ImportStatus.QUEUED})
+# Steps the worker can take while LaunchDarkly has asked us to pause (they make no calls).
+OFFLINE_STEPS = frozenset({ImportStatus.VALIDATING, ImportStatus.DRAFT})
 
 
 class ImportRecord(models.Model):
-    """One CSV upload into a big segment: the audit trail's unit. Saved before LaunchDarkly is called."""
+    """One CSV upload into a big segment: the audit trail's unit. Saved before the file is even read.
+
+    Every change of status goes through a method here that writes the status and its timeline event
+    in one transaction, and only if the record is still in the status the change starts from, so a
+    person cancelling and the worker moving the import can never both win.
+    """
 
     class Mode(models.TextChoices):
         MERGE = "merge", "Merge"
@@ -106,15 +127,32 @@ class ImportRecord(models.Model):
     mode = models.CharField(max_length=10, choices=Mode.choices)
     wait_on_approvals = models.BooleanField(default=False)
     has_header = models.BooleanField(default=False)
+    # "Upload" sends a sound file as soon as it is checked; "Check file" stops at a draft.
+    send_when_valid = models.BooleanField(default=True)
     report = models.JSONField(default=dict)
     key_count = models.BigIntegerField(default=0)
     part_count = models.PositiveIntegerField(default=0)
-    status = models.CharField(max_length=20, choices=ImportStatus.choices, default=ImportStatus.QUEUED)
+    status = models.CharField(max_length=20, choices=ImportStatus.choices, default=ImportStatus.VALIDATING)
     error_code = models.CharField(max_length=100, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
-    # Where the normalised parts wait until the import is final; emptied when they are deleted.
+    # Validation progress, written by the worker while it reads the file.
+    rows_read = models.BigIntegerField(default=0)
+    bytes_read = models.BigIntegerField(default=0)
+    # Where the upload and its normalised parts wait until the import is final; emptied when deleted.
     storage_dir = models.CharField(max_length=1024, blank=True, default="")
-    # Scheduling and coordination between the web processes, the badge polls and the workers.
+    # One per rendered upload form: a second POST of the same form finds the first import.
+    submission_token = models.CharField(max_length=64, blank=True, default="")
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    # The earlier import of this environment this one waits behind (LaunchDarkly runs one at a time).
+    waiting_behind = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, related_name="+", null=True, blank=True
+    )
+    # Scheduling: the worker takes records whose next_attempt_at has come and whose lease is free.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=64, blank=True, default="")
@@ -132,6 +170,14 @@ class ImportRecord(models.Model):
             models.Index(fields=["segment_key", "-created_at"], name="import_by_segment"),
             models.Index(fields=["status", "-created_at"], name="import_by_status"),
             models.Index(fields=["user", "-created_at"], name="import_by_user"),
+            models.Index(fields=["next_attempt_at"], name="import_due"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["submission_token"],
+                condition=~models.Q(submission_token=""),
+                name="import_one_per_submitted_form",
+            )
         ]
 
     def __str__(self) -> str:
@@ -142,11 +188,34 @@ class ImportRecord(models.Model):
         return self.status in FINAL_STATUSES
 
     @property
+    def is_live(self) -> bool:
+        """Whether a page showing this import should keep refreshing it (a draft waits on a person)."""
+        return not self.is_final and self.status != ImportStatus.DRAFT
+
+    @property
+    def is_cancellable(self) -> bool:
+        return self.status in CANCELLABLE and not self.parts_done
+
+    @property
+    def asks_about_header(self) -> bool:
+        return bool(self.report.get("header_suspected")) and not self.has_header
+
+    @property
+    def validation_percent(self) -> int:
+        if not self.size_bytes:
+            return 0
+        return min(100, int(self.bytes_read * 100 / self.size_bytes))
+
+    @property
     def badge_label(self) -> str:
         """The status in words a product manager understands."""
         of = f" {self.parts_done + 1} of {self.part_count}" if self.part_count > 1 else ""
         labels = {
+            ImportStatus.VALIDATING: f"Checking the file — {self.validation_percent}%",
+            ImportStatus.DRAFT: "Draft — not sent",
             ImportStatus.REJECTED: "Rejected — invalid file",
+            ImportStatus.CANCELLED: "Cancelled",
+            ImportStatus.EXPIRED: "Draft expired",
             ImportStatus.QUEUED: f"Queued{' — part' + of if self.parts_done else ''}",
             ImportStatus.SUBMITTING: f"Sending{' part' + of if of else ''} to LaunchDarkly",
             ImportStatus.FAILED: "Failed",
@@ -166,14 +235,115 @@ class ImportRecord(models.Model):
             return "success"
         if self.status in (ImportStatus.FAILED, ImportStatus.REJECTED, ImportStatus.STOPPED):
             return "danger"
-        if self.status in (ImportStatus.UNKNOWN, ImportStatus.PENDING_APPROVAL):
+        if self.status in (ImportStatus.UNKNOWN, ImportStatus.PENDING_APPROVAL, ImportStatus.DRAFT):
             return "warning"
+        if self.status in (ImportStatus.CANCELLED, ImportStatus.EXPIRED):
+            return "muted"
         return "progress"
 
     @property
     def duration(self) -> Any:
         end = self.finished_at or (None if not self.is_final else self.updated_at)
         return (end - self.created_at) if end else None
+
+    def part_label(self, part: ImportPart) -> str:
+        return f"part {part.number} of {self.part_count}" if self.part_count > 1 else "the file"
+
+    # --- transitions: each writes the status and its event together, or nothing -------------------
+
+    def move(
+        self,
+        status: str,
+        message: str,
+        *,
+        source: frozenset[str] | set[str] | None = None,
+        part: ImportPart | None = None,
+        event_status: str | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Change status (and `fields`) if the record is still in one of `source`; log the event
+        (under `event_status` when it tells more, e.g. a part completing while the record queues on).
+
+        False means someone else changed the record first and nothing was written."""
+        now = timezone.now()
+        source = source if source is not None else {self.status}
+        if status in FINAL_STATUSES:
+            fields.setdefault("finished_at", now)
+            fields.setdefault("next_attempt_at", None)
+        with transaction.atomic():
+            changed = ImportRecord.objects.filter(pk=self.pk, status__in=source).update(
+                status=status, updated_at=now, **fields
+            )
+            if not changed:
+                return False
+            ImportEvent.objects.create(
+                record=self,
+                status=event_status or status,
+                message=message,
+                part_number=part.number if part else None,
+            )
+        self.status, self.updated_at = status, now
+        for name, value in fields.items():
+            setattr(self, name, value)
+        logger.info("Import %s: %s — %s", self.pk, status, message)
+        return True
+
+    def note(self, message: str, *, part: ImportPart | None = None, **fields: Any) -> None:
+        """An event that keeps the status (e.g. a retry was scheduled), with any field changes."""
+        with transaction.atomic():
+            if fields:
+                ImportRecord.objects.filter(pk=self.pk).update(updated_at=timezone.now(), **fields)
+            ImportEvent.objects.create(
+                record=self, status=self.status, message=message, part_number=part.number if part else None
+            )
+        for name, value in fields.items():
+            setattr(self, name, value)
+        logger.info("Import %s: %s — %s", self.pk, self.status, message)
+
+    def cancel(self, user: Any) -> bool:
+        """Call the import off before anything reached LaunchDarkly. False if it is too late.
+
+        A queued import may only be cancelled while no worker holds it (it could be sending it)."""
+        if not self.is_cancellable:
+            return False
+        free = models.Q(lease_until__isnull=True) | models.Q(lease_until__lt=timezone.now())
+        who = user.get_username()
+        with transaction.atomic():
+            changed = (
+                ImportRecord.objects.filter(pk=self.pk, parts_done=0)
+                .filter(
+                    models.Q(status__in=[ImportStatus.DRAFT, ImportStatus.VALIDATING])
+                    | (models.Q(status=ImportStatus.QUEUED) & free)
+                )
+                .update(
+                    status=ImportStatus.CANCELLED,
+                    cancelled_by=user,
+                    finished_at=timezone.now(),
+                    next_attempt_at=None,
+                    updated_at=timezone.now(),
+                )
+            )
+            if not changed:
+                return False
+            verb = "Discarded" if self.status == ImportStatus.DRAFT else "Cancelled"
+            ImportEvent.objects.create(
+                record=self, status=ImportStatus.CANCELLED, message=f"{verb} by {who}; nothing was sent."
+            )
+        self.refresh_from_db()
+        return True
+
+    def blocking_import(self) -> ImportRecord | None:
+        """The import of this environment that must finish before this one can be sent, if any."""
+        return (
+            ImportRecord.objects.filter(project_key=self.project_key, environment_key=self.environment_key)
+            .exclude(pk=self.pk)
+            .filter(
+                models.Q(status__in=IN_LINE_FOR_LAUNCHDARKLY)
+                | models.Q(status=ImportStatus.QUEUED, pk__lt=self.pk)
+            )
+            .order_by("pk")
+            .first()
+        )
 
 
 class ImportPart(models.Model):
@@ -200,6 +370,13 @@ class ImportPart(models.Model):
 
     def __str__(self) -> str:
         return f"Part {self.number} of import {self.record_id}"
+
+    def set(self, status: str, **fields: Any) -> None:
+        """The part's own status; its record's transition writes the timeline event."""
+        self.status = status
+        for name, value in fields.items():
+            setattr(self, name, value)
+        self.save(update_fields=["status", *fields])
 
 
 class ImportEvent(models.Model):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from segments_app import views
+from segments_app import import_views, views
 
 SEGMENT = "segments/<str:project>/<str:env>/<str:segment>/"
 
@@ -12,9 +12,12 @@ urlpatterns = [
     path("segments/<str:project>/<str:env>/new/", views.segment_create, name="segment_create"),
     path(SEGMENT, views.segment_detail, name="segment_detail"),
     path(f"{SEGMENT}delete/", views.segment_delete, name="segment_delete"),
-    path(f"{SEGMENT}imports/new/", views.import_new, name="import_new"),
-    path("imports/", views.import_history, name="import_history"),
-    path("imports/export.csv", views.import_export, name="import_export"),
-    path("imports/<int:pk>/", views.import_detail, name="import_detail"),
-    path("imports/<int:pk>/badge/", views.import_badge, name="import_badge"),
+    path(f"{SEGMENT}imports/new/", import_views.import_new, name="import_new"),
+    path("imports/", import_views.import_history, name="import_history"),
+    path("imports/export.csv", import_views.import_export, name="import_export"),
+    path("imports/statuses/", import_views.import_statuses, name="import_statuses"),
+    path("imports/<int:pk>/", import_views.import_detail, name="import_detail"),
+    path("imports/<int:pk>/send/", import_views.import_send, name="import_send"),
+    path("imports/<int:pk>/cancel/", import_views.import_cancel, name="import_cancel"),
+    path("imports/<int:pk>/badge/", import_views.import_badge, name="import_badge"),
 ]

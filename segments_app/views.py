@@ -4,35 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
 from django.db import DatabaseError, connection
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
-from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from segments_app import catalog, history, imports, segments, tasks
+from segments_app import catalog, segments
 from segments_app.connection import launchdarkly_client
 from segments_app.error_messages import describe
-from segments_app.forms import (
-    DeleteSegmentForm,
-    HistoryFilterForm,
-    ImportForm,
-    SegmentFilterForm,
-    SegmentForm,
-)
-from segments_app.imports.intake import HashingUploadHandler
+from segments_app.forms import DeleteSegmentForm, SegmentFilterForm, SegmentForm
 from segments_app.launchdarkly import Environment, LaunchDarklyError, NotFound, Project, Segment
-from segments_app.models import ImportRecord, ImportStatus, SegmentActivity
+from segments_app.models import ImportRecord, SegmentActivity
 
 SEGMENTS_PER_PAGE = 20
 ACTIVITY_PER_PAGE = 50
@@ -209,11 +198,13 @@ def segment_detail(
         if found.unbounded
         else []
     )
+    recent_imports = list(recent_imports)
     context = {
         "project": project,
         "environment": environment,
         "segment": found,
         "recent_imports": recent_imports,
+        "unfinished": [record for record in recent_imports if record.is_live],
         "included_shown": found.included[:MEMBER_KEYS_SHOWN],
         "excluded_shown": found.excluded[:MEMBER_KEYS_SHOWN],
         "member_keys_shown": MEMBER_KEYS_SHOWN,
@@ -263,117 +254,6 @@ def activity_list(request: HttpRequest) -> HttpResponse:
     activities = SegmentActivity.objects.select_related("user")
     page = Paginator(activities, ACTIVITY_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "segments_app/activity_list.html", {"page": page, "nav": "activity"})
-
-
-@csrf_exempt
-def import_new(request: HttpRequest, project: str, env: str, segment: str) -> HttpResponse:
-    """Upload form. The upload handler must be set before anything reads the body, so CSRF is
-    checked just after, by the csrf_protect on the inner view."""
-    request.upload_handlers = [HashingUploadHandler(request)]
-    return _import_new(request, project, env, segment=segment)
-
-
-@csrf_protect
-@require_http_methods(["GET", "POST"])
-@with_segment
-def _import_new(
-    request: HtmxHttpRequest, project: Project, environment: Environment, found: Segment
-) -> HttpResponse:
-    context: dict[str, Any] = {
-        "project": project,
-        "environment": environment,
-        "segment": found,
-        "nav": "segments",
-    }
-    if not found.unbounded:
-        return render(request, "segments_app/import_not_big.html", context)
-    handler = request.upload_handlers[0]
-    form = ImportForm(request.POST or None, request.FILES or None, segment_key=found.key)
-    report = None
-    if request.method == "POST":
-        if isinstance(handler, HashingUploadHandler) and handler.too_large:
-            limit_mb = settings.IMPORT_MAX_UPLOAD_BYTES // (1024 * 1024)
-            # The parser stopped at the file, so fields after it may be missing; bind what arrived.
-            form = ImportForm(request.POST, segment_key=found.key)
-            form.full_clean()
-            form.errors.pop("file", None)
-            form.add_error(
-                "file", f"The file is larger than the {limit_mb:,} MB limit. Nothing was uploaded."
-            )
-        elif form.is_valid():
-            uploaded = form.cleaned_data["file"]
-            received = imports.ReceivedFile(
-                path=Path(uploaded.temporary_file_path()),
-                original_name=uploaded.name,
-                size=uploaded.size,
-                sha256=uploaded.sha256,
-            )
-            if request.POST.get("action") == "check":
-                report = imports.check_file(received, has_header=form.cleaned_data["has_header"]).to_json()
-            else:
-                record = imports.create_import(
-                    user=request.user,
-                    project=project.key,
-                    environment=environment.key,
-                    segment=found.key,
-                    upload=received,
-                    mode=form.cleaned_data["mode"],
-                    wait_on_approvals=form.cleaned_data["wait_on_approvals"],
-                    has_header=form.cleaned_data["has_header"],
-                )
-                if record.status == ImportStatus.REJECTED:
-                    report = record.report
-                    context["rejected_record"] = record
-                else:
-                    tasks.advance_import.enqueue(record.pk)
-                    imports.advance(record.pk)
-                    messages.success(
-                        request, f"{record.original_filename} was uploaded: {record.key_count:,} keys."
-                    )
-                    url = reverse("import_detail", args=[record.pk])
-                    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
-    context.update(form=form, report=report, max_upload_mb=settings.IMPORT_MAX_UPLOAD_BYTES // (1024 * 1024))
-    return render(request, "segments_app/import_form.html", context)
-
-
-@require_GET
-def import_history(request: HttpRequest) -> HttpResponse:
-    filters = HistoryFilterForm(request.GET)
-    records = history.filtered(filters.values())
-    page = Paginator(records, settings.HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(
-        request, "segments_app/import_history.html", {"page": page, "filters": filters, "nav": "history"}
-    )
-
-
-@require_GET
-def import_export(request: HttpRequest) -> StreamingHttpResponse:
-    records = history.filtered(HistoryFilterForm(request.GET).values()).iterator(chunk_size=2000)
-    response = StreamingHttpResponse(history.export_csv(records), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="import-history.csv"'
-    return response
-
-
-@require_GET
-def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    record = get_object_or_404(ImportRecord.objects.select_related("user"), pk=pk)
-    context = {
-        "record": record,
-        "parts": list(record.parts.all()),
-        "events": list(record.events.all()),
-        "report": record.report,
-        "nav": "history",
-    }
-    return render(request, "segments_app/import_detail.html", context)
-
-
-@require_GET
-def import_badge(request: HttpRequest, pk: int) -> HttpResponse:
-    """The status badge htmx polls. Each poll may advance the import, coalesced per interval."""
-    record = get_object_or_404(ImportRecord, pk=pk)
-    if not record.is_final:
-        record = imports.advance(record.pk)
-    return render(request, "segments_app/partials/import_badge.html", {"record": record})
 
 
 @login_not_required

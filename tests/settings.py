@@ -35,4 +35,3 @@ STATIC_ROOT = tempfile.mkdtemp(prefix="static-test-")
 WHITENOISE_USE_FINDERS = True
 
 IMPORT_STORAGE_DIR = tempfile.mkdtemp(prefix="imports-test-")
-TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}

@@ -12,7 +12,8 @@ import requests
 from django.utils import timezone
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 
-from segments_app import imports, tasks
+from segments_app import imports
+from segments_app.imports.intake import new_upload_path
 from segments_app.models import ImportEvent, ImportPart, ImportRecord, ImportStatus, UpstreamPause
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +22,7 @@ IMPORTS = "/api/v2/segments/shop/live/vip/imports"
 
 
 def received(tmp_path: Path, content: bytes, name: str = "keys.csv") -> imports.ReceivedFile:
-    path = tmp_path / f"upload-{hashlib.md5(content).hexdigest()}.csv"  # noqa: S324 - a file name
+    path = new_upload_path()
     path.write_bytes(content)
     return imports.ReceivedFile(
         path=path, original_name=name, size=len(content), sha256=hashlib.sha256(content).hexdigest()
@@ -37,8 +38,11 @@ def new_import(
     wait: bool = False,
     segment: str = "vip",
     environment: str = "live",
+    send: bool = True,
+    has_header: bool = False,
 ) -> ImportRecord:
-    return imports.create_import(
+    """An upload as the view records it, then checked by one worker step (no LaunchDarkly call)."""
+    record, created = imports.record_upload(
         user=user,
         project="shop",
         environment=environment,
@@ -46,8 +50,12 @@ def new_import(
         upload=received(tmp_path, content),
         mode=mode,
         wait_on_approvals=wait,
-        has_header=False,
+        has_header=has_header,
+        send=send,
     )
+    assert created
+    assert record.status == "validating"
+    return imports.advance(record.pk)
 
 
 def multipart(call: Any) -> dict[str, bytes]:
@@ -90,7 +98,7 @@ def ld_status(real_ld: Any, status: str, import_id: str = "imp-1") -> None:
 def due(record: ImportRecord) -> None:
     """Let the poll interval pass."""
     ImportRecord.objects.filter(pk=record.pk).update(
-        last_checked_at=timezone.now() - timedelta(seconds=60), next_attempt_at=None
+        last_checked_at=timezone.now() - timedelta(seconds=60), next_attempt_at=timezone.now() - timedelta(1)
     )
 
 
@@ -107,7 +115,7 @@ def test_record_parts_and_event_are_saved_before_any_call(user: Any, tmp_path: P
     part = record.parts.get()
     assert (part.number, part.mode, part.key_count) == (1, "replace", 2)
     assert Path(part.file_path).read_bytes() == b"a\nb\n"
-    assert statuses(record) == ["queued"]
+    assert statuses(record) == ["validating", "queued"]
 
 
 def test_an_invalid_file_is_recorded_rejected_and_never_sent(user: Any, tmp_path: Path, real_ld: Any) -> None:
@@ -142,7 +150,7 @@ def test_submit_sends_the_exact_multipart_request(user: Any, tmp_path: Path, rea
     part = record.parts.get()
     assert (part.ld_import_id, part.status) == ("imp-1", "preparing")
     assert part.ld_location == "/api/v2/segments/shop/live/vip/imports/imp-1"
-    assert statuses(record) == ["queued", "submitting", "preparing"]
+    assert statuses(record) == ["validating", "queued", "submitting", "preparing"]
 
 
 def test_status_is_refreshed_at_most_once_per_interval_then_completes(
@@ -166,7 +174,9 @@ def test_status_is_refreshed_at_most_once_per_interval_then_completes(
     assert record.badge_label == "Complete — 3 keys"
     assert record.parts.get().ld_files == [{"filename": "keys.csv", "status": "complete"}]
     assert record.storage_dir == ""  # normalised files are gone once final
-    assert statuses(record) == ["queued", "submitting", "preparing", "in_progress", "complete", "complete"]
+    assert statuses(record) == [
+        "validating", "queued", "submitting", "preparing", "in_progress", "complete"
+    ]  # fmt: skip
     calls = len(real_ld.mock.calls)
     imports.advance(record.pk)
     assert len(real_ld.mock.calls) == calls  # a final import is never asked about again
@@ -369,7 +379,10 @@ def test_a_later_import_waits_for_an_earlier_one_in_the_same_environment(
     second = imports.advance(new_import(user, tmp_path, b"z\n").pk)
     assert (first.status, second.status) == ("preparing", "queued")
     assert len(real_ld.calls_to(IMPORTS)) == 1
-    assert second.events.last().message == "Waiting for an earlier import in this environment to finish."
+    assert second.events.last().message == f"Waiting for import #{first.pk} in this environment to finish."
+    assert second.waiting_behind_id == first.pk
+    imports.advance(second.pk)  # still waiting: the event is not written again
+    assert second.events.filter(message__startswith="Waiting").count() == 1
 
 
 def test_refresh_failures_keep_the_import_followed(user: Any, tmp_path: Path, real_ld: Any) -> None:
@@ -390,13 +403,13 @@ def test_refresh_failures_keep_the_import_followed(user: Any, tmp_path: Path, re
 
 
 def test_events_are_never_edited_or_deleted(user: Any, tmp_path: Path) -> None:
-    event = new_import(user, tmp_path).events.get()
+    event = new_import(user, tmp_path).events.first()
     event.message = "rewritten"
     with pytest.raises(ValueError, match="never edited"):
         event.save()
     with pytest.raises(ValueError, match="never deleted"):
         event.delete()
-    assert ImportEvent.objects.get().message.startswith("Uploaded keys.csv")
+    assert ImportEvent.objects.first().message.startswith("Received keys.csv")
 
 
 def test_files_are_kept_for_the_retention_time(
@@ -414,19 +427,3 @@ def test_files_are_kept_for_the_retention_time(
     assert record.parts.get().file_path == ""
 
 
-def test_the_worker_task_reschedules_itself_until_final(user: Any, tmp_path: Path, real_ld: Any) -> None:
-    from django_tasks import default_task_backend
-
-    default_task_backend.clear()
-    accept(real_ld)
-    record = new_import(user, tmp_path)
-    assert tasks.advance_import.call(record.pk) == "preparing"
-    (follow_up,) = default_task_backend.results
-    assert follow_up.args == [record.pk]
-    assert follow_up.task.run_after >= timezone.now()
-    ld_status(real_ld, "complete")
-    due(record)
-    default_task_backend.clear()
-    assert tasks.advance_import.call(record.pk) == "complete"
-    assert default_task_backend.results == []
-    assert tasks.resume_unfinished_imports() == 0

@@ -1,35 +1,32 @@
-"""The big-segment import workflow: one record, one state machine, one idempotent step.
+"""The import state machine: one step of one import, taken only by the process that holds its lease.
 
-`create_import` validates and normalises the upload and saves the record (with its parts and the
-first timeline event) before LaunchDarkly is called. `advance` moves an import one step — submit
-the next part, refresh its status, finish — and is safe to call from any number of web processes,
-badge polls and workers at once:
+The worker (`worker.py`) is the only driver: it claims a due import (`claim`), holds its lease while it
+works (`Lease`, renewed by a heartbeat, so a dead process's import is taken over within seconds), and
+takes one step (`step`): check the file, expire a draft, send the next part, or ask LaunchDarkly how a
+sent part is doing. Pages and badges only read the database.
 
-- a caller first claims the record with a short lease (on PostgreSQL the row is picked with
-  `SELECT … FOR UPDATE SKIP LOCKED`; on SQLite the IMMEDIATE transaction serialises the same claim),
-  and only the lease holder talks to LaunchDarkly;
-- LaunchDarkly is asked about a running import at most once per poll interval (`last_checked_at`),
-  and not at all while a rate-limit pause is in force (`UpstreamPause`, shared through the database);
-- a part is marked `submitting` before it is sent; one found in that state later (its sender died)
-  is never sent again but reported as `unknown`.
+A part is marked `submitting` before it is sent; one found in that state by a later lease holder (its
+sender died mid-upload) is never sent again but reported as `unknown`.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import threading
+import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from segments_app.connection import launchdarkly_client
+from segments_app.imports.intake import UPLOAD_NAME
 from segments_app.imports.validation import Limits, Report, normalise_csv
 from segments_app.launchdarkly import (
     Conflict,
@@ -39,9 +36,8 @@ from segments_app.launchdarkly import (
     UpstreamUnavailable,
 )
 from segments_app.models import (
-    FINAL_STATUSES,
+    OFFLINE_STEPS,
     RUNNING_AT_LAUNCHDARKLY,
-    ImportEvent,
     ImportPart,
     ImportRecord,
     ImportStatus,
@@ -50,16 +46,11 @@ from segments_app.models import (
 
 logger = logging.getLogger(__name__)
 PAUSE_NAME = "launchdarkly"
+PROGRESS_EVERY_SECONDS = 0.5
 
 
-@dataclass(frozen=True)
-class ReceivedFile:
-    """An upload as it landed on disk, hashed on the way in."""
-
-    path: Path
-    original_name: str
-    size: int
-    sha256: str
+class Cancelled(Exception):
+    """The import was cancelled while the worker was checking its file."""
 
 
 def limits() -> Limits:
@@ -70,167 +61,285 @@ def limits() -> Limits:
     )
 
 
-def check_file(upload: ReceivedFile, *, has_header: bool) -> Report:
-    """The dry run: the full validation report; nothing is stored and nothing is sent."""
-    return normalise_csv(upload.path, None, has_header=has_header, limits=limits())
+def _lease_length() -> timedelta:
+    return timedelta(seconds=settings.IMPORT_LEASE_SECONDS)
 
 
-def create_import(
-    *,
-    user: Any,
-    project: str,
-    environment: str,
-    segment: str,
-    upload: ReceivedFile,
-    mode: str,
-    wait_on_approvals: bool,
-    has_header: bool,
-) -> ImportRecord:
-    """Validate, normalise into parts, and record the import. An invalid file is recorded as
-    `rejected` and nothing of it is kept or sent."""
-    storage = Path(settings.IMPORT_STORAGE_DIR) / uuid.uuid4().hex
-    storage.mkdir(parents=True)
-    report = normalise_csv(upload.path, storage, has_header=has_header, limits=limits())
-    if not report.ok:
-        shutil.rmtree(storage, ignore_errors=True)
-    status = ImportStatus.QUEUED if report.ok else ImportStatus.REJECTED
+def _free(now: datetime) -> Q:
+    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+
+
+# --- claiming and holding an import ------------------------------------------------------------
+
+
+def claim(owner: str, *, record_id: int | None = None) -> ImportRecord | None:
+    """Take the lease of the most overdue import (or of `record_id`, if it is due). None if none is.
+
+    On PostgreSQL the candidate row is picked with `SELECT … FOR UPDATE SKIP LOCKED`, so workers never
+    queue behind each other; on SQLite the IMMEDIATE transaction serialises claims. Either way the
+    conditional update is the claim itself: only the process whose update touched the row goes on."""
+    now = timezone.now()
+    due = ImportRecord.objects.filter(next_attempt_at__lte=now).filter(_free(now))
+    if record_id is not None:
+        due = due.filter(pk=record_id)
+    if active_pause() is not None:
+        due = due.filter(status__in=OFFLINE_STEPS)
     with transaction.atomic():
-        record = ImportRecord.objects.create(
-            user=user,
-            project_key=project,
-            environment_key=environment,
-            segment_key=segment,
-            original_filename=upload.original_name[:255],
-            size_bytes=upload.size,
-            sha256=upload.sha256,
-            mode=mode,
-            wait_on_approvals=wait_on_approvals,
-            has_header=has_header,
-            report=report.to_json(),
-            key_count=report.keys_accepted,
-            part_count=len(report.parts),
-            status=status,
-            storage_dir=str(storage) if report.ok else "",
-            finished_at=None if report.ok else timezone.now(),
-            error_message=""
-            if report.ok
-            else "The file is not a valid list of context keys; nothing was sent.",
+        if connection.vendor == "postgresql":
+            due = due.select_for_update(skip_locked=True)
+        candidate = due.order_by("next_attempt_at", "pk").values_list("pk", flat=True).first()
+        if candidate is None:
+            return None
+        claimed = (
+            ImportRecord.objects.filter(pk=candidate)
+            .filter(_free(now))
+            .update(lease_owner=owner, lease_until=now + _lease_length())
         )
+    return ImportRecord.objects.get(pk=candidate) if claimed else None
+
+
+class Lease:
+    """Holds a claimed import's lease: a heartbeat renews it while the work goes on, so only a dead
+    holder loses it, and within one lease length. Released on exit."""
+
+    def __init__(self, record_id: int, owner: str) -> None:
+        self.record_id = record_id
+        self.owner = owner
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{record_id}", daemon=True)
+
+    def renew(self, **fields: Any) -> bool:
+        until = timezone.now() + _lease_length()
+        return bool(
+            ImportRecord.objects.filter(pk=self.record_id, lease_owner=self.owner).update(
+                lease_until=until, **fields
+            )
+        )
+
+    def _beat(self) -> None:
+        interval = max(0.2, settings.IMPORT_LEASE_SECONDS / 3)
+        try:
+            while not self._stop.wait(interval):
+                try:
+                    self.renew()
+                except Exception:
+                    logger.exception("Could not renew the lease of import %s", self.record_id)
+        finally:
+            connection.close()
+
+    def __enter__(self) -> Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        ImportRecord.objects.filter(pk=self.record_id, lease_owner=self.owner).update(
+            lease_owner="", lease_until=None
+        )
+
+
+def advance(record_id: int) -> ImportRecord:
+    """Take one step of this import if it is due and nobody holds it. Always safe to call."""
+    owner = uuid.uuid4().hex
+    record = claim(owner, record_id=record_id)
+    if record is not None:
+        with Lease(record.pk, owner) as lease:
+            step(record, lease)
+    return ImportRecord.objects.get(pk=record_id)
+
+
+def step(record: ImportRecord, lease: Lease) -> None:
+    """One step, chosen by the import's status."""
+    if record.status == ImportStatus.VALIDATING:
+        _validate(record, lease)
+    elif record.status == ImportStatus.DRAFT:
+        _expire_draft(record)
+    elif record.status == ImportStatus.QUEUED:
+        _submit(record)
+    elif record.status == ImportStatus.SUBMITTING:
+        _interrupted(record)
+    elif record.status in RUNNING_AT_LAUNCHDARKLY:
+        _refresh(record)
+    else:  # final: nothing to do, and it should not have been due
+        ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=None)
+
+
+# --- checking the file --------------------------------------------------------------------------
+
+
+def _validate(record: ImportRecord, lease: Lease) -> None:
+    storage = Path(record.storage_dir)
+    last_write = time.monotonic()
+
+    def progress(rows: int, read: int) -> None:
+        nonlocal last_write
+        if time.monotonic() - last_write < PROGRESS_EVERY_SECONDS:
+            return
+        last_write = time.monotonic()
+        still_validating = ImportRecord.objects.filter(pk=record.pk, status=ImportStatus.VALIDATING)
+        if not still_validating.update(rows_read=rows, bytes_read=read):
+            raise Cancelled
+        lease.renew()
+
+    try:
+        report = normalise_csv(
+            storage / UPLOAD_NAME, storage, has_header=record.has_header, limits=limits(), progress=progress
+        )
+    except Cancelled:
+        remove_files(record)
+        return
+    except OSError as exc:
+        logger.exception("Import %s: the file could not be checked", record.pk)
+        if record.move(
+            ImportStatus.FAILED,
+            f"The file could not be checked on the server ({exc.strerror or type(exc).__name__}); "
+            "nothing was sent. Try again later.",
+            error_message="The file could not be checked on the server; nothing was sent.",
+        ):
+            remove_files(record)
+        return
+    _checked(record, report)
+
+
+def _checked(record: ImportRecord, report: Report) -> None:
+    name = record.original_filename
+    result: dict[str, Any] = {
+        "report": report.to_json(),
+        "key_count": report.keys_accepted,
+        "part_count": len(report.parts),
+        "rows_read": report.rows_read,
+        "bytes_read": record.size_bytes,
+    }
+    if not report.ok:
+        if record.move(
+            ImportStatus.REJECTED,
+            f"Rejected {name}: {report.problem_count:,} problem(s) in the file.",
+            error_message="The file is not a valid list of context keys; nothing was sent.",
+            **result,
+        ):
+            remove_files(record)
+        return
+    if record.send_when_valid and not (report.header_suspected and not record.has_header):
+        _queue(record, f"Checked {name}: {_keys_in_parts(report)}, {record.mode}.", **result)
+        return
+    if report.header_suspected and not record.has_header:
+        why = f"the first row (“{report.header_suspected}”) looks like a header; say whether it is one"
+    else:
+        why = "checked only; send it or discard it"
+    expires = timezone.now() + timedelta(hours=settings.IMPORT_DRAFT_RETENTION_HOURS)
+    if not record.move(
+        ImportStatus.DRAFT,
+        f"Checked {name}: {_keys_in_parts(report)}. Kept as a draft: {why}.",
+        next_attempt_at=expires,
+        **result,
+    ):
+        remove_files(record)
+
+
+def _keys_in_parts(report: Report) -> str:
+    parts = f" in {len(report.parts)} parts" if len(report.parts) > 1 else ""
+    return f"{report.keys_accepted:,} keys{parts}"
+
+
+def _queue(record: ImportRecord, message: str, *, source: set[str] | None = None, **fields: Any) -> bool:
+    """Create the parts and put the import in line for LaunchDarkly, in one transaction."""
+    storage = Path(record.storage_dir)
+    sizes = (fields.get("report") or record.report).get("part_sizes", [])
+    with transaction.atomic():
+        if not record.move(
+            ImportStatus.QUEUED,
+            message,
+            source=source or {ImportStatus.VALIDATING},
+            next_attempt_at=timezone.now(),
+            **fields,
+        ):
+            transaction.set_rollback(True)
+            remove_files(record)
+            return False
         ImportPart.objects.bulk_create(
             ImportPart(
                 record=record,
                 number=number,
-                key_count=part.key_count,
-                size_bytes=part.size_bytes,
-                mode=mode if number == 1 else ImportRecord.Mode.MERGE,
-                file_path=part.path,
+                key_count=size["keys"],
+                size_bytes=size["bytes"],
+                mode=record.mode if number == 1 else ImportRecord.Mode.MERGE,
+                file_path=str(storage / f"part-{number:03d}.csv"),
             )
-            for number, part in enumerate(report.parts, start=1)
+            for number, size in enumerate(sizes, start=1)
         )
-        if report.ok:
-            parts = f" in {len(report.parts)} parts" if len(report.parts) > 1 else ""
-            _event(
-                record,
-                status,
-                f"Uploaded {upload.original_name}: {report.keys_accepted:,} keys{parts}, {mode}.",
-            )
+    (storage / UPLOAD_NAME).unlink(missing_ok=True)
+    return True
+
+
+def send_draft(
+    record: ImportRecord, user: Any, *, mode: str, wait_on_approvals: bool, first_row_is_header: bool
+) -> bool:
+    """A person sends a checked draft. If they say its first row is a header after all, the file is
+    checked again without it (by the worker) and then sent. False if the draft is no longer one."""
+    who = user.get_username()
+    choices: dict[str, Any] = {"mode": mode, "wait_on_approvals": wait_on_approvals, "sent_by": user}
+    if first_row_is_header and not record.has_header:
+        for part in Path(record.storage_dir).glob("part-*.csv"):
+            part.unlink(missing_ok=True)
+        return record.move(
+            ImportStatus.VALIDATING,
+            f"{who} said the first row is a header: checking the file again without it, then sending it.",
+            source={ImportStatus.DRAFT},
+            has_header=True,
+            send_when_valid=True,
+            next_attempt_at=timezone.now(),
+            rows_read=0,
+            bytes_read=0,
+            **choices,
+        )
+    record.mode = mode
+    return _queue(
+        record,
+        f"Sent by {who}: {record.key_count:,} keys, {mode}.",
+        source={ImportStatus.DRAFT},
+        **choices,
+    )
+
+
+def _expire_draft(record: ImportRecord) -> None:
+    hours = settings.IMPORT_DRAFT_RETENTION_HOURS
+    if record.move(
+        ImportStatus.EXPIRED,
+        f"The draft was not sent within {hours:g} hours; its file has been deleted. Nothing was sent.",
+        source={ImportStatus.DRAFT},
+    ):
+        remove_files(record)
+
+
+# --- talking to LaunchDarkly -----------------------------------------------------------------------
+
+
+def _submit(record: ImportRecord) -> None:
+    now = timezone.now()
+    blocker = record.blocking_import()
+    if blocker is not None:
+        # LaunchDarkly runs one import per environment at a time; wait for the one before us.
+        fields: dict[str, Any] = {"next_attempt_at": now + timedelta(seconds=settings.IMPORT_POLL_SECONDS)}
+        if record.waiting_behind_id != blocker.pk:
+            record.note(f"Waiting for import #{blocker.pk} in this environment to finish.", **fields)
+            ImportRecord.objects.filter(pk=record.pk).update(waiting_behind=blocker)
         else:
-            _event(
-                record,
-                status,
-                f"Rejected {upload.original_name}: {report.problem_count:,} problem(s) in the file.",
-            )
-    return record
-
-
-# --- the state machine ------------------------------------------------------------------------
-
-
-def advance(record_id: int) -> ImportRecord:
-    """Move the import one step if it is due and nobody else is moving it. Always safe to call."""
-    record = ImportRecord.objects.get(pk=record_id)
-    if record.is_final:
-        return record
-    owner = _claim(record_id)
-    if owner is None:
-        return ImportRecord.objects.get(pk=record_id)
-    try:
-        _step(ImportRecord.objects.get(pk=record_id))
-    finally:
-        ImportRecord.objects.filter(pk=record_id, lease_owner=owner).update(lease_owner="", lease_until=None)
-    return ImportRecord.objects.get(pk=record_id)
-
-
-def _claim(record_id: int) -> str | None:
-    now = timezone.now()
-    owner = uuid.uuid4().hex
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    with transaction.atomic():
-        record = ImportRecord.objects.select_for_update(skip_locked=True).filter(free, pk=record_id).first()
-        if record is None or not _is_due(record, now):
-            return None
-        changes: dict[str, Any] = {
-            "lease_owner": owner,
-            "lease_until": now + timedelta(seconds=settings.IMPORT_LEASE_SECONDS),
-        }
-        if record.status in RUNNING_AT_LAUNCHDARKLY:
-            changes["last_checked_at"] = now
-        # The conditional update is the claim itself; it also guards databases that ignore FOR UPDATE.
-        claimed = ImportRecord.objects.filter(free, pk=record_id, updated_at=record.updated_at).update(
-            **changes, updated_at=now
-        )
-    return owner if claimed else None
-
-
-def _is_due(record: ImportRecord, now: datetime) -> bool:
-    if record.is_final:
-        return False
-    if record.status in RUNNING_AT_LAUNCHDARKLY:
-        interval = timedelta(seconds=settings.IMPORT_POLL_SECONDS)
-        if record.last_checked_at is not None and record.last_checked_at > now - interval:
-            return False
-    elif record.next_attempt_at is not None and record.next_attempt_at > now:
-        return False
-    return active_pause() is None
-
-
-def _step(record: ImportRecord) -> None:
-    part = record.parts.exclude(status=ImportStatus.COMPLETE).order_by("number").first()
+            ImportRecord.objects.filter(pk=record.pk).update(**fields)
+        return
+    part = record.parts.filter(status=ImportStatus.QUEUED).order_by("number").first()
     if part is None:
-        _finish(record, ImportStatus.COMPLETE, "All parts are complete.")
+        _finish(record, ImportStatus.COMPLETE, f"Import complete: {record.key_count:,} keys.")
         return
-    if part.status == ImportStatus.SUBMITTING or record.status == ImportStatus.SUBMITTING:
-        message = (
-            f"The upload of part {part.number} was interrupted before LaunchDarkly answered; "
-            "it may or may not "
-            "have been received. Check the segment in LaunchDarkly before uploading the file again."
-        )
-        _set_part(part, ImportStatus.UNKNOWN, error_message=message)
-        _finish(record, ImportStatus.UNKNOWN, message, part=part)
-    elif part.status == ImportStatus.QUEUED:
-        _submit(record, part)
-    elif part.status in RUNNING_AT_LAUNCHDARKLY:
-        _refresh(record, part)
-
-
-def _submit(record: ImportRecord, part: ImportPart) -> None:
-    now = timezone.now()
-    earlier = ImportRecord.objects.filter(
-        project_key=record.project_key, environment_key=record.environment_key, pk__lt=record.pk
-    ).exclude(status__in=FINAL_STATUSES)
-    if earlier.exists():
-        # LaunchDarkly runs one import per environment at a time; wait for our own earlier ones.
-        _reschedule(record, now + timedelta(seconds=settings.IMPORT_POLL_SECONDS))
-        if not record.events.filter(message__startswith="Waiting for").exists():
-            _event(
-                record, ImportStatus.QUEUED, "Waiting for an earlier import in this environment to finish."
-            )
-        return
-    _set_part(part, ImportStatus.SUBMITTING)
-    record.submit_attempts += 1
-    _set_record(record, ImportStatus.SUBMITTING, fields=["submit_attempts"])
-    _event(
-        record, ImportStatus.SUBMITTING, f"Sending {_part_label(record, part)} to LaunchDarkly.", part=part
+    part.set(ImportStatus.SUBMITTING)
+    record.move(
+        ImportStatus.SUBMITTING,
+        f"Sending {record.part_label(part)} to LaunchDarkly.",
+        part=part,
+        submit_attempts=record.submit_attempts + 1,
+        waiting_behind=None,
+        # Due again at once: should this process die mid-upload, the next lease holder reports it.
+        next_attempt_at=now,
     )
     try:
         with launchdarkly_client() as client:
@@ -244,179 +353,180 @@ def _submit(record: ImportRecord, part: ImportPart) -> None:
                 wait_on_approvals=record.wait_on_approvals,
             )
     except Conflict as exc:
-        delay = min(
-            settings.IMPORT_CONFLICT_BACKOFF_MAX,
-            settings.IMPORT_CONFLICT_BACKOFF * 2 ** (record.submit_attempts - 1),
-        )
-        _set_part(part, ImportStatus.QUEUED)
-        record.next_attempt_at = now + timedelta(seconds=delay)
-        _set_record(record, ImportStatus.QUEUED, fields=["next_attempt_at"], error=exc)
-        _event(
-            record,
-            ImportStatus.QUEUED,
-            f"LaunchDarkly is busy with another import in this environment ({exc.message}); "
-            f"{_part_label(record, part)} will be sent again in {delay:.0f} s.",
-            part=part,
-        )
+        _on_busy(record, part, exc)
     except RateLimited as exc:
-        until = pause_until(exc.retry_at)
-        _set_part(part, ImportStatus.QUEUED)
-        record.next_attempt_at = until
-        _set_record(record, ImportStatus.QUEUED, fields=["next_attempt_at"], error=exc)
-        _event(
-            record,
-            ImportStatus.QUEUED,
-            f"LaunchDarkly asked us to slow down; sending again at {until:%H:%M:%S}.",
-            part=part,
-        )
+        _on_rate_limited(record, part, exc)
     except UpstreamUnavailable as exc:
         if exc.status is None:
-            message = (
-                f"LaunchDarkly did not answer the upload of {_part_label(record, part)} ({exc.message}); "
-                "it may or may not have started. Check the segment in LaunchDarkly before uploading again."
-            )
-            _set_part(part, ImportStatus.UNKNOWN, error_message=message)
-            _finish(record, ImportStatus.UNKNOWN, message, part=part, error=exc)
+            _on_no_answer(record, part, exc)
         else:
-            _fail(record, part, exc)
+            _on_refused(record, part, exc)
     except LaunchDarklyError as exc:
-        _fail(record, part, exc)
+        _on_refused(record, part, exc)
     else:
         if started.import_id is None:
             message = (
-                f"LaunchDarkly accepted {_part_label(record, part)} but returned no import ID, "
-                "so its progress "
-                "cannot be followed here. Check the segment in LaunchDarkly."
+                f"LaunchDarkly accepted {record.part_label(part)} but returned no import ID, so its "
+                "progress cannot be followed here. Check the segment in LaunchDarkly."
             )
-            _set_part(part, ImportStatus.UNKNOWN, error_message=message, ld_location=started.location or "")
+            part.set(ImportStatus.UNKNOWN, error_message=message, ld_location=started.location or "")
             _finish(record, ImportStatus.UNKNOWN, message, part=part)
             return
-        part.ld_import_id = started.import_id
-        part.ld_location = started.location or ""
-        part.submitted_at = timezone.now()
-        _set_part(part, ImportStatus.PREPARING, extra=["ld_import_id", "ld_location", "submitted_at"])
-        record.last_checked_at = timezone.now()
-        record.error_code = record.error_message = ""
-        _set_record(record, ImportStatus.PREPARING, fields=["last_checked_at", "error_code", "error_message"])
-        _event(
-            record,
+        now = timezone.now()
+        part.set(
             ImportStatus.PREPARING,
-            f"LaunchDarkly accepted {_part_label(record, part)} (import ID {started.import_id}).",
+            ld_import_id=started.import_id,
+            ld_location=started.location or "",
+            submitted_at=now,
+        )
+        record.move(
+            ImportStatus.PREPARING,
+            f"LaunchDarkly accepted {record.part_label(part)} (import ID {started.import_id}).",
             part=part,
+            last_checked_at=now,
+            next_attempt_at=now + timedelta(seconds=settings.IMPORT_POLL_SECONDS),
+            error_code="",
+            error_message="",
         )
 
 
-def _refresh(record: ImportRecord, part: ImportPart) -> None:
+def _on_busy(record: ImportRecord, part: ImportPart, error: Conflict) -> None:
+    """409: another import runs in the environment. The part stays queued and is sent again later."""
+    delay = min(
+        settings.IMPORT_CONFLICT_BACKOFF_MAX,
+        settings.IMPORT_CONFLICT_BACKOFF * 2 ** (record.submit_attempts - 1),
+    )
+    part.set(ImportStatus.QUEUED)
+    record.move(
+        ImportStatus.QUEUED,
+        f"LaunchDarkly is busy with another import in this environment ({error.message}); "
+        f"{record.part_label(part)} will be sent again in {delay:.0f} s.",
+        part=part,
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+        error_code=error.code,
+        error_message=error.message,
+    )
+
+
+def _on_rate_limited(record: ImportRecord, part: ImportPart, error: RateLimited) -> None:
+    until = pause_until(error.retry_at)
+    part.set(ImportStatus.QUEUED)
+    record.move(
+        ImportStatus.QUEUED,
+        f"LaunchDarkly asked us to slow down; sending again at {until:%H:%M:%S}.",
+        part=part,
+        next_attempt_at=until,
+        error_code=error.code,
+        error_message=error.message,
+    )
+
+
+def _on_no_answer(record: ImportRecord, part: ImportPart, error: UpstreamUnavailable) -> None:
+    message = (
+        f"LaunchDarkly did not answer the upload of {record.part_label(part)} ({error.message}); "
+        "it may or may not have started. Check the segment in LaunchDarkly before uploading again."
+    )
+    part.set(ImportStatus.UNKNOWN, error_message=message)
+    _finish(record, ImportStatus.UNKNOWN, message, part=part, error=error)
+
+
+def _on_refused(record: ImportRecord, part: ImportPart, error: LaunchDarklyError) -> None:
+    message = f"LaunchDarkly refused {record.part_label(part)}: {error.message}"
+    part.set(ImportStatus.FAILED, error_message=message, error_code=error.code)
+    _finish(record, ImportStatus.FAILED, message, part=part, error=error)
+
+
+def _interrupted(record: ImportRecord) -> None:
+    """A part left `submitting` by a process that died: it may have arrived, so it is never resent."""
+    part = record.parts.filter(status=ImportStatus.SUBMITTING).order_by("number").first()
+    label = record.part_label(part) if part else "the file"
+    message = (
+        f"The upload of {label} was interrupted before LaunchDarkly answered; it may or may not have been "
+        "received. Check the segment in LaunchDarkly before uploading the file again."
+    )
+    if part is not None:
+        part.set(ImportStatus.UNKNOWN, error_message=message)
+    _finish(record, ImportStatus.UNKNOWN, message, part=part)
+
+
+def _refresh(record: ImportRecord) -> None:
+    part = record.parts.filter(status__in=RUNNING_AT_LAUNCHDARKLY).order_by("number").first()
+    now = timezone.now()
+    next_poll = now + timedelta(seconds=settings.IMPORT_POLL_SECONDS)
+    if part is None:  # the record and its parts disagree; settle from the parts
+        _submit(record)
+        return
     try:
         with launchdarkly_client() as client:
             body = client.get_import(
                 record.project_key, record.environment_key, record.segment_key, part.ld_import_id
             )
     except RateLimited as exc:
-        pause_until(exc.retry_at)
+        ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=pause_until(exc.retry_at))
         return
     except UpstreamUnavailable:
-        return  # asked again at the next poll
+        ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=next_poll)  # asked again later
+        return
     except NotFound as exc:
         message = f"LaunchDarkly no longer knows import {part.ld_import_id}."
-        _set_part(part, ImportStatus.UNKNOWN, error_message=message)
+        part.set(ImportStatus.UNKNOWN, error_message=message)
         _finish(record, ImportStatus.UNKNOWN, message, part=part, error=exc)
         return
     except LaunchDarklyError as exc:
-        ImportRecord.objects.filter(pk=record.pk).update(error_code=exc.code, error_message=exc.message)
-        return
-    status = body.get("status")
-    if status not in ImportStatus.values or status not in RUNNING_AT_LAUNCHDARKLY | {"complete", "stopped"}:
-        status = ImportStatus.IN_PROGRESS
-    part.ld_files = body.get("files") or []
-    if status == part.status:
-        part.save(update_fields=["ld_files"])
-        return
-    if status == ImportStatus.COMPLETE:
-        part.finished_at = timezone.now()
-        _set_part(part, ImportStatus.COMPLETE, extra=["ld_files", "finished_at"])
-        record.parts_done += 1
-        record.save(update_fields=["parts_done", "updated_at"])
-        _event(
-            record, ImportStatus.COMPLETE, f"LaunchDarkly finished {_part_label(record, part)}.", part=part
+        ImportRecord.objects.filter(pk=record.pk).update(
+            error_code=exc.code, error_message=exc.message, next_attempt_at=next_poll
         )
+        return
+    _on_launchdarkly_status(record, part, body, next_poll)
+
+
+def _on_launchdarkly_status(
+    record: ImportRecord, part: ImportPart, body: dict[str, Any], next_poll: datetime
+) -> None:
+    status = body.get("status")
+    if status not in RUNNING_AT_LAUNCHDARKLY | {ImportStatus.COMPLETE, ImportStatus.STOPPED}:
+        status = ImportStatus.IN_PROGRESS
+    files = body.get("files") or []
+    checked = {"last_checked_at": timezone.now(), "next_attempt_at": next_poll}
+    if status == part.status:
+        part.ld_files = files
+        part.save(update_fields=["ld_files"])
+        ImportRecord.objects.filter(pk=record.pk).update(**checked)
+        return
+    label = record.part_label(part)
+    if status == ImportStatus.COMPLETE:
+        part.set(ImportStatus.COMPLETE, ld_files=files, finished_at=timezone.now())
         if record.parts.exclude(status=ImportStatus.COMPLETE).exists():
-            record.next_attempt_at = None
-            _set_record(record, ImportStatus.QUEUED, fields=["next_attempt_at"])
-            _submit(record, record.parts.exclude(status=ImportStatus.COMPLETE).order_by("number").first())
+            record.move(
+                ImportStatus.QUEUED,
+                f"LaunchDarkly finished {label}.",
+                part=part,
+                event_status=ImportStatus.COMPLETE,
+                parts_done=record.parts_done + 1,
+                next_attempt_at=timezone.now(),
+            )
+            _submit(record)
         else:
-            _finish(record, ImportStatus.COMPLETE, f"Import complete: {record.key_count:,} keys.")
+            record.parts_done += 1
+            _finish(
+                record,
+                ImportStatus.COMPLETE,
+                f"Import complete: {record.key_count:,} keys.",
+                part=part if record.part_count > 1 else None,
+                parts_done=record.parts_done,
+            )
     elif status == ImportStatus.STOPPED:
-        message = f"LaunchDarkly stopped {_part_label(record, part)}; it did not finish."
-        _set_part(part, ImportStatus.STOPPED, error_message=message, extra=["ld_files"])
+        message = f"LaunchDarkly stopped {label}; it did not finish."
+        part.set(ImportStatus.STOPPED, error_message=message, ld_files=files)
         _finish(record, ImportStatus.STOPPED, message, part=part)
     else:
-        _set_part(part, status, extra=["ld_files"])
-        _set_record(record, status)
-        _event(
-            record,
-            status,
-            f"{_part_label(record, part).capitalize()}: {ImportStatus(status).label}.",
-            part=part,
-        )
-
-
-# --- small helpers ----------------------------------------------------------------------------------
-
-
-def _part_label(record: ImportRecord, part: ImportPart) -> str:
-    return f"part {part.number} of {record.part_count}" if record.part_count > 1 else "the file"
+        part.set(status, ld_files=files)
+        record.move(status, f"{label.capitalize()}: {ImportStatus(status).label}.", part=part, **checked)
 
 
 def _part_filename(record: ImportRecord, part: ImportPart) -> str:
     stem = Path(record.original_filename).stem or "keys"
     return f"{stem}-part-{part.number}.csv" if record.part_count > 1 else f"{stem}.csv"
-
-
-def _set_part(
-    part: ImportPart,
-    status: str,
-    *,
-    error_message: str = "",
-    ld_location: str = "",
-    extra: list[str] | None = None,
-) -> None:
-    part.status = status
-    fields = ["status", *(extra or [])]
-    if error_message:
-        part.error_message = error_message
-        fields.append("error_message")
-    if ld_location:
-        part.ld_location = ld_location
-        fields.append("ld_location")
-    part.save(update_fields=fields)
-
-
-def _set_record(
-    record: ImportRecord,
-    status: str,
-    *,
-    fields: list[str] | None = None,
-    error: LaunchDarklyError | None = None,
-) -> None:
-    record.status = status
-    update = ["status", "updated_at", *(fields or [])]
-    if error is not None:
-        record.error_code, record.error_message = error.code, error.message
-        update += ["error_code", "error_message"]
-    record.save(update_fields=update)
-
-
-def _reschedule(record: ImportRecord, when: datetime) -> None:
-    record.next_attempt_at = when
-    record.save(update_fields=["next_attempt_at", "updated_at"])
-
-
-def _fail(record: ImportRecord, part: ImportPart, error: LaunchDarklyError) -> None:
-    message = f"LaunchDarkly refused {_part_label(record, part)}: {error.message}"
-    part.error_code = error.code
-    _set_part(part, ImportStatus.FAILED, error_message=message, extra=["error_code"])
-    _finish(record, ImportStatus.FAILED, message, part=part, error=error)
 
 
 def _finish(
@@ -426,40 +536,40 @@ def _finish(
     *,
     part: ImportPart | None = None,
     error: LaunchDarklyError | None = None,
+    **fields: Any,
 ) -> None:
-    record.finished_at = timezone.now()
-    fields = ["finished_at"]
     if status != ImportStatus.COMPLETE:
-        record.error_message = message
-        record.error_code = error.code if error is not None else ""
-        fields += ["error_message", "error_code"]
-    _set_record(record, status, fields=fields)
-    _event(record, status, message, part=part)
+        fields.update(error_message=message, error_code=error.code if error is not None else "")
+    record.move(status, message, source={record.status}, part=part, **fields)
     purge_files(record)
 
 
-def _event(record: ImportRecord, status: str, message: str, *, part: ImportPart | None = None) -> None:
-    ImportEvent.objects.create(
-        record=record, status=status, message=message, part_number=part.number if part is not None else None
-    )
-    logger.info("Import %s: %s — %s", record.pk, status, message)
+# --- files ----------------------------------------------------------------------------------------
+
+
+def remove_files(record: ImportRecord) -> None:
+    """Delete the upload and its parts now (a rejected, cancelled or expired import keeps nothing)."""
+    if record.storage_dir:
+        shutil.rmtree(record.storage_dir, ignore_errors=True)
+    ImportRecord.objects.filter(pk=record.pk).update(storage_dir="")
+    record.parts.update(file_path="")
+    record.storage_dir = ""
 
 
 def purge_files(record: ImportRecord, *, now: datetime | None = None) -> bool:
-    """Delete a final import's normalised parts once its retention time has passed."""
+    """Delete a final import's files once its retention time has passed."""
     if not record.storage_dir or not record.is_final or record.finished_at is None:
         return False
     now = now or timezone.now()
     if record.finished_at + timedelta(hours=settings.IMPORT_RETENTION_HOURS) > now:
         return False
-    shutil.rmtree(record.storage_dir, ignore_errors=True)
-    ImportRecord.objects.filter(pk=record.pk).update(storage_dir="")
-    record.parts.update(file_path="")
-    record.storage_dir = ""
+    remove_files(record)
     return True
 
 
 def purge_expired_files() -> int:
+    from segments_app.models import FINAL_STATUSES
+
     return sum(
         purge_files(r) for r in ImportRecord.objects.exclude(storage_dir="").filter(status__in=FINAL_STATUSES)
     )
@@ -484,15 +594,3 @@ def pause_until(retry_at: float | None) -> datetime:
     until = max(until, now + timedelta(seconds=1))
     UpstreamPause.objects.update_or_create(name=PAUSE_NAME, defaults={"until": until})
     return until
-
-
-def next_check_at(record: ImportRecord) -> datetime:
-    """When a worker should look at this import again."""
-    now = timezone.now()
-    candidates = [now + timedelta(seconds=settings.IMPORT_POLL_SECONDS)]
-    if record.status == ImportStatus.QUEUED and record.next_attempt_at:
-        candidates.append(record.next_attempt_at)
-    pause = active_pause()
-    if pause:
-        candidates.append(pause)
-    return max(candidates)
