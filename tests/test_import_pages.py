@@ -6,7 +6,9 @@ import csv
 import html as html_lib
 import io
 import re
+import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from segments_app import imports
 from segments_app.models import ImportEvent, ImportPart, ImportRecord
 from tests.test_imports import multipart
 
@@ -56,7 +59,9 @@ def upload(content: bytes, name: str = "keys.csv") -> SimpleUploadedFile:
 
 
 def post(client: Any, content: bytes, action: str = "upload", **fields: Any) -> Any:
-    data = {"file": upload(content), "mode": "merge", "action": action, **fields}
+    """The upload form as a browser sends it: each rendered form carries its own submission token."""
+    data = {"file": upload(content), "mode": "merge", "action": action, "submission_token": uuid.uuid4().hex}
+    data.update(fields)
     return client.post(FORM, data)
 
 
@@ -84,80 +89,208 @@ def test_a_standard_segment_explains_why_it_cannot_take_a_csv(logged_in: Any, re
     assert 'type="file"' not in html
 
 
-def test_check_file_is_a_dry_run(logged_in: Any, real_ld: Any) -> None:
+def storage_folders(settings: Any) -> list[Path]:
+    return sorted(Path(settings.IMPORT_STORAGE_DIR).iterdir())
+
+
+def step(record: ImportRecord) -> ImportRecord:
+    """One worker step, as the import worker takes it."""
+    ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    return imports.advance(record.pk)
+
+
+def test_the_upload_view_only_receives(logged_in: Any, real_ld: Any, monkeypatch: Any) -> None:
+    big_segment(real_ld)
+
+    def no_validation_here(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the upload request must not validate the file")
+
+    monkeypatch.setattr("segments_app.imports.pipeline.normalise_csv", no_validation_here)
+    response = post(logged_in, b"k1\nk2\n")
+    record = ImportRecord.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/imports/{record.pk}/"
+    assert (record.status, record.key_count, record.parts.count()) == ("validating", 0, 0)
+    assert import_posts(real_ld) == []
+    assert (Path(record.storage_dir) / "upload.csv").read_bytes() == b"k1\nk2\n"
+    html = text(logged_in.get(response["Location"]))
+    assert "Checking the file" in html
+    assert f'hx-get="/imports/{record.pk}/"' in html  # the page keeps itself current
+
+
+def test_check_file_makes_a_draft_and_sends_nothing(logged_in: Any, real_ld: Any) -> None:
     big_segment(real_ld)
     response = post(logged_in, b"email\na@x.test\nb@x.test\na@x.test\n\n", action="check", has_header="on")
-    html = text(response)
+    record = step(ImportRecord.objects.get())
+    assert record.status == "draft"
+    html = text(logged_in.get(response["Location"]))
     assert "The file is sound" in html
     assert re.search(r"<dt>Keys accepted</dt><dd>2</dd>", html)
     assert re.search(r"<dt>Duplicates dropped</dt><dd>1</dd>", html)
     assert re.search(r"<dt>Header row skipped</dt><dd>Yes</dd>", html)
-    assert import_posts(real_ld) == []
-    assert ImportRecord.objects.count() == 0
-
-
-def test_an_invalid_file_never_reaches_launchdarkly(logged_in: Any, real_ld: Any) -> None:
-    big_segment(real_ld)
-    html = text(post(logged_in, b"ok\nbad\xff\n"))
-    assert "The file has problems" in html
-    assert "Line 2 is not valid UTF-8 text" in html
-    assert "Nothing was sent to LaunchDarkly." in html
-    assert import_posts(real_ld) == []
-    record = ImportRecord.objects.get()
-    assert record.status == "rejected"
-
-
-def test_an_invalid_file_in_a_dry_run_is_reported_too(logged_in: Any, real_ld: Any) -> None:
-    big_segment(real_ld)
-    html = text(post(logged_in, b"", action="check"))
-    assert "The submitted file is empty." in html
+    assert f'action="/imports/{record.pk}/send/"' in html
+    assert "Send to LaunchDarkly" in html
+    assert "Discard" in html
+    assert "hx-trigger" not in html  # a draft waits for a person: no polling
     assert import_posts(real_ld) == []
 
 
-def test_upload_saves_the_record_sends_the_file_and_shows_the_import(
-    logged_in: Any, real_ld: Any, user: Any
-) -> None:
+def test_check_then_send_sends_the_stored_file_once(logged_in: Any, real_ld: Any, user: Any) -> None:
     big_segment(real_ld)
     real_ld.mock.post(
         real_ld.url(f"{SEGMENT}/imports"), status=204, headers={"Location": f"{SEGMENT}/imports/i-9"}
     )
-    response = post(logged_in, b"k1\nk2\n", wait_on_approvals="on")
-    record = ImportRecord.objects.get()
+    post(logged_in, b"k1\nk2\n", action="check")
+    record = step(ImportRecord.objects.get())
+    response = logged_in.post(
+        f"/imports/{record.pk}/send/", {"mode": "replace", "confirm_key": "vip", "wait_on_approvals": "on"}
+    )
     assert response.status_code == 302
-    assert response["Location"] == f"/imports/{record.pk}/"
-    assert (record.user, record.original_filename, record.key_count, record.wait_on_approvals) == (
+    record.refresh_from_db()
+    assert (record.status, record.mode, record.sent_by, record.wait_on_approvals) == (
+        "queued",
+        "replace",
         user,
-        "keys.csv",
-        2,
         True,
     )
+    assert not (Path(record.storage_dir) / "upload.csv").exists()  # only the parts are kept
+    assert import_posts(real_ld) == []  # the worker sends it, not the page
+    record = step(record)
     (call,) = import_posts(real_ld)
     assert multipart(call) == {
         "file": b"k1\nk2\n",
         "filename": b"keys.csv",
-        "mode": b"merge",
+        "mode": b"replace",
         "waitOnApprovals": b"true",
     }
     assert record.parts.get().ld_import_id == "i-9"
+    # Sending the same draft again sends nothing more.
+    logged_in.post(f"/imports/{record.pk}/send/", {"mode": "merge"})
+    assert len(import_posts(real_ld)) == 1
 
 
-def test_htmx_upload_answers_with_a_client_redirect(logged_in: Any, real_ld: Any) -> None:
+def test_a_draft_replace_needs_the_typed_key(logged_in: Any, real_ld: Any) -> None:
+    big_segment(real_ld)
+    post(logged_in, b"k1\n", action="check")
+    record = step(ImportRecord.objects.get())
+    response = logged_in.post(f"/imports/{record.pk}/send/", {"mode": "replace", "confirm_key": "nope"})
+    assert response.status_code == 400
+    assert 'Type "vip" to confirm.' in text(response)
+    record.refresh_from_db()
+    assert record.status == "draft"
+
+
+def test_discard_deletes_the_draft_and_its_files(
+    logged_in: Any, real_ld: Any, user: Any, settings: Any
+) -> None:
+    big_segment(real_ld)
+    post(logged_in, b"k1\n", action="check")
+    record = step(ImportRecord.objects.get())
+    folder = Path(record.storage_dir)
+    assert folder.exists()
+    response = logged_in.post(f"/imports/{record.pk}/cancel/")
+    assert response.status_code == 302
+    record.refresh_from_db()
+    assert (record.status, record.cancelled_by, record.storage_dir) == ("cancelled", user, "")
+    assert not folder.exists()
+    assert record.events.last().message == "Discarded by pm; nothing was sent."
+    assert "Cancelled by" in text(logged_in.get(f"/imports/{record.pk}/"))
+    assert import_posts(real_ld) == []
+
+
+def test_a_suspected_header_stops_as_a_draft_and_asks(logged_in: Any, real_ld: Any) -> None:
     big_segment(real_ld)
     real_ld.mock.post(
         real_ld.url(f"{SEGMENT}/imports"), status=204, headers={"Location": f"{SEGMENT}/imports/i-1"}
     )
+    post(logged_in, b"email\na@x.test\nb@x.test\n")
+    record = step(ImportRecord.objects.get())
+    assert (record.status, record.asks_about_header) == ("draft", True)
+    html = text(logged_in.get(f"/imports/{record.pk}/"))
+    assert "The first row is “email”. Is it a header?" in html
+    assert import_posts(real_ld) == []
+    unanswered = logged_in.post(f"/imports/{record.pk}/send/", {"mode": "merge"})
+    assert unanswered.status_code == 400
+    assert "Say whether the first row is a header before sending." in text(unanswered)
+    logged_in.post(f"/imports/{record.pk}/send/", {"mode": "merge", "first_row": "header"})
+    record.refresh_from_db()
+    assert (record.status, record.has_header) == ("validating", True)
+    record = step(record)
+    assert (record.status, record.key_count) == ("queued", 2)
+    step(record)
+    (call,) = import_posts(real_ld)
+    assert multipart(call)["file"] == b"a@x.test\nb@x.test\n"
+
+
+def test_a_first_row_said_to_be_a_key_is_sent(logged_in: Any, real_ld: Any) -> None:
+    big_segment(real_ld)
+    real_ld.mock.post(
+        real_ld.url(f"{SEGMENT}/imports"), status=204, headers={"Location": f"{SEGMENT}/imports/i-1"}
+    )
+    post(logged_in, b"id\nx\n")
+    record = step(ImportRecord.objects.get())
+    logged_in.post(f"/imports/{record.pk}/send/", {"mode": "merge", "first_row": "key"})
+    step(ImportRecord.objects.get())
+    (call,) = import_posts(real_ld)
+    assert multipart(call)["file"] == b"id\nx\n"
+
+
+def test_two_identical_posts_make_one_import(logged_in: Any, real_ld: Any, settings: Any) -> None:
+    big_segment(real_ld)
+    before = storage_folders(settings)
+    fields = {"submission_token": "f" * 32}
+    first = post(logged_in, b"k1\n", **fields)
+    second = post(logged_in, b"k1\n", **fields)
+    record = ImportRecord.objects.get()
+    assert first["Location"] == second["Location"] == f"/imports/{record.pk}/"
+    assert len(storage_folders(settings)) == len(before) + 1  # the second copy was not kept
+
+
+def test_an_invalid_file_never_reaches_launchdarkly_and_leaves_nothing(
+    logged_in: Any, real_ld: Any, settings: Any
+) -> None:
+    big_segment(real_ld)
+    before = storage_folders(settings)
+    post(logged_in, b"ok\nbad\xff\n")
+    record = step(ImportRecord.objects.get())
+    assert record.status == "rejected"
+    html = text(logged_in.get(f"/imports/{record.pk}/"))
+    assert "The file has problems" in html
+    assert "Line 2 is not valid UTF-8 text" in html
+    assert "Nothing was sent to LaunchDarkly." in html
+    assert import_posts(real_ld) == []
+    assert storage_folders(settings) == before
+
+
+def test_an_empty_file_is_refused_by_the_form_and_leaves_nothing(
+    logged_in: Any, real_ld: Any, settings: Any
+) -> None:
+    big_segment(real_ld)
+    before = storage_folders(settings)
+    html = text(post(logged_in, b"", action="check"))
+    assert "The submitted file is empty." in html
+    assert ImportRecord.objects.count() == 0
+    assert storage_folders(settings) == before
+
+
+def test_htmx_upload_answers_with_a_client_redirect(logged_in: Any, real_ld: Any) -> None:
+    big_segment(real_ld)
     response = logged_in.post(
-        FORM, {"file": upload(b"k\n"), "mode": "merge", "action": "upload"}, headers={"HX-Request": "true"}
+        FORM,
+        {"file": upload(b"k\n"), "mode": "merge", "action": "upload", "submission_token": "t" * 32},
+        headers={"HX-Request": "true"},
     )
     assert response.status_code == 200
     assert response["HX-Redirect"] == f"/imports/{ImportRecord.objects.get().pk}/"
 
 
-def test_replace_needs_the_typed_segment_key(logged_in: Any, real_ld: Any) -> None:
+def test_replace_needs_the_typed_segment_key(logged_in: Any, real_ld: Any, settings: Any) -> None:
     big_segment(real_ld)
+    before = storage_folders(settings)
     html = text(post(logged_in, b"k\n", mode="replace", confirm_key="vi"))
     assert 'Replace removes every current member that is not in the file. Type "vip" to confirm.' in html
     assert ImportRecord.objects.count() == 0
+    assert storage_folders(settings) == before
 
 
 def test_too_large_an_upload_is_refused_with_a_clear_message(
@@ -165,19 +298,30 @@ def test_too_large_an_upload_is_refused_with_a_clear_message(
 ) -> None:
     settings.IMPORT_MAX_UPLOAD_BYTES = 1024 * 1024
     big_segment(real_ld)
+    before = storage_folders(settings)
     html = text(post(logged_in, b"k" * 1024 * 1024 + b"\n" * 200_000))
     assert "The file is larger than the 1 MB limit. Nothing was uploaded." in html
     assert ImportRecord.objects.count() == 0
     assert import_posts(real_ld) == []
+    assert storage_folders(settings) == before
+
+
+def test_a_refused_csrf_token_leaves_no_file(user: Any, real_ld: Any, settings: Any) -> None:
+    from django.test import Client
+
+    big_segment(real_ld)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    before = storage_folders(settings)
+    response = client.post(FORM, {"file": upload(b"k\n"), "mode": "merge", "action": "upload"})
+    assert response.status_code == 403
+    assert storage_folders(settings) == before
 
 
 def test_the_upload_is_hashed_on_the_way_in(logged_in: Any, real_ld: Any) -> None:
     import hashlib
 
     big_segment(real_ld)
-    real_ld.mock.post(
-        real_ld.url(f"{SEGMENT}/imports"), status=400, json={"code": "invalid_request", "message": "no"}
-    )
     content = b"".join(f"user-{i}\n".encode() for i in range(50_000))
     post(logged_in, content)
     record = ImportRecord.objects.get()
@@ -214,44 +358,18 @@ def test_the_upload_is_hashed_on_the_way_in(logged_in: Any, real_ld: Any) -> Non
         ({"status": 204}, "unknown", "returned no import ID"),
     ],
 )
-def test_upload_with_launchdarkly_failing_shows_the_import_not_a_500(
+def test_launchdarkly_failing_shows_on_the_import_page_not_a_500(
     logged_in: Any, real_ld: Any, answer: dict, status: str, shown: str
 ) -> None:
     big_segment(real_ld)
     real_ld.mock.post(real_ld.url(f"{SEGMENT}/imports"), **answer)
     response = post(logged_in, b"k\n")
     assert response.status_code == 302
+    step(step(ImportRecord.objects.get()))
     detail = logged_in.get(response["Location"])
     assert detail.status_code == 200
     assert shown in text(detail)
     assert ImportRecord.objects.get().status == status
-
-
-@pytest.mark.django_db(transaction=True)
-def test_concurrent_badge_polls_in_one_interval_make_one_launchdarkly_call(user: Any, real_ld: Any) -> None:
-    import threading
-
-    from django.db import connection as thread_connection
-    from django.test import Client
-
-    record = running_import(user, real_ld, "imp-8")
-    barrier = threading.Barrier(8)
-    codes: list[int] = []
-
-    def poll() -> None:
-        client = Client()
-        client.force_login(user)
-        barrier.wait()
-        codes.append(client.get(f"/imports/{record.pk}/badge/").status_code)
-        thread_connection.close()
-
-    threads = [threading.Thread(target=poll) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert codes == [200] * 8
-    assert len(real_ld.calls_to(f"{SEGMENT}/imports/imp-8")) == 1
 
 
 # --- badge --------------------------------------------------------------------------------------------
@@ -276,8 +394,8 @@ def make_record(user: Any, status: str = "in_progress", **fields: Any) -> Import
 
 
 def running_import(user: Any, real_ld: Any, import_id: str) -> ImportRecord:
-    """An import LaunchDarkly is running, last checked long enough ago to be due."""
-    record = make_record(user, status="in_progress", last_checked_at=timezone.now() - timedelta(seconds=10))
+    """An import LaunchDarkly is running, due for a status check."""
+    record = make_record(user, status="in_progress", next_attempt_at=timezone.now() - timedelta(seconds=10))
     ImportPart.objects.create(
         record=record,
         number=1,
@@ -292,7 +410,7 @@ def running_import(user: Any, real_ld: Any, import_id: str) -> ImportRecord:
         json={
             "id": import_id,
             "segmentKey": "vip",
-            "status": "in_progress",
+            "status": "complete",
             "mode": "merge",
             "creationTime": 1,
             "_links": {},
@@ -302,26 +420,107 @@ def running_import(user: Any, real_ld: Any, import_id: str) -> ImportRecord:
     return record
 
 
-def test_badge_polls_while_running_and_stops_when_final(logged_in: Any, user: Any, real_ld: Any) -> None:
-    running = make_record(user, last_checked_at=timezone.now())
-    html = text(logged_in.get(f"/imports/{running.pk}/badge/"))
-    assert 'hx-trigger="every 2.0s"' in html or 'hx-trigger="every 2s"' in html
-    assert f'hx-get="/imports/{running.pk}/badge/"' in html
-    assert ">Importing<" in html
-    done = make_record(user, status="complete")
-    html = text(logged_in.get(f"/imports/{done.pk}/badge/"))
-    assert "hx-get" not in html
-    assert "hx-trigger" not in html
-    assert "Complete — 1,204,331 keys" in html
-
-
-def test_many_badge_polls_in_one_interval_make_one_launchdarkly_call(
-    logged_in: Any, user: Any, real_ld: Any
-) -> None:
+def test_no_page_or_badge_calls_launchdarkly_about_an_import(logged_in: Any, user: Any, real_ld: Any) -> None:
     record = running_import(user, real_ld, "imp-7")
-    for _ in range(10):
-        assert logged_in.get(f"/imports/{record.pk}/badge/").status_code == 200
-    assert len(real_ld.calls_to(f"{SEGMENT}/imports/imp-7")) == 1
+    real_ld.add_projects()
+    for url in (
+        f"/imports/{record.pk}/",
+        f"/imports/{record.pk}/badge/",
+        f"/imports/statuses/?id={record.pk}",
+        "/imports/",
+        "/imports/export.csv",
+    ):
+        response = logged_in.get(url, headers={"HX-Request": "true"} if "statuses" in url else {})
+        assert response.status_code == 200, url
+        b"".join(response) if response.streaming else response.content
+    assert real_ld.calls_to(f"{SEGMENT}/imports/imp-7") == []
+    record.refresh_from_db()
+    assert record.status == "in_progress"  # only the worker moves it
+
+
+def test_badge_reads_the_status_and_does_not_poll_by_itself(logged_in: Any, user: Any) -> None:
+    running = make_record(user)
+    html = text(logged_in.get(f"/imports/{running.pk}/badge/"))
+    assert ">Importing<" in html
+    assert "hx-get" not in html
+    done = make_record(user, status="complete")
+    assert "Complete — 1,204,331 keys" in text(logged_in.get(f"/imports/{done.pk}/badge/"))
+
+
+def test_a_table_of_imports_polls_once_for_all_its_unfinished_rows(logged_in: Any, user: Any) -> None:
+    running = [make_record(user) for _ in range(3)]
+    draft = make_record(user, status="draft")
+    done = make_record(user, status="complete")
+    html = text(logged_in.get("/imports/"))
+    assert html.count("hx-trigger=") == 1
+    (poll_url,) = re.findall(r'hx-get="(/imports/statuses/\?[^"]*)"', html)
+    assert sorted(re.findall(r"id=(\d+)", poll_url)) == sorted(str(r.pk) for r in running)
+    assert str(draft.pk) not in re.findall(r"id=(\d+)", poll_url)
+    # The poll answers with every listed badge out of band, and polls on for the unfinished.
+    ImportRecord.objects.filter(pk=running[0].pk).update(status="complete")
+    answer = text(logged_in.get(poll_url.replace("&amp;", "&") + f"&id={done.pk}"))
+    assert answer.count('hx-swap-oob="true"') == 4
+    assert (
+        f'id="import-badge-{running[0].pk}" class="status status-success" hx-swap-oob="true">Complete'
+        in answer
+    )
+    (next_url,) = re.findall(r'hx-get="(/imports/statuses/\?[^"]*)"', answer)
+    assert sorted(re.findall(r"id=(\d+)", next_url)) == sorted(str(r.pk) for r in running[1:])
+    for record in running[1:]:
+        ImportRecord.objects.filter(pk=record.pk).update(status="failed")
+    last = text(logged_in.get(next_url.replace("&amp;", "&")))
+    assert "hx-trigger" not in last  # everything is final: polling stops
+
+
+def test_the_import_page_refreshes_its_live_part_until_final(logged_in: Any, user: Any) -> None:
+    record = make_record(user, status="preparing")
+    ImportPart.objects.create(
+        record=record, number=1, key_count=1, size_bytes=2, mode="merge", status="preparing"
+    )
+    page = logged_in.get(f"/imports/{record.pk}/")
+    assert '<div id="import-live" hx-get' in text(page)
+    fragment = logged_in.get(f"/imports/{record.pk}/", headers={"HX-Request": "true"})
+    assert "HX-Request" in fragment["Vary"]
+    html = text(fragment)
+    assert html.lstrip().startswith('<div id="import-live"')
+    assert "<html" not in html
+    assert "hx-trigger" in html
+    ImportPart.objects.filter(record=record).update(status="complete")
+    ImportRecord.objects.filter(pk=record.pk).update(status="complete", finished_at=timezone.now())
+    html = text(logged_in.get(f"/imports/{record.pk}/", headers={"HX-Request": "true"}))
+    assert "hx-trigger" not in html
+    assert "<td>Complete</td>" in html.replace("\n", "")  # the parts table is current too
+    restore = logged_in.get(
+        f"/imports/{record.pk}/", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"}
+    )
+    assert "<html" in text(restore)
+
+
+def test_cancel_a_queued_import_but_not_one_being_sent(logged_in: Any, user: Any) -> None:
+    queued = make_record(user, status="queued")
+    logged_in.post(f"/imports/{queued.pk}/cancel/")
+    queued.refresh_from_db()
+    assert (queued.status, queued.cancelled_by) == ("cancelled", user)
+    held = make_record(
+        user, status="queued", lease_owner="w", lease_until=timezone.now() + timedelta(seconds=30)
+    )
+    response = logged_in.post(f"/imports/{held.pk}/cancel/", follow=True)
+    assert "It is too late to cancel this import" in text(response)
+    held.refresh_from_db()
+    assert held.status == "queued"
+    sent = make_record(user, status="preparing")
+    logged_in.post(f"/imports/{sent.pk}/cancel/")
+    sent.refresh_from_db()
+    assert sent.status == "preparing"
+    assert logged_in.get(f"/imports/{queued.pk}/cancel/").status_code == 405
+
+
+def test_waiting_behind_an_import_pending_approval_names_and_links_it(logged_in: Any, user: Any) -> None:
+    first = make_record(user, status="pending_approval", original_filename="first.csv")
+    second = make_record(user, status="queued", waiting_behind=first)
+    html = text(logged_in.get(f"/imports/{second.pk}/"))
+    assert f'<a href="/imports/{first.pk}/">import #{first.pk}</a>' in html
+    assert "That import is waiting for approval in LaunchDarkly" in html
 
 
 # --- detail -------------------------------------------------------------------------------------------
