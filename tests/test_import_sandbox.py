@@ -13,25 +13,32 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
 from sandbox.models import SandboxImport, SandboxMember, SandboxSegment
 from segments_app import imports
-from segments_app.models import ImportRecord
+from segments_app.imports import worker
+from segments_app.imports.intake import new_upload_path
+from segments_app.models import FINAL_STATUSES, ImportRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def run_until_final(record_id: int, *, timeout: float = 600, on_step: Any = None) -> ImportRecord:
+def run_until_final(
+    record_id: int, *, timeout: float = 600, on_step: Any = None, until: set[str] | None = None
+) -> ImportRecord:
+    """Worker steps, each due at once, until the import is final (or in one of `until`)."""
     deadline = time.monotonic() + timeout
     while True:
-        ImportRecord.objects.filter(pk=record_id).update(last_checked_at=None, next_attempt_at=None)
+        ImportRecord.objects.filter(pk=record_id).exclude(next_attempt_at=None).update(
+            next_attempt_at=timezone.now() - timedelta(seconds=1)
+        )
         record = imports.advance(record_id)
         if on_step is not None:
             on_step(record)
-        if record.is_final or time.monotonic() > deadline:
+        if record.is_final or record.status in (until or ()) or time.monotonic() > deadline:
             return record
 
 
@@ -52,6 +59,7 @@ def test_upload_through_the_form_runs_to_complete(logged_in: Any, contract: list
             "confirm_key": "churn-risk",
             "has_header": "on",
             "action": "upload",
+            "submission_token": "a" * 32,
         },
     )
     record = ImportRecord.objects.get()
@@ -76,11 +84,11 @@ def test_waiting_for_approval_then_approved(logged_in: Any, sandbox: str) -> Non
             "mode": "merge",
             "wait_on_approvals": "on",
             "action": "upload",
+            "submission_token": "b" * 32,
         },
     )
     record = ImportRecord.objects.get()
-    ImportRecord.objects.filter(pk=record.pk).update(last_checked_at=None)
-    record = imports.advance(record.pk)
+    record = run_until_final(record.pk, until={"pending_approval"})
     assert record.status == "pending_approval"
     assert "What to do next:" in logged_in.get(f"/imports/{record.pk}/").content.decode()
     call_command("sandbox_approve", "--all")
@@ -89,21 +97,10 @@ def test_waiting_for_approval_then_approved(logged_in: Any, sandbox: str) -> Non
 
 
 def _race(records: list[int], settings: Any, user: Any) -> None:
-    """Two workers and a badge poller advance the same imports at once until all are final."""
+    """Two worker loops (as two worker processes would run them) and a page poller at once, until
+    every import is final."""
     errors: list[BaseException] = []
     stop = threading.Event()
-
-    def worker() -> None:
-        try:
-            while not stop.is_set():
-                for record_id in records:
-                    imports.advance(record_id)
-                time.sleep(0.01)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            close_old_connections()
-            connection.close()
 
     def poller() -> None:
         client = Client()
@@ -111,31 +108,46 @@ def _race(records: list[int], settings: Any, user: Any) -> None:
         try:
             while not stop.is_set():
                 for record_id in records:
-                    assert client.get(f"/imports/{record_id}/badge/").status_code == 200
+                    assert client.get(f"/imports/{record_id}/").status_code == 200
+                    assert client.get(f"/imports/statuses/?id={record_id}").status_code == 200
         except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()
 
     threads = [
-        threading.Thread(target=worker),
-        threading.Thread(target=worker),
+        threading.Thread(target=worker.work, args=(stop,), kwargs={"idle_wait": 0.01}),
+        threading.Thread(target=worker.work, args=(stop,), kwargs={"idle_wait": 0.01}),
         threading.Thread(target=poller),
     ]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 120
-    while (
-        time.monotonic() < deadline
-        and ImportRecord.objects.exclude(
-            status__in=["complete", "failed", "unknown", "stopped", "rejected"]
-        ).exists()
-    ):
+    while time.monotonic() < deadline and ImportRecord.objects.exclude(status__in=FINAL_STATUSES).exists():
         time.sleep(0.05)
     stop.set()
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
+
+
+def _upload(user: Any, content: bytes, environment: str, segment: str, mode: str = "merge") -> ImportRecord:
+    path = new_upload_path()
+    path.write_bytes(content)
+    record, _ = imports.record_upload(
+        user=user,
+        project="demo",
+        environment=environment,
+        segment=segment,
+        upload=imports.ReceivedFile(
+            path, f"{segment}.csv", len(content), hashlib.sha256(content).hexdigest()
+        ),
+        mode=mode,
+        wait_on_approvals=False,
+        has_header=False,
+        send=True,
+    )
+    return record
 
 
 def _submit_each_part_exactly_once(tmp_path: Path, settings: Any, user: Any) -> None:
@@ -150,22 +162,7 @@ def _submit_each_part_exactly_once(tmp_path: Path, settings: Any, user: Any) -> 
         ("staging", "churn-risk"),
     ):
         content = "".join(f"{environment}-{segment}-{i}\n" for i in range(5)).encode()
-        path = tmp_path / f"{environment}-{segment}.csv"
-        path.write_bytes(content)
-        records.append(
-            imports.create_import(
-                user=user,
-                project="demo",
-                environment=environment,
-                segment=segment,
-                upload=imports.ReceivedFile(
-                    path, path.name, len(content), hashlib.sha256(content).hexdigest()
-                ),
-                mode="merge",
-                wait_on_approvals=False,
-                has_header=False,
-            ).pk
-        )
+        records.append(_upload(user, content, environment, segment).pk)
     _race(records, settings, user)
     finished = ImportRecord.objects.filter(pk__in=records)
     assert sorted(finished.values_list("status", flat=True)) == ["complete"] * 3
@@ -200,14 +197,14 @@ def test_two_and_a_half_million_keys_become_three_parts_sent_in_turn(
     settings.LD_READ_TIMEOUT = 300
     settings.LD_UPLOAD_TIMEOUT = 300
     total = 2_500_000
-    path = tmp_path / "big.csv"
+    path = new_upload_path()
     digest = hashlib.sha256()
     with path.open("wb") as out:
         for start in range(0, total, 100_000):
             chunk = "".join(f"customer-{i:08d}\n" for i in range(start, start + 100_000)).encode()
             digest.update(chunk)
             out.write(chunk)
-    record = imports.create_import(
+    record, _ = imports.record_upload(
         user=user,
         project="demo",
         environment="production",
@@ -216,7 +213,9 @@ def test_two_and_a_half_million_keys_become_three_parts_sent_in_turn(
         mode="replace",
         wait_on_approvals=False,
         has_header=False,
+        send=True,
     )
+    record = imports.advance(record.pk)  # the worker checks the file
     assert [(p.number, p.key_count, p.mode) for p in record.parts.all()] == [
         (1, 1_000_000, "replace"),
         (2, 1_000_000, "merge"),
@@ -252,3 +251,63 @@ def test_two_and_a_half_million_keys_become_three_parts_sent_in_turn(
     assert segment.included_count == total
     assert record.finished_at - record.created_at < timedelta(minutes=30)
     assert timezone.now() >= record.finished_at
+
+
+def test_a_dead_workers_import_is_taken_over_within_two_poll_intervals(
+    sandbox: str, settings: Any, user: Any
+) -> None:
+    settings.IMPORT_POLL_SECONDS = 0.5
+    settings.IMPORT_LEASE_SECONDS = 1.0
+    settings.SANDBOX_IMPORT_BASE_SECONDS = 0.2
+    record = run_until_final(_upload(user, b"d-1\nd-2\n", "staging", "churn-risk").pk, until={"preparing"})
+    assert record.status == "preparing"
+    # A worker claimed it for a status check and was killed: its lease is held but never renewed.
+    ImportRecord.objects.filter(pk=record.pk).update(
+        lease_owner="killed-worker",
+        lease_until=timezone.now() + timedelta(seconds=settings.IMPORT_LEASE_SECONDS),
+        next_attempt_at=timezone.now(),
+    )
+    stop = threading.Event()
+    other = threading.Thread(target=worker.work, args=(stop,), kwargs={"idle_wait": 0.05})
+    started = time.monotonic()
+    other.start()
+    try:
+        deadline = started + 30
+        while ImportRecord.objects.get(pk=record.pk).lease_owner == "killed-worker":
+            assert time.monotonic() < deadline, "nobody took the import over"
+            time.sleep(0.05)
+        taken_over = time.monotonic() - started
+        while not ImportRecord.objects.get(pk=record.pk).is_final:
+            assert time.monotonic() < deadline, "the import did not finish"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        other.join(timeout=30)
+    assert taken_over <= 2 * settings.IMPORT_POLL_SECONDS + 0.5
+    assert ImportRecord.objects.get(pk=record.pk).status == "complete"
+    assert SandboxImport.objects.filter(segment__key="churn-risk", environment__key="staging").count() == 1
+
+
+def test_a_restarted_worker_adds_no_duplicate_work(sandbox: str, settings: Any, user: Any) -> None:
+    """Work lives in the database, not in queued tasks: stopping and starting workers again and
+    again never sends a part twice."""
+    settings.IMPORT_POLL_SECONDS = 0.05
+    settings.SANDBOX_IMPORT_BASE_SECONDS = 0.3
+    record = _upload(user, b"r-1\nr-2\n", "production", "vip-customers")
+    deadline = time.monotonic() + 60
+    while not ImportRecord.objects.get(pk=record.pk).is_final:
+        assert time.monotonic() < deadline
+        stop = threading.Event()
+        loops = [
+            threading.Thread(target=worker.work, args=(stop,), kwargs={"idle_wait": 0.01}) for _ in range(2)
+        ]
+        for loop in loops:
+            loop.start()
+        time.sleep(0.1)
+        stop.set()
+        for loop in loops:
+            loop.join(timeout=30)
+    assert ImportRecord.objects.get(pk=record.pk).status == "complete"
+    assert (
+        SandboxImport.objects.filter(segment__key="vip-customers", environment__key="production").count() == 1
+    )
