@@ -1,0 +1,261 @@
+"""The import worker: what it claims, in which order, how it holds and gives up a lease, and how the
+`import_worker` process stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from segments_app import imports
+from segments_app.imports import pipeline, worker
+from segments_app.imports.intake import new_upload_path
+from segments_app.models import ImportRecord, ImportStatus, UpstreamPause
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def validating(user: Any, content: bytes = b"a\nb\n", *, send: bool = True, **fields: Any) -> ImportRecord:
+    path = new_upload_path()
+    path.write_bytes(content)
+    record, _ = imports.record_upload(
+        user=user,
+        project="shop",
+        environment=fields.pop("environment", "live"),
+        segment="vip",
+        upload=imports.ReceivedFile(path, "keys.csv", len(content), "0" * 64),
+        mode="merge",
+        wait_on_approvals=False,
+        has_header=False,
+        send=send,
+    )
+    if fields:
+        ImportRecord.objects.filter(pk=record.pk).update(**fields)
+        record.refresh_from_db()
+    return record
+
+
+@pytest.mark.django_db
+def test_run_once_takes_the_most_overdue_import_and_nothing_when_none_is_due(user: Any) -> None:
+    now = timezone.now()
+    later = validating(user, next_attempt_at=now - timedelta(seconds=1))
+    earlier = validating(user, next_attempt_at=now - timedelta(seconds=30))
+    not_yet = validating(user, next_attempt_at=now + timedelta(minutes=5))
+    assert worker.run_once("w1")
+    assert ImportRecord.objects.get(pk=earlier.pk).status == "queued"
+    assert ImportRecord.objects.get(pk=later.pk).status == "validating"
+    assert worker.run_once("w1")
+    assert ImportRecord.objects.get(pk=later.pk).status == "queued"
+    # Both are now queued and due: sending needs LaunchDarkly, which the next test covers. The one not
+    # due yet is never taken.
+    ImportRecord.objects.exclude(pk=not_yet.pk).update(next_attempt_at=None)
+    assert not worker.run_once("w1")
+    assert ImportRecord.objects.get(pk=not_yet.pk).status == "validating"
+    assert ImportRecord.objects.filter(lease_owner__gt="").count() == 0  # every lease was given back
+
+
+@pytest.mark.django_db
+def test_a_rate_limit_pause_holds_launchdarkly_steps_but_not_file_checks(user: Any) -> None:
+    queued = validating(user)
+    imports.advance(queued.pk)
+    UpstreamPause.objects.create(name=pipeline.PAUSE_NAME, until=timezone.now() + timedelta(minutes=1))
+    checking = validating(user)
+    assert pipeline.claim("w", record_id=queued.pk) is None
+    claimed = pipeline.claim("w")
+    assert claimed is not None
+    assert claimed.pk == checking.pk
+
+
+@pytest.mark.django_db
+def test_a_held_lease_is_not_claimed_until_it_runs_out(user: Any) -> None:
+    record = validating(user, lease_owner="other", lease_until=timezone.now() + timedelta(seconds=30))
+    assert pipeline.claim("me") is None
+    ImportRecord.objects.filter(pk=record.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    claimed = pipeline.claim("me")
+    assert claimed is not None
+    assert (claimed.pk, claimed.lease_owner) == (record.pk, "me")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lease_is_renewed_while_the_holder_works_and_released_after(user: Any, settings: Any) -> None:
+    settings.IMPORT_LEASE_SECONDS = 0.6
+    record = validating(user)
+    claimed = pipeline.claim("holder", record_id=record.pk)
+    assert claimed is not None
+    first_until = ImportRecord.objects.get(pk=record.pk).lease_until
+    with pipeline.Lease(record.pk, "holder"):
+        time.sleep(1.5)  # longer than the lease: only the heartbeat keeps it
+        held = ImportRecord.objects.get(pk=record.pk)
+        assert held.lease_owner == "holder"
+        assert held.lease_until > first_until
+        assert held.lease_until > timezone.now()
+    released = ImportRecord.objects.get(pk=record.pk)
+    assert (released.lease_owner, released.lease_until) == ("", None)
+
+
+@pytest.mark.django_db
+def test_validation_writes_its_progress(user: Any, monkeypatch: Any) -> None:
+    record = validating(user, b"a\nb\nc\n")
+    seen: list[tuple[int, int]] = []
+    real = pipeline.normalise_csv
+
+    def checking(*args: Any, progress: Any, **kwargs: Any) -> Any:
+        progress(2, 4)
+        current = ImportRecord.objects.get(pk=record.pk)
+        seen.append((current.rows_read, current.bytes_read))
+        return real(*args, progress=progress, **kwargs)
+
+    monkeypatch.setattr(pipeline, "PROGRESS_EVERY_SECONDS", 0)
+    monkeypatch.setattr(pipeline, "normalise_csv", checking)
+    record = imports.advance(record.pk)
+    assert seen == [(2, 4)]
+    assert (record.status, record.rows_read, record.bytes_read, record.validation_percent) == (
+        "queued",
+        3,
+        6,
+        100,
+    )
+
+
+@pytest.mark.django_db
+def test_cancelling_while_the_file_is_checked_stops_the_check_and_keeps_nothing(
+    user: Any, monkeypatch: Any
+) -> None:
+    record = validating(user, b"a\nb\n")
+    folder = Path(record.storage_dir)
+
+    def checking(*args: Any, progress: Any, **kwargs: Any) -> Any:
+        assert ImportRecord.objects.get(pk=record.pk).cancel(user)  # a person cancels mid-check
+        progress(1, 2)  # the next progress report notices
+        raise AssertionError("the check must stop at the progress report")
+
+    monkeypatch.setattr(pipeline, "PROGRESS_EVERY_SECONDS", 0)
+    monkeypatch.setattr(pipeline, "normalise_csv", checking)
+    record = imports.advance(record.pk)
+    assert (record.status, record.cancelled_by, record.storage_dir) == ("cancelled", user, "")
+    assert not folder.exists()
+    assert record.parts.count() == 0
+    assert list(record.events.values_list("status", flat=True)) == ["validating", "cancelled"]
+
+
+@pytest.mark.django_db
+def test_a_server_error_while_checking_fails_the_import_and_keeps_nothing(
+    user: Any, monkeypatch: Any
+) -> None:
+    record = validating(user)
+    folder = Path(record.storage_dir)
+
+    def disk_full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pipeline, "normalise_csv", disk_full)
+    record = imports.advance(record.pk)
+    assert record.status == "failed"
+    assert "No space left on device" in record.events.last().message
+    assert record.error_message == "The file could not be checked on the server; nothing was sent."
+    assert not folder.exists()
+
+
+@pytest.mark.django_db
+def test_an_unsent_draft_expires_and_its_files_are_deleted(user: Any, settings: Any) -> None:
+    settings.IMPORT_DRAFT_RETENTION_HOURS = 2
+    record = imports.advance(validating(user, send=False).pk)
+    assert record.status == "draft"
+    assert timedelta(hours=1.9) < record.next_attempt_at - timezone.now() <= timedelta(hours=2)
+    folder = Path(record.storage_dir)
+    assert imports.advance(record.pk).status == "draft"  # not expired yet
+    ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    record = imports.advance(record.pk)
+    assert record.status == "expired"
+    assert record.is_final
+    assert not folder.exists()
+    assert record.events.last().message.startswith("The draft was not sent within 2 hours")
+
+
+@pytest.mark.django_db
+def test_a_step_that_raises_does_not_stop_the_worker(user: Any, monkeypatch: Any) -> None:
+    record = validating(user)
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(worker, "step", broken)
+    assert worker.run_once("w")  # logged, not raised
+    assert ImportRecord.objects.get(pk=record.pk).lease_owner == ""  # and the lease was given back
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claims_on_postgresql_never_take_the_same_import(user: Any) -> None:
+    assert connection.vendor == "postgresql"
+    records = [validating(user) for _ in range(12)]
+    claimed: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def claimer(name: str) -> None:
+        barrier.wait()
+        try:
+            while (record := pipeline.claim(name)) is not None:
+                claimed.append(record.pk)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claimer, args=(f"w{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(claimed) == sorted(r.pk for r in records)  # each exactly once
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_import_worker_process_checks_files_and_stops_on_sigterm(user: Any, tmp_path: Path) -> None:
+    database = connection.settings_dict
+    if connection.vendor == "sqlite":
+        url = f"sqlite:///{database['NAME']}"
+    else:
+        url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+    record = validating(user, b"p-1\np-2\n", send=False)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "dashboard.settings",
+        "DATABASE_URL": url,
+        "SECRET_KEY": "test-secret-key-not-for-production",
+        "LD_API_TOKEN": "",
+        "IMPORT_STORAGE_DIR": str(Path(record.storage_dir).parent),
+        "IMPORT_POLL_SECONDS": "0.2",
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "import_worker", "--threads", "2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while ImportRecord.objects.get(pk=record.pk).status == ImportStatus.VALIDATING:
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < deadline, "the worker did not check the file"
+            time.sleep(0.1)
+        assert ImportRecord.objects.get(pk=record.pk).status == ImportStatus.DRAFT
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = process.stdout.read() if process.stdout else ""
+    assert "Import worker stopped." in output
