@@ -15,14 +15,16 @@ from segments_app.models import ImportRecord
 EXPORT_COLUMNS = [
     "id", "created_at", "user", "project", "environment", "segment", "file_name", "file_sha256",
     "file_bytes", "keys", "mode", "wait_on_approvals", "parts", "status", "finished_at", "duration_seconds",
-    "error_code", "error_message",
+    "error_code", "error_message", "sent_by", "cancelled_by",
 ]  # fmt: skip
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def filtered(values: dict[str, Any]) -> QuerySet[ImportRecord]:
     """Newest first; every filter uses an indexed column."""
-    records = ImportRecord.objects.select_related("user").order_by("-created_at", "-id")
+    records = ImportRecord.objects.select_related("user", "sent_by", "cancelled_by").order_by(
+        "-created_at", "-id"
+    )
     if "project" in values:
         records = records.filter(project_key=values["project"])
     if "environment" in values:
@@ -72,6 +74,8 @@ def _row(record: ImportRecord) -> list[Any]:
         round(duration.total_seconds(), 1) if duration else "",
         record.error_code,
         record.error_message,
+        record.sent_by.get_username() if record.sent_by else "",
+        record.cancelled_by.get_username() if record.cancelled_by else "",
     ]
 
 

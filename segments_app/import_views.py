@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from segments_app import history, imports
+from segments_app.access import may_act_on_import
 from segments_app.forms import HistoryFilterForm, ImportForm, SendDraftForm
 from segments_app.imports.intake import HashingUploadHandler
 from segments_app.launchdarkly import Environment, Project, Segment
@@ -95,8 +96,11 @@ def _import_new(
     return render(request, "segments_app/import_form.html", context)
 
 
-def _detail_context(record: ImportRecord, send_form: SendDraftForm | None = None) -> dict[str, Any]:
-    if record.status == ImportStatus.DRAFT and send_form is None:
+def _detail_context(
+    request: HttpRequest, record: ImportRecord, send_form: SendDraftForm | None = None
+) -> dict[str, Any]:
+    may_act = may_act_on_import(request.user, record)
+    if record.status == ImportStatus.DRAFT and send_form is None and may_act:
         send_form = SendDraftForm(
             initial={"mode": record.mode, "wait_on_approvals": record.wait_on_approvals},
             segment_key=record.segment_key,
@@ -109,6 +113,7 @@ def _detail_context(record: ImportRecord, send_form: SendDraftForm | None = None
         "events": list(record.events.all()),
         "report": record.report,
         "send_form": send_form,
+        "may_act": may_act,
         "waiting_behind": blocker,
         "nav": "history",
     }
@@ -123,15 +128,26 @@ def import_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     template = "segments_app/import_detail.html"
     if request.htmx and not request.htmx.history_restore_request:
         template = "segments_app/partials/import_live.html"
-    response = render(request, template, _detail_context(record))
+    response = render(request, template, _detail_context(request, record))
     patch_vary_headers(response, ["HX-Request"])
     return response
+
+
+def _forbidden(request: HttpRequest, record: ImportRecord) -> HttpResponse:
+    return render(
+        request,
+        "segments_app/import_forbidden.html",
+        {"record": record, "nav": "history"},
+        status=403,
+    )
 
 
 @require_POST
 def import_send(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Send a checked draft: the file already on the server is what goes to LaunchDarkly."""
     record = get_object_or_404(ImportRecord.objects.select_related("user"), pk=pk)
+    if not may_act_on_import(request.user, record):
+        return _forbidden(request, record)
     if record.status != ImportStatus.DRAFT:
         messages.info(request, "This import is no longer a draft; nothing more was sent.")
         return _to_import(request, record)
@@ -139,7 +155,9 @@ def import_send(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         request.POST, segment_key=record.segment_key, asks_about_header=record.asks_about_header
     )
     if not form.is_valid():
-        return render(request, "segments_app/import_detail.html", _detail_context(record, form), status=400)
+        return render(
+            request, "segments_app/import_detail.html", _detail_context(request, record, form), status=400
+        )
     data = form.cleaned_data
     if imports.send_draft(
         record,
@@ -158,6 +176,8 @@ def import_send(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 def import_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Cancel an import that has not reached LaunchDarkly (for a draft: discard it)."""
     record = get_object_or_404(ImportRecord, pk=pk)
+    if not may_act_on_import(request.user, record):
+        return _forbidden(request, record)
     was_draft = record.status == ImportStatus.DRAFT
     if record.cancel(request.user):
         imports.remove_files(record)

@@ -658,3 +658,32 @@ def test_csv_export_is_filtered_and_neutralises_formulas(logged_in: Any, user: A
         csv.reader(io.StringIO(b"".join(logged_in.get("/imports/export.csv").streaming_content).decode()))
     )
     assert {row[6] for row in everything[1:]} >= {"'@sum.csv", "'\tTab.csv"}
+
+
+def test_only_the_uploader_may_send_discard_or_cancel(client: Any, user: Any, other_user: Any) -> None:
+    draft = make_record(
+        user, status="draft", report={"keys_accepted": 1, "part_sizes": [{"keys": 1, "bytes": 2}]}
+    )
+    queued = make_record(user, status="queued")
+    client.force_login(other_user)
+    page = text(client.get(f"/imports/{draft.pk}/"))
+    assert "Send to LaunchDarkly" not in page
+    assert "only pm, who uploaded it, can send or discard it" in page
+    assert "Cancel this import" not in text(client.get(f"/imports/{queued.pk}/"))
+    for url in (
+        f"/imports/{draft.pk}/send/",
+        f"/imports/{draft.pk}/cancel/",
+        f"/imports/{queued.pk}/cancel/",
+    ):
+        response = client.post(url, {"mode": "merge"})
+        assert response.status_code == 403
+        assert "Only the uploader can do that" in text(response)
+    assert sorted(ImportRecord.objects.values_list("status", flat=True)) == ["draft", "queued"]
+    other_user.is_superuser = True
+    other_user.save()
+    client.post(f"/imports/{queued.pk}/cancel/")
+    queued.refresh_from_db()
+    assert (queued.status, queued.cancelled_by) == ("cancelled", other_user)
+    exported = b"".join(client.get("/imports/export.csv").streaming_content).decode()
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert {row["id"]: row["cancelled_by"] for row in rows}[str(queued.pk)] == other_user.username
