@@ -333,14 +333,19 @@ class ImportRecord(models.Model):
         return True
 
     def blocking_import(self) -> ImportRecord | None:
-        """The import of this environment that must finish before this one can be sent, if any."""
+        """The import of this environment that must go (on) before this one can be sent, if any.
+
+        LaunchDarkly runs one import per environment at a time. One that has started sending its parts
+        keeps its turn until its last part; otherwise the earlier upload goes first."""
+        ahead = models.Q(status__in=IN_LINE_FOR_LAUNCHDARKLY) | models.Q(
+            status=ImportStatus.QUEUED, parts_done__gt=0
+        )
+        if not self.parts_done:
+            ahead |= models.Q(status=ImportStatus.QUEUED, pk__lt=self.pk)
         return (
             ImportRecord.objects.filter(project_key=self.project_key, environment_key=self.environment_key)
             .exclude(pk=self.pk)
-            .filter(
-                models.Q(status__in=IN_LINE_FOR_LAUNCHDARKLY)
-                | models.Q(status=ImportStatus.QUEUED, pk__lt=self.pk)
-            )
+            .filter(ahead)
             .order_by("pk")
             .first()
         )

@@ -427,3 +427,26 @@ def test_files_are_kept_for_the_retention_time(
     assert record.parts.get().file_path == ""
 
 
+def test_an_import_that_has_started_sending_parts_keeps_its_turn(user: Any) -> None:
+    def queued(**fields: Any) -> ImportRecord:
+        values = {"project_key": "shop", "environment_key": "live", "segment_key": "vip", "size_bytes": 1}
+        return ImportRecord.objects.create(
+            user=user,
+            original_filename="k.csv",
+            sha256="0",
+            mode="merge",
+            status="queued",
+            **values,
+            **fields,
+        )
+
+    earlier = queued()  # uploaded first, but its (slow) check finished last
+    started = queued(parts_done=1, part_count=3)  # between its parts 1 and 2
+    other_environment = queued(environment_key="test")
+    assert earlier.blocking_import() == started
+    assert started.blocking_import() is None
+    assert other_environment.blocking_import() is None
+    ImportRecord.objects.filter(pk=started.pk).update(status="complete", parts_done=3)
+    later = queued()
+    assert earlier.blocking_import() is None
+    assert later.blocking_import() == earlier  # otherwise the earlier upload goes first

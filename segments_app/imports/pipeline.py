@@ -133,7 +133,8 @@ class Lease:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
+        # Bounded: a heartbeat stuck behind a database lock must not hold up the step's end.
+        self._thread.join(timeout=settings.IMPORT_LEASE_SECONDS + 5)
         ImportRecord.objects.filter(pk=self.record_id, lease_owner=self.owner).update(
             lease_owner="", lease_until=None
         )
@@ -322,8 +323,8 @@ def _submit(record: ImportRecord) -> None:
         # LaunchDarkly runs one import per environment at a time; wait for the one before us.
         fields: dict[str, Any] = {"next_attempt_at": now + timedelta(seconds=settings.IMPORT_POLL_SECONDS)}
         if record.waiting_behind_id != blocker.pk:
-            record.note(f"Waiting for import #{blocker.pk} in this environment to finish.", **fields)
-            ImportRecord.objects.filter(pk=record.pk).update(waiting_behind=blocker)
+            message = f"Waiting for import #{blocker.pk} in this environment to finish."
+            record.note(message, waiting_behind=blocker, **fields)
         else:
             ImportRecord.objects.filter(pk=record.pk).update(**fields)
         return
