@@ -436,8 +436,7 @@ def test_an_import_that_has_started_sending_parts_keeps_its_turn(user: Any) -> N
             sha256="0",
             mode="merge",
             status="queued",
-            **values,
-            **fields,
+            **(values | fields),
         )
 
     earlier = queued()  # uploaded first, but its (slow) check finished last
