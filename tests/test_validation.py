@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import random
+import subprocess
+import sys
+import tempfile
+import unicodedata
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
-from segments_app.imports.validation import HashSet64, Limits, key_hash, looks_like_header, normalise_csv
+from segments_app.imports import validation
+from segments_app.imports.validation import Limits, looks_like_header, normalise_csv
 
 LIMITS = Limits()
 
 
-def run(tmp_path: Path, content: bytes, *, has_header: bool = False, limits: Limits = LIMITS) -> Any:
+def run(
+    tmp_path: Path, content: bytes, *, has_header: bool = False, limits: Limits = LIMITS, progress: Any = None
+) -> Any:
     source = tmp_path / "upload.csv"
     source.write_bytes(content)
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
-    return normalise_csv(source, out, has_header=has_header, limits=limits)
+    return normalise_csv(source, out, has_header=has_header, limits=limits, progress=progress)
 
 
 def output(report: Any) -> bytes:
@@ -216,18 +227,367 @@ def test_sample_keys_are_the_first_five(tmp_path: Path) -> None:
     assert report.sample_keys == ["k0", "k1", "k2", "k3", "k4"]
 
 
-def test_hash_set_grows_and_finds_every_duplicate() -> None:
+def test_duplicates_spilled_in_buckets_match_a_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What replaced the hash table: every later occurrence is marked, in memory or spilled."""
     rng = random.Random(3)
-    values = list({rng.getrandbits(64) | 2 for _ in range(200_000)})
-    seen = HashSet64(capacity=16)
-    assert all(seen.add(v) for v in values)
-    assert not any(seen.add(v) for v in values[::1000])
-    assert len(seen) == len(values)
-    assert seen.add(0) is True  # 0 is stored as 1, never confused with an empty slot
-    assert seen.add(1) is False
+    keys = [f"k{rng.randrange(3000)}" for _ in range(10_000)]
+    seen: set[str] = set()
+    expected = []
+    for position, key in enumerate(keys):
+        if key in seen:
+            expected.append(position)
+        seen.add(key)
+    for spill in (1 << 20, 1000, 7):
+        monkeypatch.setattr(validation, "SPILL_KEYS", spill)
+        duplicates = validation._Duplicates(None)
+        try:
+            for start in range(0, len(keys), 333):
+                duplicates.add(keys[start : start + 333])
+            found, bitmap = duplicates.finish()
+        finally:
+            duplicates.close()
+        marked = np.flatnonzero(np.unpackbits(bitmap, bitorder="little")[: len(keys)])
+        assert found == len(expected)
+        assert marked.tolist() == expected
 
 
-def test_key_hash_is_stable_64_bit() -> None:
-    assert key_hash("user-1") == key_hash("user-1")
-    assert key_hash("user-1") != key_hash("user-2")
-    assert 0 <= key_hash("x") < 2**64
+# --- malformed CSV: a line-numbered problem, bounded memory, no files left -----------------------
+
+
+def assert_rejected_cleanly(tmp_path: Path, report: Any, problems: list) -> None:
+    assert not report.ok
+    assert [(p.line, p.message) for p in report.problems] == problems
+    assert report.parts == []
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_5_mb_line_without_a_newline(tmp_path: Path) -> None:
+    report = run(tmp_path, b"x" * 5_000_000)
+    assert_rejected_cleanly(tmp_path, report, [(1, "Line 1 has a field longer than 131,072 characters.")])
+    assert report.rows_read == 0
+
+
+def test_an_unclosed_quote_followed_by_200_kb(tmp_path: Path) -> None:
+    content = b"a\nb\n" + b'"c\n' + b"y" * 99 + b"\n" + (b"z" * 99 + b"\n") * 2000
+    report = run(tmp_path, content)
+    message = 'Line 3 has a field longer than 131,072 characters — perhaps a quote (") is never closed.'
+    assert_rejected_cleanly(tmp_path, report, [(3, message)])
+    assert (report.rows_read, report.keys_accepted) == (2, 2)
+
+
+@pytest.mark.parametrize("column", [0, 1])
+def test_a_field_over_the_csv_limit(tmp_path: Path, column: int) -> None:
+    wide = b"k" * (csv.field_size_limit() + 1)
+    row = wide if column == 0 else b"key," + wide
+    report = run(tmp_path, b"a\n" + row + b"\nb\n")
+    assert_rejected_cleanly(tmp_path, report, [(2, "Line 2 has a field longer than 131,072 characters.")])
+
+
+def test_a_field_at_the_csv_limit_is_only_a_long_key(tmp_path: Path) -> None:
+    report = run(tmp_path, b"a\n" + b"k" * csv.field_size_limit() + b"\nb\n")
+    assert_rejected_cleanly(
+        tmp_path, report, [(2, "Line 2 has a key of 131,072 characters; the limit is 512.")]
+    )
+    assert report.rows_read == 3
+
+
+def test_a_row_longer_than_the_record_cap(tmp_path: Path) -> None:
+    report = run(tmp_path, b"a\n" + b"b," * 600_000 + b"\nc\n")
+    assert_rejected_cleanly(tmp_path, report, [(2, "Line 2 starts a row longer than 1,048,576 bytes.")])
+
+
+def test_a_long_field_past_the_record_cap_is_reported_as_a_field(tmp_path: Path) -> None:
+    report = run(tmp_path, b'a\n"' + b"b\n" * 700_000)
+    message = 'Line 2 has a field longer than 131,072 characters — perhaps a quote (") is never closed.'
+    assert_rejected_cleanly(tmp_path, report, [(2, message)])
+
+
+@pytest.mark.slow
+def test_a_400_mb_line_in_flat_memory(tmp_path: Path) -> None:
+    source = tmp_path / "upload.csv"
+    with source.open("wb") as out:
+        for _ in range(400):
+            out.write(b"x" * (1 << 20))
+    script = (
+        "import importlib.util, resource, sys\n"
+        "from pathlib import Path\n"
+        f"spec = importlib.util.spec_from_file_location('v', {validation.__file__!r})\n"
+        "v = importlib.util.module_from_spec(spec); sys.modules['v'] = v; spec.loader.exec_module(v)\n"
+        "idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"r = v.normalise_csv(Path({str(source)!r}), Path({str(tmp_path)!r}), has_header=False, limits=v.Limits())\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - idle) // 1024, r.problems[0].message)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    growth, message = done.stdout.strip().split(" ", 1)
+    assert message == "Line 1 has a field longer than 131,072 characters."
+    assert int(growth) < 64
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["upload.csv"]
+
+
+class Cancel(Exception):
+    pass
+
+
+@pytest.mark.parametrize("fail_at", [1, 2, 5, -1])
+def test_an_exception_from_progress_leaves_no_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_at: int
+) -> None:
+    """The caller cancels by raising from `progress`: in the first pass, or while parts are written."""
+    monkeypatch.setattr(validation, "PROGRESS_ROWS", 10)
+    monkeypatch.setattr(validation, "BLOCK_SIZE", 64)
+    monkeypatch.setattr(validation, "SPILL_KEYS", 16)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    content = b"".join(f"k{i}\n".encode() for i in range(200)) + b"k1\n"
+    limits = Limits(max_keys_per_part=30)
+    calls: list[tuple[int, int]] = []
+    report = run(tmp_path, content, limits=limits, progress=lambda rows, read: calls.append((rows, read)))
+    assert report.ok
+    assert len(report.parts) == 7
+    total = len(calls)
+    assert total > 10
+    for part in (tmp_path / "out").iterdir():
+        part.unlink()
+
+    def cancel(rows: int, read: int) -> None:
+        calls.append((rows, read))
+        if len(calls) == (total if fail_at == -1 else fail_at):
+            raise Cancel
+
+    calls.clear()
+    with pytest.raises(Cancel):
+        run(tmp_path, content, limits=limits, progress=cancel)
+    assert list((tmp_path / "out").iterdir()) == []
+    assert list(temp.iterdir()) == []
+
+
+def test_a_failure_while_writing_parts_leaves_no_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = []
+    real_open = validation._Parts._open
+
+    def open_then_fail(self: Any) -> None:
+        real_open(self)
+        opened.append(1)
+        if len(opened) == 3:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(validation._Parts, "_open", open_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        run(tmp_path, b"a\nb\nc\nd\ne\n", limits=Limits(max_keys_per_part=2))
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+# --- blocks: the fast path and the exact path agree -------------------------------------------
+
+
+def reference(content: bytes, *, has_header: bool, limits: Limits) -> dict[str, Any]:
+    """Today's rules, the obvious way: csv.reader line by line, a set for duplicates."""
+    result: dict[str, Any] = dict.fromkeys(COUNTS, 0)
+    result.update(header_skipped=False, sample_keys=[], problems=[], problem_count=0, header_suspected="")
+    result["parts"] = []
+
+    def problem(line: int | None, message: str) -> None:
+        result["problem_count"] += 1
+        if len(result["problems"]) < limits.max_problems:
+            result["problems"].append((line, message))
+
+    head = content[:8192]
+    if not content:
+        problem(None, "The file is empty.")
+        return result
+    if head.startswith(validation.BINARY_SIGNATURES) or b"\x00" in head:
+        problem(
+            1,
+            "This is not a CSV text file: it looks like binary data (for example a spreadsheet, "
+            "archive or image). Export the list as CSV (UTF-8) and try again.",
+        )
+        return result
+    text = io.TextIOWrapper(io.BytesIO(content), encoding="utf-8-sig", errors="surrogateescape", newline="")
+    reader = csv.reader(text)
+    seen: set[str] = set()
+    accepted: list[str] = []
+    header_pending, first = has_header, True
+    for row in reader:
+        line = reader.line_num
+        result["rows_read"] += 1
+        raw = row[0] if row else ""
+        key = raw.strip()
+        if not key:
+            result["blank_rows"] += 1
+            continue
+        if header_pending:
+            header_pending = False
+            result["header_skipped"] = True
+            continue
+        if first:
+            first = False
+            if looks_like_header(key):
+                result["header_suspected"] = key
+        if len(row) > 1:
+            result["extra_columns_rows"] += 1
+        if any("\udc80" <= ch <= "\udcff" for ch in key):
+            problem(line, f"Line {line} is not valid UTF-8 text (save the file as UTF-8).")
+            continue
+        if any(unicodedata.category(ch) == "Cc" for ch in key):
+            problem(
+                line,
+                f"Line {line} contains a control character (for example a tab, line break or NUL) inside the key.",
+            )
+            continue
+        if len(key) > limits.max_key_length:
+            problem(
+                line,
+                f"Line {line} has a key of {len(key):,} characters; the limit is {limits.max_key_length:,}.",
+            )
+            continue
+        if key != raw:
+            result["trimmed_keys"] += 1
+        if key in seen:
+            result["duplicates"] += 1
+            continue
+        seen.add(key)
+        accepted.append(key)
+    result["keys_accepted"] = len(accepted)
+    result["sample_keys"] = accepted[:5]
+    if not accepted and not result["problem_count"]:
+        problem(None, "The file has no context keys: every row is blank or a header.")
+    if result["problem_count"] or not accepted:
+        return result
+    part: list[bytes] = []
+    for key in accepted:
+        line = ('"' + key.replace('"', '""') + '"\n' if "," in key or '"' in key else key + "\n").encode()
+        size = sum(map(len, part))
+        if not part or len(part) >= limits.max_keys_per_part or size + len(line) > limits.max_bytes_per_part:
+            if part:
+                result["parts"].append(b"".join(part))
+            part = []
+        part.append(line)
+    result["parts"].append(b"".join(part))
+    return result
+
+
+def summary(report: Any) -> dict[str, Any]:
+    result = {name: getattr(report, name) for name in COUNTS}
+    result.update(
+        header_skipped=report.header_skipped,
+        sample_keys=report.sample_keys,
+        problems=[(p.line, p.message) for p in report.problems],
+        problem_count=report.problem_count,
+        header_suspected=report.header_suspected,
+        parts=[Path(p.path).read_bytes() for p in report.parts],
+    )
+    assert [p.size_bytes for p in report.parts] == [len(part) for part in result["parts"]]
+    assert [p.key_count for p in report.parts] == [part.count(b"\n") for part in result["parts"]]
+    return result
+
+
+def check(
+    tmp_path: Path, content: bytes, *, has_header: bool = False, limits: Limits = LIMITS
+) -> dict[str, Any]:
+    out = tmp_path / "out"
+    if out.exists():
+        for part in out.iterdir():
+            part.unlink()
+    got = summary(run(tmp_path, content, has_header=has_header, limits=limits))
+    assert got == reference(content, has_header=has_header, limits=limits), content
+    return got
+
+
+ALPHABET = [b"a", b"b", b"a", b"key", b" ", b",", b'"', b'"', b"\r", b"\n", b"\n", b"\r\n", b"\t", b"\xff",
+            b"\xc3", b"\xc3\xa9", b"\xef\xbb\xbf", b"\xc2\x85", b"\xe2\x80\xa8", b"\xc2\xa0", b"\x1f"]  # fmt: skip
+
+
+def test_random_files_match_the_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The proof of exactness: tiny blocks make every file cross many block boundaries."""
+    rng = random.Random(20240611)
+    for _ in range(600):
+        monkeypatch.setattr(validation, "BLOCK_SIZE", rng.randint(1, 24))
+        monkeypatch.setattr(validation, "SPILL_KEYS", rng.randint(1, 6))
+        content = b"".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 50)))
+        if rng.random() < 0.3:
+            content = b"\xef\xbb\xbf" + content
+        limits = Limits(
+            max_keys_per_part=rng.randint(1, 4),
+            max_bytes_per_part=rng.randint(1, 12),
+            max_key_length=rng.randint(1, 8),
+            max_problems=rng.randint(1, 3),
+        )
+        check(tmp_path, content, has_header=rng.random() < 0.3, limits=limits)
+
+
+def test_random_line_files_match_the_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mostly well-formed lines, so most blocks take the fast path and the odd one the exact path."""
+    rng = random.Random(7)
+    words = ["a", "b", "key", "user-1", " a", "b ", "", '"q"', '"q,r"', "x,y", '"m\nn"', "é", "a\tb", '""']
+    ends = ["\n", "\n", "\r\n", "\r"]
+    for _ in range(200):
+        monkeypatch.setattr(validation, "BLOCK_SIZE", rng.randint(1, 64))
+        monkeypatch.setattr(validation, "SPILL_KEYS", rng.randint(1, 20))
+        end = rng.choice(ends)
+        lines = [rng.choice(words) + (end if rng.random() < 0.9 else rng.choice(ends)) for _ in range(40)]
+        content = "".join(lines).encode()
+        limits = Limits(max_keys_per_part=rng.randint(1, 9), max_bytes_per_part=rng.randint(4, 40))
+        check(tmp_path, content, has_header=rng.random() < 0.3, limits=limits)
+
+
+def test_a_quoted_record_straddling_blocks_matches_the_exact_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    content = b"".join(f"user-{i:03d}\n".encode() for i in range(40))
+    content += b'"multi\nline",x\n' + b"".join(f"k{i}\n".encode() for i in range(40))
+    monkeypatch.setattr(validation, "BLOCK_SIZE", 64)
+    mixed = check(tmp_path, content)
+    assert mixed["problems"] == [
+        (42, "Line 42 contains a control character (for example a tab, line break or NUL) inside the key.")
+    ]
+    content = content.replace(b'"multi\nline"', b'k1,"multi\nline"')
+    mixed = check(tmp_path, content)
+    assert (mixed["rows_read"], mixed["duplicates"], mixed["extra_columns_rows"]) == (81, 1, 1)
+    monkeypatch.setattr(validation._Scanner, "_fast", lambda self, block: None)
+    assert check(tmp_path, content) == mixed
+
+
+@pytest.mark.parametrize("block_size", range(1, 13))
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"ab\r\ncd\r\n\r\nef\r\n",
+        b"ab\rcd\r\ref\rgh",
+        b"\xef\xbb\xbfab\ncd\n\xef\xbb\xbfef\n",
+        b"\xef\xbb\xbf\r\nab\r\ncd",
+        b'ab\r\n"c\r\nd"\r\nef\r"g\rh"\r',
+    ],
+)
+def test_line_ends_and_bom_across_block_boundaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_size: int, content: bytes
+) -> None:
+    monkeypatch.setattr(validation, "BLOCK_SIZE", block_size)
+    check(tmp_path, content)
+
+
+def test_duplicates_across_buckets_and_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(5)
+    keys = [f"key-{rng.randrange(1500)}" for _ in range(5000)]
+    content = "".join(f"{key}\n" for key in keys).encode()
+    monkeypatch.setattr(validation, "BLOCK_SIZE", 300)
+    monkeypatch.setattr(validation, "SPILL_KEYS", 97)
+    got = check(tmp_path, content, limits=Limits(max_keys_per_part=400))
+    assert got["duplicates"] == 5000 - len(set(keys))
+    assert b"".join(got["parts"]).decode().split() == list(dict.fromkeys(keys))
+
+
+def test_progress_is_called_every_so_many_rows_and_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(validation, "PROGRESS_ROWS", 100)
+    monkeypatch.setattr(validation, "BLOCK_SIZE", 256)
+    content = b"".join(f"k{i}\n".encode() for i in range(1000)) + b'"slow\npath"\n' + b"z\n" * 1000
+    calls: list[tuple[int, int]] = []
+    report = run(tmp_path, content, progress=lambda rows, read: calls.append((rows, read)))
+    assert calls[-1] == (report.rows_read, len(content))
+    rows = [0, *(rows for rows, _ in calls)]
+    assert rows == sorted(rows)
+    assert max(b - a for a, b in pairwise(rows)) <= 100 + 256 // 2  # a block's rows at most past the mark

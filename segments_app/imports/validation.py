@@ -4,21 +4,34 @@ LaunchDarkly takes context keys in the first column, no header, at most 1,000,00
 per file, and documents nothing about encodings, blanks or duplicates. So a file is read as UTF-8
 (a BOM is dropped), parsed as real CSV, and each key trimmed; blank rows, a flagged header and
 duplicates are dropped; and the keys are written, one per line, into parts that fit LaunchDarkly's
-limits. Memory does not grow with key length: duplicates are found through 64-bit hashes kept in
-an open-addressing table over an `array`.
+limits.
+
+Uploads run to millions of keys, so the work is done a block of whole lines at a time with C-level
+string operations (decode, split, strip, hash), which is as fast as `csv.reader` itself; the rules
+are the ones `csv.reader` gives line by line, and any block where the two could differ (quotes that
+are more than one simple quoted key, control characters, invalid UTF-8, over-long lines) takes an
+exact path built on `csv.reader` instead. Memory stays flat: a record may not take more than
+`RECORD_CAP` bytes (csv allows no field over `csv.field_size_limit()` anyway), and duplicates are
+found from 64-bit hashes spilled to a temporary file in hash buckets, so only one bucket and a bitmap
+of one bit a key are ever held at once.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
-import hashlib
-import io
-import unicodedata
-from array import array
-from collections.abc import Iterator
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
+from itertools import chain, compress, repeat
+from operator import itemgetter, ne
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+import numpy as np
 
 HEADER_WORDS = frozenset(
     {
@@ -39,6 +52,26 @@ BINARY_SIGNATURES = (
 )
 SNIFF_BYTES = 8192
 SAMPLE_KEYS = 5
+
+# Bytes read and checked at a time: big enough that per-block costs vanish, small enough to stay flat.
+BLOCK_SIZE = 1 << 20
+# The most bytes one CSV record may take. A key file's rows are short; past this a row is a problem
+# (csv would hold it all in memory), which also bounds what an unclosed quote can swallow.
+RECORD_CAP = 1 << 20
+# Hashes kept in memory before they are spilled, bucket by bucket, to a temporary file.
+SPILL_KEYS = 1 << 19
+BUCKET_BITS = 8
+# `progress` is called at least this often (in rows; fast blocks report once a block).
+PROGRESS_ROWS = 100_000
+# Bytes of normalised keys copied into parts at a time.
+COPY_SIZE = 1 << 20
+
+BOM = codecs.BOM_UTF8
+_C1_CONTROL = re.compile(rb"\xc2[\x80-\x9f]")  # U+0080..U+009F encoded
+_SURROGATE = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of invalid bytes
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc, exactly
+_LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+_LINE_END = re.compile(rb"\r\n?|\n")
 
 
 @dataclass(frozen=True)
@@ -98,49 +131,6 @@ class Report:
         return data
 
 
-class HashSet64:
-    """A set of 64-bit hashes in one flat `array('Q')`: 8 bytes a slot, whatever the keys' length."""
-
-    def __init__(self, capacity: int = 1 << 16) -> None:
-        self._slots = array("Q", [0]) * capacity
-        self._mask = capacity - 1
-        self._count = 0
-
-    def __len__(self) -> int:
-        return self._count
-
-    def add(self, value: int) -> bool:
-        """Add a hash; False if it was there already."""
-        value = value or 1  # 0 marks an empty slot
-        if (self._count + 1) * 10 > len(self._slots) * 7:
-            self._grow()
-        slots, mask = self._slots, self._mask
-        index = value & mask
-        while True:
-            current = slots[index]
-            if current == 0:
-                slots[index] = value
-                self._count += 1
-                return True
-            if current == value:
-                return False
-            index = (index + 1) & mask
-
-    def _grow(self) -> None:
-        old = self._slots
-        self._slots = array("Q", [0]) * (len(old) * 2)
-        self._mask = len(self._slots) - 1
-        self._count = 0
-        for value in old:
-            if value:
-                self.add(value)
-
-
-def key_hash(key: str) -> int:
-    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
-
-
 def looks_like_header(cell: str) -> bool:
     return cell.strip().strip('"').strip().lower() in HEADER_WORDS
 
@@ -151,20 +141,10 @@ def _csv_line(key: str) -> str:
     return key + "\n"
 
 
-def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    with path.open("rb") as raw:
-        # newline="" hands LF, CRLF and lone CR to the csv module, which knows all three (and keeps them
-        # inside quoted fields); surrogateescape keeps invalid bytes visible, to be reported by line.
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        reader = csv.reader(text)
-        for row in reader:
-            yield reader.line_num, row
-
-
 def _key_problem(key: str, limits: Limits) -> str:
-    if any("\udc80" <= ch <= "\udcff" for ch in key):
+    if _SURROGATE.search(key):
         return "is not valid UTF-8 text (save the file as UTF-8)"
-    if any(unicodedata.category(ch) == "Cc" for ch in key):
+    if _CONTROL.search(key):
         return "contains a control character (for example a tab, line break or NUL) inside the key"
     if len(key) > limits.max_key_length:
         return f"has a key of {len(key):,} characters; the limit is {limits.max_key_length:,}"
@@ -182,100 +162,624 @@ def _binary_problem(path: Path) -> str:
     return ""
 
 
-class _PartWriter:
+def _record_cap() -> int:
+    # A fast block never holds a record longer than a block, so the cap is never below one.
+    return max(RECORD_CAP, BLOCK_SIZE)
+
+
+class _LongRecord(Exception):
+    """A record grew past the cap; `head` is the start of the line that took it there."""
+
+    def __init__(self, head: bytes) -> None:
+        super().__init__()
+        self.head = head
+
+
+class _Stream:
+    """The upload's bytes after the BOM, read forward through one buffer: blocks of whole lines for the
+    fast path and single lines for `csv.reader`, so a record may start in a block and end past it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._buf = b""
+        self._pos = 0
+        self._start = 0  # file offset of _buf[0]
+        self._eof = False
+        self._fill(len(BOM))
+        if self._buf.startswith(BOM):  # the utf-8-sig codec drops a BOM only here
+            self._pos = len(BOM)
+
+    def tell(self) -> int:
+        return self._start + self._pos
+
+    def _fill(self, want: int) -> None:
+        if self._eof or len(self._buf) - self._pos >= want:
+            return
+        chunks = [self._buf[self._pos :]]
+        have = len(chunks[0])
+        while have < want:
+            data = self._raw.read(max(BLOCK_SIZE, want - have))
+            if not data:
+                self._eof = True
+                break
+            chunks.append(data)
+            have += len(data)
+        self._start += self._pos
+        self._buf = b"".join(chunks)
+        self._pos = 0
+
+    def block(self) -> bytes | None:
+        """Up to BLOCK_SIZE bytes of whole lines (b"" at the end); None if the next line is longer."""
+        self._fill(BLOCK_SIZE)
+        buf, pos = self._buf, self._pos
+        end = min(len(buf), pos + BLOCK_SIZE)
+        if end == len(buf) and self._eof:
+            cut = end
+        else:
+            cut = buf.rfind(b"\n", pos, end) + 1
+            if not cut:  # a lone CR ends a line too, once the next byte shows it is not CRLF
+                cut = buf.rfind(b"\r", pos, end - 1) + 1
+                if not cut:
+                    return None
+        self._pos = cut
+        return buf[pos:cut]
+
+    def line(self, cap: int) -> bytes:
+        """The next line with its line end (b"" at the end of the file); _LongRecord past `cap` bytes."""
+        while True:
+            buf, pos = self._buf, self._pos
+            found = _LINE_END.search(buf, pos)
+            if found is not None and (
+                found.end() < len(buf)
+                or self._eof
+                or buf[found.start()] == 10
+                or found.end() - found.start() == 2
+            ):
+                end = found.end()
+            elif self._eof:
+                end = len(buf)
+            else:
+                end = -1
+            if end - pos > cap or (end < 0 and len(buf) - pos > cap):
+                raise _LongRecord(buf[pos : pos + cap])
+            if end >= 0:
+                self._pos = end
+                return buf[pos:end]
+            self._fill(max(2 * (len(buf) - pos), len(buf) - pos + BLOCK_SIZE))
+
+
+class _Scanner:
+    """Today's row rules, applied to a whole block at once where that gives the same answer.
+
+    `blocks()` yields the valid keys (non-blank, not the header, without a problem) in file order and
+    keeps the report's counts. A block goes through `_fast` when every line in it is one CSV record;
+    otherwise `_slow` feeds its lines to `csv.reader`, which pulls further lines from the stream while
+    a quoted record is open."""
+
+    def __init__(
+        self,
+        raw: IO[bytes],
+        limits: Limits,
+        has_header: bool,
+        report: Report,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self._stream = _Stream(raw)
+        self._limits = limits
+        self._report = report
+        self._progress = progress
+        self._next_progress = PROGRESS_ROWS
+        self._field_limit = csv.field_size_limit()
+        self._header_pending = has_header
+        self._first_key_pending = True
+        self.line = 0  # physical lines read
+        self._offset = self._stream.tell()  # end of the last complete record
+        self._record_start = 1
+        self._record_bytes = 0
+        self._record_lines: list[str] = []
+        self.broken = False
+
+    def blocks(self) -> Iterator[list[str]]:
+        while not self.broken:
+            start = self._stream.tell()
+            block = self._stream.block()
+            if block is None:  # a line longer than a block: csv.reader reads it, up to the cap
+                valid = self._slow(b"", start)
+            elif not block:
+                return
+            else:
+                valid = self._fast(block)
+                if valid is None:
+                    valid = self._slow(block, start + len(block))
+                else:
+                    self._offset = start + len(block)
+            yield valid
+            if self._report.rows_read >= self._next_progress:
+                self._report_progress()
+
+    def _report_progress(self) -> None:
+        self._next_progress = self._report.rows_read + PROGRESS_ROWS
+        if self._progress is not None:
+            self._progress(self._report.rows_read, self._offset)
+
+    def _row(self, line: int, raw: str, extra: bool, valid: list[str]) -> None:
+        """One record, by the rules in their order: the exact path every other path must agree with."""
+        report = self._report
+        report.rows_read += 1
+        key = raw.strip()
+        if not key:
+            report.blank_rows += 1
+            return
+        if self._header_pending:
+            self._header_pending = False
+            report.header_skipped = True
+            return
+        if self._first_key_pending:
+            self._first_key_pending = False
+            if looks_like_header(key):
+                report.header_suspected = key
+        if extra:
+            report.extra_columns_rows += 1
+        problem = _key_problem(key, self._limits)
+        if problem:
+            report.add_problem(line, f"Line {line} {problem}.", self._limits.max_problems)
+            return
+        if key != raw:
+            report.trimmed_keys += 1
+        valid.append(key)
+
+    # --- the fast path ------------------------------------------------------------------------
+
+    def _fast(self, block: bytes) -> list[str] | None:
+        """The block's keys when every line in it is one record; None (nothing counted) otherwise."""
+        longest, controls = _line_facts(block)
+        try:
+            text = block.decode()
+            suspect = controls or (not block.isascii() and _C1_CONTROL.search(block) is not None)
+        except UnicodeDecodeError:
+            text = block.decode("utf-8", "surrogateescape")  # as csv would see it, line by line
+            suspect = True
+        if "\r" in text:  # outside quotes CRLF, CR and LF are all line ends, as in TextIOWrapper
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        fields: list[int] | None = None  # fields per row, when a row may have more than one
+        firsts = _simple_quoted(text) if '"' in text else None
+        if firsts is not None:
+            may_be_empty = '""' in text
+        elif '"' in text or "," in text:
+            lines = _split_lines(text)
+            try:  # a record open at the end swallows the empty line after the block's; a closed one is []
+                rows = list(csv.reader(chain(lines, ("",))))
+            except csv.Error:
+                return None
+            if len(rows) != len(lines) + 1:  # a quoted field spans lines: only real lines say how
+                return None
+            rows.pop()
+            if "" in lines:
+                firsts = list(map(next, map(iter, rows), repeat("")))
+            else:
+                firsts = list(map(itemgetter(0), rows))
+            if "," in text:
+                fields = list(map(len, rows))
+            may_be_empty = True
+        else:
+            firsts = _split_lines(text)
+            may_be_empty = text.startswith("\n") or "\n\n" in text
+        if fields is None and longest > self._field_limit and max(map(len, firsts)) > self._field_limit:
+            return None  # csv.reader raises here; the exact path says where
+        # Without control characters, an ASCII block can only have spaces to trim.
+        may_trim = not block.isascii() or " " in text
+        keys = list(map(str.strip, firsts)) if may_trim else firsts
+        if longest > self._limits.max_key_length and max(map(len, keys)) > self._limits.max_key_length:
+            suspect = True
+
+        count = len(firsts)
+        first_line = self.line
+        self.line += count
+        valid: list[str] = []
+        done = 0
+        while done < count and (suspect or self._header_pending or self._first_key_pending):
+            self._row(first_line + done + 1, firsts[done], fields is not None and fields[done] > 1, valid)
+            done += 1
+        if done == count:
+            return valid
+        if done:
+            firsts, keys = firsts[done:], keys[done:]
+            fields = fields[done:] if fields is not None else None
+        report = self._report
+        report.rows_read += len(keys)
+        blank = keys.count("") if may_trim or may_be_empty else 0
+        report.blank_rows += blank
+        rest = list(filter(None, keys)) if blank else keys
+        if fields is not None:
+            report.extra_columns_rows += sum(map(bool, compress(keys, map((1).__lt__, fields))))
+        if may_trim:
+            report.trimmed_keys += sum(map(ne, firsts, keys)) - (blank - firsts.count(""))
+        if valid:
+            valid.extend(rest)
+            return valid
+        return rest
+
+    # --- the exact path -----------------------------------------------------------------------
+
+    def _slow(self, first: bytes, stop: int) -> list[str]:
+        """csv.reader over the lines of `first` and on, up to the first record end at or past `stop`."""
+        valid: list[str] = []
+        self._new_record()
+        try:
+            for row in csv.reader(self._lines(first)):
+                self._row(self.line, row[0] if row else "", len(row) > 1, valid)
+                if self._report.rows_read >= self._next_progress:
+                    self._report_progress()
+                if self._offset >= stop:
+                    break
+                self._new_record()
+        except csv.Error as error:
+            self._broken(str(error), None)
+        except _LongRecord as long:
+            self._broken("", long.head)
+        return valid
+
+    def _new_record(self) -> None:
+        self._record_start = self.line + 1
+        self._record_bytes = 0
+        self._record_lines.clear()
+
+    def _lines(self, first: bytes) -> Iterator[str]:
+        """Lines as TextIOWrapper(newline="") gives them, each decoded on its own (a line end is never
+        inside a UTF-8 sequence, so that is the same text); keeps `line` and `_offset` up to date."""
+        cap = _record_cap()
+        more = iter(lambda: self._stream.line(cap - self._record_bytes), b"")
+        for raw in chain(_LINE.findall(first), more):
+            self._record_bytes += len(raw)
+            if self._record_bytes > cap:
+                raise _LongRecord(raw[: cap - self._record_bytes + len(raw)])
+            text = raw.decode("utf-8", "surrogateescape")
+            self._record_lines.append(text)
+            self.line += 1
+            self._offset += len(raw)
+            yield text
+
+    def _broken(self, error: str, head: bytes | None) -> None:
+        """A record csv cannot read, or may not read whole: one problem, and reading stops, because
+        nothing says where the next record would start."""
+        lines = self._record_lines
+        if head is not None:
+            lines = [*lines, codecs.getincrementaldecoder("utf-8")("surrogateescape").decode(head)]
+        quote = ' — perhaps a quote (") is never closed' if any('"' in line for line in lines) else ""
+        start = self._record_start
+        too_wide = "field larger than field limit" in error
+        if head is not None:  # would csv have failed on a field first? Then that is what to report.
+            try:
+                for _ in csv.reader(lines):
+                    pass
+            except csv.Error:
+                too_wide = True
+        if too_wide:
+            message = f"Line {start} has a field longer than {self._field_limit:,} characters{quote}."
+        elif head is not None:
+            message = f"Line {start} starts a row longer than {_record_cap():,} bytes{quote}."
+        else:
+            message = f"Line {start} is not valid CSV ({error})."
+        self._report.add_problem(start, message, self._limits.max_problems)
+        self.broken = True
+
+
+def _simple_quoted(text: str) -> list[str] | None:
+    """The fields when every line is one quoted field without quotes inside ("key"), else None.
+
+    Joining each line's closing quote to the next one's opening quote ('"\n"' -> '\n') must leave
+    exactly one opening and one closing quote, and must have joined at every line break: then every
+    line has its own two quotes, at its ends, and no other."""
+    inner = text.replace('"\n"', "\n")
+    end = len(inner) - 1 if inner.endswith("\n") else len(inner)
+    if end < 2 or inner[0] != '"' or inner.find('"', 1) != end - 1:
+        return None
+    firsts = inner[1 : end - 1].split("\n")
+    if len(text) - len(inner) != 2 * (len(firsts) - 1):
+        return None
+    return firsts
+
+
+def _split_lines(text: str) -> list[str]:
+    lines = text.split("\n")
+    if not lines[-1]:  # the block's last line end (a block ends without one only at the end of the file)
+        lines.pop()
+    return lines
+
+
+def _line_facts(block: bytes) -> tuple[int, bool]:
+    """An upper bound on the characters in any line (the most bytes between line feeds), and whether
+    the block holds an ASCII control character other than CR and LF: numpy, a byte array at a time."""
+    codes = np.frombuffer(block, np.uint8)
+    ends = np.flatnonzero(codes == 10)
+    returns = block.count(b"\r") if b"\r" in block else 0
+    controls = int(np.count_nonzero(codes < 32)) != len(ends) + returns or b"\x7f" in block
+    if not len(ends):
+        return len(block), controls
+    longest = max(int(ends[0]) + 1, len(block) - int(ends[-1]))
+    if len(ends) > 1:
+        longest = max(longest, int(np.diff(ends).max()))
+    return longest, controls
+
+
+class _Duplicates:
+    """Which keys repeat an earlier one, from their 64-bit `hash()` (as the old table did, a collision,
+    about one chance in 10^5 at 10M keys, drops a key as a duplicate).
+
+    Hashes wait in memory up to SPILL_KEYS, then go to a temporary file grouped by their top bits, each
+    with its key's position. `finish` sorts one bucket at a time and marks every later occurrence in a
+    bitmap: memory is one bucket plus one bit a key."""
+
+    def __init__(self, tmp_dir: Path | None) -> None:
+        self._tmp_dir = tmp_dir
+        self._pending: list[np.ndarray] = []
+        self._pending_count = 0
+        self.count = 0
+        self._spill: IO[bytes] | None = None
+        self._spill_size = 0
+        self._runs: list[tuple[int, int, np.ndarray, np.ndarray]] = []
+
+    def close(self) -> None:
+        if self._spill is not None:
+            self._spill.close()
+
+    def add(self, keys: list[str]) -> None:
+        hashes = np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys))
+        self._pending.append(hashes)
+        self._pending_count += len(hashes)
+        self.count += len(hashes)
+        if self._pending_count >= SPILL_KEYS:
+            self._flush()
+
+    def _flush(self) -> None:
+        hashes = np.concatenate(self._pending)
+        self._pending, self._pending_count = [], 0
+        first = self.count - len(hashes)
+        buckets = (hashes.view(np.uint64) >> np.uint64(64 - BUCKET_BITS)).astype(np.uint16)
+        order = np.argsort(buckets, kind="stable")  # keeps positions rising within a bucket
+        counts = np.bincount(buckets, minlength=1 << BUCKET_BITS)
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        if self._spill is None:
+            self._spill = tempfile.TemporaryFile(dir=self._tmp_dir)  # noqa: SIM115 (closed by close())
+        self._spill.write(hashes[order].data)
+        self._spill.write(order.astype(np.uint32).data)
+        self._runs.append((first, self._spill_size, counts, starts))
+        self._spill_size += 12 * len(hashes)
+
+    def finish(self) -> tuple[int, np.ndarray]:
+        """The number of duplicates and a little-endian bitmap with their positions set."""
+        bitmap = np.zeros((self.count + 7) // 8, np.uint8)
+        if not self._runs:
+            hashes = np.concatenate(self._pending) if self._pending else np.empty(0, np.int64)
+            later = _later_occurrences(hashes, np.arange(len(hashes), dtype=np.int64))
+            _mark(bitmap, later)
+            return len(later), bitmap
+        if self._pending:
+            self._flush()
+        assert self._spill is not None
+        self._spill.flush()
+        fd = self._spill.fileno()
+        found = 0
+        run_sizes = np.diff([*(run[0] for run in self._runs), self.count])
+        for bucket in range(1 << BUCKET_BITS):
+            hashes, positions = [], []
+            for (first, offset, counts, starts), size in zip(self._runs, run_sizes, strict=True):
+                n = int(counts[bucket])
+                if n:
+                    at = int(starts[bucket])
+                    hashes.append(np.frombuffer(os.pread(fd, 8 * n, offset + 8 * at), np.int64))
+                    where = os.pread(fd, 4 * n, offset + 8 * int(size) + 4 * at)
+                    positions.append(np.frombuffer(where, np.uint32).astype(np.int64) + first)
+            if hashes:
+                later = _later_occurrences(np.concatenate(hashes), np.concatenate(positions))
+                _mark(bitmap, later)
+                found += len(later)
+        return found, bitmap
+
+
+def _later_occurrences(hashes: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Positions whose hash occurred at a smaller position; `positions` rise."""
+    ordered = np.sort(hashes)
+    same = ordered[1:] == ordered[:-1]
+    if not same.any():
+        return np.empty(0, np.int64)
+    repeated = np.isin(hashes, ordered[1:][same])
+    hashes, positions = hashes[repeated], positions[repeated]
+    order = np.argsort(hashes, kind="stable")  # equal hashes keep rising positions
+    hashes, positions = hashes[order], positions[order]
+    later = np.zeros(len(hashes), bool)
+    later[1:] = hashes[1:] == hashes[:-1]
+    return positions[later]
+
+
+def _mark(bitmap: np.ndarray, positions: np.ndarray) -> None:
+    if len(positions):
+        np.bitwise_or.at(bitmap, positions >> 3, np.left_shift(1, positions & 7).astype(np.uint8))
+
+
+def _marked(bitmap: np.ndarray, start: int, count: int) -> np.ndarray:
+    bits = np.unpackbits(bitmap[start >> 3 : ((start + count) >> 3) + 1], bitorder="little")
+    return bits[start & 7 : (start & 7) + count].astype(bool)
+
+
+def _normalised(keys: list[str]) -> bytes:
+    text = "\n".join(keys)
+    if "," in text or '"' in text:
+        return "".join(map(_csv_line, keys)).encode()
+    return (text + "\n").encode()
+
+
+class _Parts:
+    """Writes normalised lines into part files, a new part whenever the next key would break a limit."""
+
     def __init__(self, out_dir: Path, limits: Limits) -> None:
-        self.out_dir = out_dir
-        self.limits = limits
+        self._out_dir = out_dir
+        self._limits = limits
         self.parts: list[PartFile] = []
-        self._file: io.TextIOWrapper | None = None
+        self._created: list[Path] = []
+        self._file: IO[bytes] | None = None
         self._keys = 0
         self._bytes = 0
 
-    def write(self, key: str) -> None:
-        line = _csv_line(key)
-        size = len(line.encode("utf-8"))
-        if self._file is None or (
-            self._keys >= self.limits.max_keys_per_part or self._bytes + size > self.limits.max_bytes_per_part
+    def write(self, data: bytes, count: int) -> None:
+        """Write `count` whole lines."""
+        if not count:
+            return
+        if self._file is None:
+            self._open()
+        assert self._file is not None
+        limits = self._limits
+        if (
+            self._keys + count <= limits.max_keys_per_part
+            and self._bytes + len(data) <= limits.max_bytes_per_part
         ):
-            self._close_part()
-            path = self.out_dir / f"part-{len(self.parts) + 1:03d}.csv"
-            self._file = path.open("w", encoding="utf-8", newline="")
-        self._file.write(line)
-        self._keys += 1
-        self._bytes += size
+            self._file.write(data)
+            self._keys += count
+            self._bytes += len(data)
+            return
+        lines = data.split(b"\n")
+        lines.pop()
+        ends = np.cumsum(np.fromiter(map(len, lines), np.int64, len(lines)) + 1)
+        done = offset = 0
+        view = memoryview(data)
+        while done < count:
+            if self._file is None:
+                self._open()
+            assert self._file is not None
+            room = limits.max_bytes_per_part - self._bytes
+            fit = int(np.searchsorted(ends, offset + room, side="right")) - done
+            fit = min(fit, limits.max_keys_per_part - self._keys)
+            if fit <= 0:
+                if self._keys:
+                    self._close()
+                    continue
+                fit = 1  # a key longer than a whole part still goes, alone
+            end = int(ends[done + fit - 1])
+            self._file.write(view[offset:end])
+            self._keys += fit
+            self._bytes += end - offset
+            done += fit
+            offset = end
+            if done < count:
+                self._close()
 
-    def _close_part(self) -> None:
+    def _open(self) -> None:
+        path = self._out_dir / f"part-{len(self.parts) + 1:03d}.csv"
+        self._created.append(path)
+        self._file = path.open("wb")
+
+    def _close(self) -> None:
         if self._file is not None:
             self._file.close()
-            self.parts.append(PartFile(self._file.name, self._keys, self._bytes))
+            self.parts.append(PartFile(str(self._created[-1]), self._keys, self._bytes))
             self._file, self._keys, self._bytes = None, 0, 0
 
     def close(self) -> list[PartFile]:
-        self._close_part()
+        self._close()
         return self.parts
 
     def discard(self) -> None:
-        self.close()
-        for part in self.parts:
-            Path(part.path).unlink(missing_ok=True)
-        self.parts = []
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        for path in self._created:
+            path.unlink(missing_ok=True)
 
 
-def normalise_csv(source: Path, out_dir: Path | None, *, has_header: bool, limits: Limits) -> Report:
+def _write_parts(
+    keys: IO[bytes], bitmap: np.ndarray, count: int, parts: _Parts, progress: Callable[[], None]
+) -> None:
+    """Copy the normalised keys into parts, leaving out every position marked in `bitmap`."""
+    keys.seek(0)
+    done = reported = 0
+    rest = b""
+    while data := keys.read(COPY_SIZE):
+        data = rest + data
+        cut = data.rfind(b"\n") + 1
+        data, rest = data[:cut], data[cut:]
+        lines = data.count(b"\n")
+        marked = _marked(bitmap, done, lines)
+        if marked.any():
+            kept = list(compress(data.split(b"\n"), np.logical_not(marked).tolist()))
+            parts.write(b"\n".join(kept) + b"\n" if kept else b"", len(kept))
+        else:
+            parts.write(data, lines)
+        done += lines
+        if done - reported >= PROGRESS_ROWS:
+            reported = done
+            progress()
+    if rest or done != count:
+        raise RuntimeError("the normalised keys changed while they were written")
+
+
+def normalise_csv(
+    source: Path,
+    out_dir: Path | None,
+    *,
+    has_header: bool,
+    limits: Limits,
+    progress: Callable[[int, int], None] | None = None,
+) -> Report:
     """Validate `source`; when `out_dir` is given and the file is sound, write its parts there.
 
     With problems, nothing is kept: the report lists the first ones with their line numbers.
+    `progress(rows_read, bytes_read)` is called every PROGRESS_ROWS rows or so and at the end, so the
+    caller can show it and keep its lease. Whatever is raised (by `progress` too, to cancel), every
+    file made here is gone before it propagates.
+
+    The file is read once; the valid keys go, normalised, to an anonymous temporary file, and once
+    the duplicates are known they are copied from there into the parts.
     """
     report = Report()
-    if source.stat().st_size == 0:
+    size = source.stat().st_size
+    if size == 0:
         report.add_problem(None, "The file is empty.", limits.max_problems)
         return report
     binary = _binary_problem(source)
     if binary:
         report.add_problem(1, binary, limits.max_problems)
         return report
-    writer = _PartWriter(out_dir, limits) if out_dir is not None else None
-    seen = HashSet64()
-    header_pending = has_header
-    first_key_row = True
-    for line, row in _rows(source):
-        report.rows_read += 1
-        raw_key = row[0] if row else ""
-        key = raw_key.strip()
-        if not key:
-            report.blank_rows += 1
-            continue
-        if header_pending:
-            header_pending = False
-            report.header_skipped = True
-            continue
-        if first_key_row:
-            first_key_row = False
-            if looks_like_header(key):
-                report.header_suspected = key
-        if len(row) > 1:
-            report.extra_columns_rows += 1
-        problem = _key_problem(key, limits)
-        if problem:
-            report.add_problem(line, f"Line {line} {problem}.", limits.max_problems)
-            continue
-        if key != raw_key:
-            report.trimmed_keys += 1
-        if not seen.add(key_hash(key)):
-            report.duplicates += 1
-            continue
-        report.keys_accepted += 1
-        if len(report.sample_keys) < SAMPLE_KEYS:
-            report.sample_keys.append(key)
-        if writer is not None and report.problem_count == 0:
-            writer.write(key)
-    if report.keys_accepted == 0 and report.problem_count == 0:
-        report.add_problem(
-            None, "The file has no context keys: every row is blank or a header.", limits.max_problems
-        )
-    if writer is not None:
-        if report.ok:
-            report.parts = writer.close()
-        else:
-            writer.discard()
+
+    def tell() -> None:
+        if progress is not None:
+            progress(report.rows_read, size)
+
+    parts = _Parts(out_dir, limits) if out_dir is not None else None
+    try:
+        with ExitStack() as stack:
+            raw = stack.enter_context(source.open("rb"))
+            duplicates = _Duplicates(out_dir)
+            stack.callback(duplicates.close)
+            normalised = stack.enter_context(tempfile.TemporaryFile(dir=out_dir)) if parts else None
+            for keys in _Scanner(raw, limits, has_header, report, progress).blocks():
+                if not keys:
+                    continue
+                if len(report.sample_keys) < SAMPLE_KEYS:
+                    _add_samples(report.sample_keys, keys)
+                duplicates.add(keys)
+                if normalised is not None and report.problem_count == 0:
+                    normalised.write(_normalised(keys))
+            report.duplicates, bitmap = duplicates.finish()
+            report.keys_accepted = duplicates.count - report.duplicates
+            if report.keys_accepted == 0 and report.problem_count == 0:
+                report.add_problem(
+                    None, "The file has no context keys: every row is blank or a header.", limits.max_problems
+                )
+            tell()
+            if parts is not None and normalised is not None and report.ok:
+                _write_parts(normalised, bitmap, duplicates.count, parts, tell)
+                report.parts = parts.close()
+                tell()
+    except BaseException:
+        if parts is not None:
+            parts.discard()
+        raise
     return report
+
+
+def _add_samples(samples: list[str], keys: list[str]) -> None:
+    for key in keys:
+        if key not in samples:
+            samples.append(key)
+            if len(samples) == SAMPLE_KEYS:
+                return
