@@ -333,9 +333,10 @@ class _Scanner:
     def _fast(self, block: bytes) -> list[str] | None:
         """The block's keys when every line in it is one record; None (nothing counted) otherwise."""
         longest, controls = _line_facts(block)
+        is_ascii = block.isascii()
         try:
             text = block.decode()
-            suspect = controls or (not block.isascii() and _C1_CONTROL.search(block) is not None)
+            suspect = controls or (not is_ascii and _C1_CONTROL.search(block) is not None)
         except UnicodeDecodeError:
             text = block.decode("utf-8", "surrogateescape")  # as csv would see it, line by line
             suspect = True
@@ -367,7 +368,7 @@ class _Scanner:
         if fields is None and longest > self._field_limit and max(map(len, firsts)) > self._field_limit:
             return None  # csv.reader raises here; the exact path says where
         # Without control characters, an ASCII block can only have spaces to trim.
-        may_trim = not block.isascii() or " " in text
+        may_trim = not is_ascii or " " in text
         keys = list(map(str.strip, firsts)) if may_trim else firsts
         if longest > self._limits.max_key_length and max(map(len, keys)) > self._limits.max_key_length:
             suspect = True
@@ -503,8 +504,8 @@ def _line_facts(block: bytes) -> tuple[int, bool]:
 
 
 class _Duplicates:
-    """Which keys repeat an earlier one, from their 64-bit `hash()` (as the old table did, a collision,
-    about one chance in 10^5 at 10M keys, drops a key as a duplicate).
+    """Which keys repeat an earlier one, from their 64-bit `hash()` (as with the old table, a collision,
+    about 3 chances in a million at 10M keys, would drop a key as a duplicate).
 
     Hashes wait in memory up to SPILL_KEYS, then go to a temporary file grouped by their top bits, each
     with its key's position. `finish` sorts one bucket at a time and marks every later occurrence in a
@@ -579,17 +580,9 @@ class _Duplicates:
 
 def _later_occurrences(hashes: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """Positions whose hash occurred at a smaller position; `positions` rise."""
-    ordered = np.sort(hashes)
-    same = ordered[1:] == ordered[:-1]
-    if not same.any():
-        return np.empty(0, np.int64)
-    repeated = np.isin(hashes, ordered[1:][same])
-    hashes, positions = hashes[repeated], positions[repeated]
-    order = np.argsort(hashes, kind="stable")  # equal hashes keep rising positions
-    hashes, positions = hashes[order], positions[order]
-    later = np.zeros(len(hashes), bool)
-    later[1:] = hashes[1:] == hashes[:-1]
-    return positions[later]
+    order = np.argsort(hashes, kind="stable")  # equal hashes keep their rising positions
+    ordered = hashes[order]
+    return positions[order[1:][ordered[1:] == ordered[:-1]]]
 
 
 def _mark(bitmap: np.ndarray, positions: np.ndarray) -> None:
@@ -732,17 +725,20 @@ def normalise_csv(
     """
     report = Report()
     size = source.stat().st_size
-    if size == 0:
-        report.add_problem(None, "The file is empty.", limits.max_problems)
-        return report
-    binary = _binary_problem(source)
-    if binary:
-        report.add_problem(1, binary, limits.max_problems)
-        return report
 
     def tell() -> None:
         if progress is not None:
             progress(report.rows_read, size)
+
+    if size == 0:
+        report.add_problem(None, "The file is empty.", limits.max_problems)
+        tell()
+        return report
+    binary = _binary_problem(source)
+    if binary:
+        report.add_problem(1, binary, limits.max_problems)
+        tell()
+        return report
 
     parts = _Parts(out_dir, limits) if out_dir is not None else None
     try:
