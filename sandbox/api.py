@@ -72,9 +72,8 @@ def _environment(project_key: str, env_key: str) -> SandboxEnvironment:
         raise not_found("Unknown project or environment") from None
 
 
-def _segment(project_key: str, env_key: str, segment_key: str, at: int | None = None) -> SandboxSegment:
+def _segment(project_key: str, env_key: str, segment_key: str) -> SandboxSegment:
     environment = _environment(project_key, env_key)
-    imports.settle(environment, at)
     try:
         return SandboxSegment.objects.get(environment=environment, key=segment_key)
     except SandboxSegment.DoesNotExist:
@@ -128,7 +127,6 @@ def segments(request: HttpRequest, project_key: str, env_key: str, fault: Fault 
     environment = _environment(project_key, env_key)
     if request.method == "POST":
         return _create_segment(request, environment)
-    imports.settle(environment)
     limit = int_param(request.GET.get("limit"), "limit", 20, lowest=1, highest=50)
     offset = int_param(request.GET.get("offset"), "offset", 0, lowest=0, highest=10**9)
     queryset = SandboxSegment.objects.filter(environment=environment).annotate(
@@ -222,7 +220,7 @@ def context_membership(
 ) -> HttpResponse:
     seg = _segment(project_key, env_key, segment_key)
     if seg.unbounded:
-        included = seg.members.filter(context_key=context_key).exists()
+        included = seg.visible_members().filter(context_key=context_key).exists()
         excluded = False
     else:
         included, excluded = context_key in seg.included, context_key in seg.excluded
@@ -262,13 +260,13 @@ def import_status(
     import_id: str,
     fault: Fault | None,
 ) -> HttpResponse:
-    at = now_ms()
-    seg = _segment(project_key, env_key, segment_key, at)
+    seg = _segment(project_key, env_key, segment_key)
     try:
         record = seg.imports.get(pk=uuid.UUID(import_id))
     except (SandboxImport.DoesNotExist, ValueError):
         raise not_found("Unknown import") from None
-    status = record.status_at(at)
+    # Read-only: `complete` comes from the row the applier commits together with the membership change.
+    status = record.status_at(now_ms())
     body = representations.import_(
         record, project_key=project_key, env_key=env_key, segment_key=segment_key, status=status
     )

@@ -1,13 +1,15 @@
-"""Big-segment imports in the sandbox: take a CSV like LaunchDarkly does, run it on a clock, apply it.
+"""Big-segment imports in the sandbox: take a CSV like LaunchDarkly does and queue it.
 
-An import's status is derived from its age (see `SandboxImport.status_at`); the membership change
-is applied by whichever request first sees it finished (`settle`), exactly once.
+A request only stores the keys and records the import; the membership change is written later, outside
+any request, in small transactions by the applier (`sandbox/applier.py`). The status is derived from the
+import's age until the applier marks it final (see `SandboxImport.status_at`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +17,26 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import F
 
 from sandbox.errors import conflict, invalid
-from sandbox.models import SandboxEnvironment, SandboxImport, SandboxMember, SandboxSegment, now_ms
+from sandbox.models import SandboxEnvironment, SandboxImport, SandboxSegment, now_ms
 
-_BATCH = 5000
+_ESCAPED = re.compile(r"\\(.)")
+_UNESCAPE = {"n": "\n", "r": "\r", "\\": "\\"}
+
+
+def encode_key(key: str) -> str:
+    """One key per line in the store, even a quoted CSV key with a line break in it."""
+    if "\\" in key or "\n" in key or "\r" in key:
+        return key.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    return key
+
+
+def decode_key(line: str) -> str:
+    if "\\" in line:
+        return _ESCAPED.sub(lambda match: _UNESCAPE.get(match.group(1), match.group(1)), line)
+    return line
 
 
 def storage_dir() -> Path:
@@ -52,7 +69,7 @@ def store_keys(upload: UploadedFile, import_id: uuid.UUID) -> tuple[Path, int, b
                 if rows > settings.SANDBOX_MAX_FILE_ROWS:
                     raise invalid(f"File has more than {settings.SANDBOX_MAX_FILE_ROWS} rows")
                 stop = stop or key == settings.SANDBOX_STOP_MARKER
-                out.write(key + "\n")
+                out.write(encode_key(key) + "\n")
     except UnicodeDecodeError:
         path.unlink(missing_ok=True)
         raise invalid("File is not valid UTF-8 text") from None
@@ -79,12 +96,15 @@ def start_import(
         with transaction.atomic():
             # Lock the environment row, so two uploads at once cannot both pass the conflict check.
             environment = SandboxEnvironment.objects.select_for_update().get(pk=segment.environment_id)
-            settle(environment)
+            # An import stays unfinished until the applier has applied it, however old it is.
             if SandboxImport.objects.filter(environment=environment, final_status="").exists():
                 raise conflict(
                     "Conflicting process: another import is in progress in this environment",
                     code="optimistic_locking_error",
                 )
+            # The new keys are written under a generation of their own, invisible until the switch.
+            SandboxSegment.objects.filter(pk=segment.pk).update(last_generation=F("last_generation") + 1)
+            generation = SandboxSegment.objects.values_list("last_generation", flat=True).get(pk=segment.pk)
             return SandboxImport.objects.create(
                 id=import_id,
                 segment=segment,
@@ -95,53 +115,11 @@ def start_import(
                 key_count=rows,
                 stop_requested=stop,
                 keys_path=str(path),
+                generation=generation,
             )
     except Exception:
         path.unlink(missing_ok=True)
         raise
-
-
-def settle(environment: SandboxEnvironment, at: int | None = None) -> None:
-    """Apply every import in the environment whose time is up at `at`. Safe to call from many requests.
-
-    A caller that reports an import's status passes the same `at`, so a status of `complete` is never
-    reported before its membership change has been applied."""
-    at = now_ms() if at is None else at
-    for pending in SandboxImport.objects.filter(environment=environment, final_status=""):
-        status = pending.status_at(at)
-        if status in ("complete", "stopped"):
-            _finish(pending.pk, status)
-
-
-def _finish(import_id: uuid.UUID, status: str) -> None:
-    with transaction.atomic():
-        # The conditional update is the claim: only one caller moves the import out of "running".
-        claimed = SandboxImport.objects.filter(pk=import_id, final_status="").update(final_status=status)
-        if not claimed:
-            return
-        record = SandboxImport.objects.select_related("segment").get(pk=import_id)
-        if status == "complete":
-            _apply_membership(record)
-        Path(record.keys_path).unlink(missing_ok=True)
-
-
-def _apply_membership(record: SandboxImport) -> None:
-    segment = record.segment
-    members = SandboxMember.objects.filter(segment=segment)
-    if record.mode == "replace":
-        members.delete()
-    with open(record.keys_path, encoding="utf-8") as keys:
-        batch: list[SandboxMember] = []
-        for line in keys:
-            batch.append(SandboxMember(segment=segment, context_key=line.rstrip("\n")))
-            if len(batch) >= _BATCH:
-                SandboxMember.objects.bulk_create(batch, ignore_conflicts=True)
-                batch = []
-        if batch:
-            SandboxMember.objects.bulk_create(batch, ignore_conflicts=True)
-    SandboxSegment.objects.filter(pk=segment.pk).update(
-        included_count=members.count(), version=segment.version + 1, last_modified=now_ms()
-    )
 
 
 def approve(import_id: uuid.UUID | str) -> bool:

@@ -56,6 +56,12 @@ class SandboxSegment(models.Model):
     flags = models.JSONField(default=list, blank=True)
     # Big segments count their members here, kept in step with SandboxMember when an import lands.
     included_count = models.BigIntegerField(default=0)
+    # Members are written under a generation number and become visible only when the segment's range
+    # [base_generation, live_generation] takes them in, so an import applied in many small transactions
+    # switches in one short one (see `sandbox/applier.py`). A replace moves the base; a merge only the top.
+    base_generation = models.BigIntegerField(default=0)
+    live_generation = models.BigIntegerField(default=0)
+    last_generation = models.BigIntegerField(default=0)
     version = models.IntegerField(default=1)
     creation_date = models.BigIntegerField(default=now_ms)
     last_modified = models.BigIntegerField(default=now_ms)
@@ -69,17 +75,30 @@ class SandboxSegment(models.Model):
     def __str__(self) -> str:
         return self.key
 
+    def visible_members(self) -> models.QuerySet[SandboxMember]:
+        """The members LaunchDarkly would report: rows of other generations are staged or garbage."""
+        return SandboxMember.objects.filter(
+            segment=self, generation__gte=self.base_generation, generation__lte=self.live_generation
+        )
+
 
 class SandboxMember(models.Model):
-    """One context key included in a big segment."""
+    """One context key in a big segment, under the generation of the import that wrote it."""
 
-    segment = models.ForeignKey(SandboxSegment, on_delete=models.CASCADE, related_name="members")
+    # The (segment, generation) index below serves lookups by segment, so the FK needs no index of its own.
+    segment = models.ForeignKey(
+        SandboxSegment, on_delete=models.CASCADE, related_name="members", db_index=False
+    )
     context_key = models.CharField(max_length=1024)
+    generation = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["segment", "context_key"], name="sandbox_member_unique_key")
+            models.UniqueConstraint(
+                fields=["segment", "context_key", "generation"], name="sandbox_member_unique_key_gen"
+            )
         ]
+        indexes = [models.Index(fields=["segment", "generation"], name="sandbox_member_seg_gen")]
 
     def __str__(self) -> str:
         return self.context_key
@@ -102,6 +121,10 @@ class SandboxImport(models.Model):
     approved_ms = models.BigIntegerField(null=True, blank=True)
     # Empty while the import runs; `complete` or `stopped` once it has been applied.
     final_status = models.CharField(max_length=20, blank=True, default="", db_index=True)
+    # The applier's progress, committed with each batch it writes, so a restart resumes where it was.
+    generation = models.BigIntegerField(default=0)
+    applied_bytes = models.BigIntegerField(default=0)
+    added_count = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_ms"]
@@ -119,17 +142,26 @@ class SandboxImport(models.Model):
             settings.SANDBOX_IMPORT_SECONDS_PER_1000_KEYS * self.key_count / 1000
         )
 
+    @property
+    def waiting_for_approval(self) -> bool:
+        return self.wait_on_approvals and self.approved_ms is None
+
+    def elapsed_seconds(self, at_ms: int) -> float:
+        return (at_ms - (self.approved_ms or self.created_ms)) / 1000
+
+    def time_is_up(self, at_ms: int) -> bool:
+        """Whether the clock lets this import end; it ends only when the applier has also applied it."""
+        return not self.waiting_for_approval and self.elapsed_seconds(at_ms) >= self.duration_seconds
+
     def status_at(self, at_ms: int) -> str:
-        """LaunchDarkly's status for this import at a moment: preparing → in_progress → complete."""
+        """LaunchDarkly's status for this import at a moment: preparing → in_progress → complete.
+
+        `complete` and `stopped` come only from `final_status`, which the applier sets in the same
+        transaction that makes the membership change visible, so no reader sees `complete` early."""
         if self.final_status:
             return self.final_status
-        if self.wait_on_approvals and self.approved_ms is None:
+        if self.waiting_for_approval:
             return "pending_approval"
-        started = self.approved_ms or self.created_ms
-        elapsed = (at_ms - started) / 1000
-        total = self.duration_seconds
-        if elapsed < total / 3:
+        if self.elapsed_seconds(at_ms) < self.duration_seconds / 3:
             return "preparing"
-        if elapsed < total:
-            return "in_progress"
-        return "stopped" if self.stop_requested else "complete"
+        return "in_progress"

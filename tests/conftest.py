@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,15 +53,38 @@ def logged_in(client: Any, user: Any) -> Any:
 
 
 @pytest.fixture
-def sandbox(live_server: Any, settings: Any) -> str:
-    """The built-in sandbox served over real HTTP by a live server; the app's client points at it."""
+def sandbox(live_server: Any, settings: Any) -> Iterator[str]:
+    """The built-in sandbox served over real HTTP by a live server; the app's client points at it.
+
+    Its imports are applied as under `make run`: by the applier loop (`sandbox.applier.run`, what
+    `manage.py sandbox_applier` runs), here in a thread beside the live server, stopped at teardown."""
+    from django.db import connection
+
+    from sandbox import applier
     from sandbox.models import SandboxEnvironment, SandboxMember, SandboxProject, SandboxSegment
     from sandbox.seed import seed
 
     # Transactional tests flush the database between tests; put the demo account back.
     seed(SandboxProject, SandboxEnvironment, SandboxSegment, SandboxMember)
     settings.LD_SANDBOX_URL = f"{live_server.url}/sandbox"
-    return settings.LD_SANDBOX_URL
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def apply() -> None:
+        try:
+            applier.run(stop, interval=0.02, deadline=time.monotonic() + 3600)
+        except BaseException as exc:  # reported at teardown
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=apply, name="sandbox-applier", daemon=True)
+    thread.start()
+    yield settings.LD_SANDBOX_URL
+    stop.set()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "the sandbox applier did not stop within 120 s"
+    assert failures == [], failures
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,12 @@ def keys_file(*keys: str) -> io.BytesIO:
     return io.BytesIO("".join(f"{k}\n" for k in keys).encode())
 
 
+def visible(environment: str, segment: str) -> set[str]:
+    """The members the sandbox shows (rows of other generations are staged or awaiting deletion)."""
+    seg = SandboxSegment.objects.get(key=segment, environment__key=environment)
+    return set(seg.visible_members().values_list("context_key", flat=True))
+
+
 def wait_for_status(
     ld: LaunchDarklyClient, segment: str, import_id: str, wanted: str, env: str = "production"
 ) -> dict:
@@ -237,22 +243,22 @@ def test_replace_import_replaces_membership(ld: LaunchDarklyClient) -> None:
     wait_for_status(ld, "vip-customers", started.import_id, "complete")
     assert ld.get_segment("demo", "production", "vip-customers").included_count == 2
     assert ld.get_context_membership("demo", "production", "vip-customers", "vip-0001")["included"] is False
-    assert set(
-        SandboxMember.objects.filter(
-            segment__key="vip-customers", segment__environment__key="production"
-        ).values_list("context_key", flat=True)
-    ) == {"only-1", "only-2"}
+    assert visible("production", "vip-customers") == {"only-1", "only-2"}
 
 
 def test_import_takes_first_csv_column_and_skips_blank_lines(ld: LaunchDarklyClient) -> None:
     content = io.BytesIO(b'\xef\xbb\xbf"a,1",x\r\n\r\nb,y\r\n')
     started = ld.start_import("demo", "production", "churn-risk", content, mode="merge")
     wait_for_status(ld, "churn-risk", started.import_id, "complete")
-    assert set(
-        SandboxMember.objects.filter(
-            segment__key="churn-risk", segment__environment__key="production"
-        ).values_list("context_key", flat=True)
-    ) == {"a,1", "b"}
+    assert visible("production", "churn-risk") == {"a,1", "b"}
+
+
+def test_keys_with_line_breaks_and_backslashes_survive_the_key_store(ld: LaunchDarklyClient) -> None:
+    content = io.BytesIO(b'"two\nlines",x\r\nback\\slash\n"cr\rkey"\nplain\n')
+    started = ld.start_import("demo", "production", "churn-risk", content, mode="merge")
+    wait_for_status(ld, "churn-risk", started.import_id, "complete")
+    assert visible("production", "churn-risk") == {"two\nlines", "back\\slash", "cr\rkey", "plain"}
+    assert ld.get_segment("demo", "production", "churn-risk").included_count == 4
 
 
 def test_status_moves_through_preparing_and_in_progress_while_running(
@@ -281,10 +287,14 @@ def test_status_timeline_grows_with_the_number_of_keys(settings: Any) -> None:
     large = SandboxImport(key_count=1_000_000, created_ms=0)
     assert small.duration_seconds == pytest.approx(2.01)
     assert large.duration_seconds == pytest.approx(12.0)
-    assert small.status_at(3_000) == "complete"
+    assert small.time_is_up(3_000)
     assert large.status_at(3_000) == "preparing"
     assert large.status_at(5_000) == "in_progress"
-    assert large.status_at(12_000) == "complete"
+    assert not large.time_is_up(11_999)
+    assert large.time_is_up(12_000)
+    # The clock alone never says complete: only the applier does, when it has applied the keys.
+    assert large.status_at(12_000) == "in_progress"
+    assert SandboxImport(key_count=1, created_ms=0, final_status="complete").status_at(0) == "complete"
 
 
 def test_second_import_in_same_environment_is_409_and_other_environment_is_free(
@@ -459,14 +469,25 @@ def test_complete_is_never_reported_before_the_membership_is_applied(
 ) -> None:
     settings.SANDBOX_IMPORT_BASE_SECONDS = 0.3
     started = ld.start_import("demo", "production", "churn-risk", keys_file("late-1", "late-2"))
+    deadline = time.monotonic() + 30
     while True:
+        # Members and status change in one commit: members seen first mean the status read after says so.
+        shown_before = visible("production", "churn-risk")
         status = ld.get_import("demo", "production", "churn-risk", started.import_id)["status"]
-        applied = SandboxMember.objects.filter(
-            segment__key="churn-risk", segment__environment__key="production"
-        )
+        count = ld.get_segment("demo", "production", "churn-risk").included_count
+        if shown_before:
+            assert status == "complete", shown_before
         if status == "complete":
-            # The same request that says "complete" has applied the keys.
-            assert set(applied.values_list("context_key", flat=True)) == {"late-1", "late-2"}
+            # By the time anyone is told "complete", the keys are applied and counted.
+            assert visible("production", "churn-risk") == {"late-1", "late-2"}
+            assert count == 2
             break
-        assert not applied.exists()
+        assert time.monotonic() < deadline, status
         time.sleep(0.01)
+    # The applier wrote the keys before the clock ran out, but under a generation nobody was shown.
+    assert (
+        SandboxMember.objects.filter(
+            segment__key="churn-risk", segment__environment__key="production"
+        ).count()
+        == 2
+    )
