@@ -591,3 +591,15 @@ def test_progress_is_called_every_so_many_rows_and_at_the_end(
     rows = [0, *(rows for rows, _ in calls)]
     assert rows == sorted(rows)
     assert max(b - a for a, b in pairwise(rows)) <= 100 + 256 // 2  # a block's rows at most past the mark
+
+
+@pytest.mark.parametrize("block_size", range(1, 9))
+def test_the_record_cap_does_not_depend_on_the_block_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_size: int
+) -> None:
+    monkeypatch.setattr(validation, "RECORD_CAP", 8)
+    monkeypatch.setattr(validation, "BLOCK_SIZE", block_size)
+    assert check(tmp_path, b"a\r\n1234567\nb,c,d\r\n")["rows_read"] == 3  # every row is 8 bytes at most
+    report = run(tmp_path, b"a\r\n1234567\nb,c,def\r\nf\n")  # row 3 is 9 bytes
+    assert [(p.line, p.message) for p in report.problems] == [(3, "Line 3 starts a row longer than 8 bytes.")]
+    assert report.rows_read == 2
