@@ -212,9 +212,12 @@ def start_standin(procs: Processes, port: int, *, import_status: str = "complete
 
 
 def start_gunicorn(procs: Processes, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    """gunicorn as the brief sets it: two processes of eight threads each."""
-    argv = [PY, "-m", "gunicorn", "dashboard.wsgi", "-k", "gthread", "--threads", "8", "-w", "2"]
-    argv += ["-b", f"127.0.0.1:{port}", "--timeout", "600"]
+    """gunicorn as deployed: two processes of eight threads each. An empty config file of our own keeps
+    a gunicorn.conf.py in the working folder from changing what is measured."""
+    config = procs.logs / "gunicorn.conf.py"
+    config.write_text("# the benchmark's gunicorn settings are all on its command line\n")
+    argv = [PY, "-m", "gunicorn", "dashboard.wsgi", "-c", str(config), "-k", "gthread", "--threads", "8"]
+    argv += ["-w", "2", "-b", f"127.0.0.1:{port}", "--timeout", "600"]
     process = procs.start("gunicorn", argv, env)
     base = f"http://127.0.0.1:{port}"
 
@@ -356,3 +359,24 @@ def machine_summary() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     return f"{os.cpu_count()} CPUs ({cpu}), Python {sys.version.split()[0]}"
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, all its threads; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command: state(0) ppid(1) … utime(11) stime(12), in clock ticks.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all processes on the machine have used so far (from /proc/stat), in seconds."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])

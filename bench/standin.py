@@ -74,6 +74,7 @@ class State:
         self.ids = itertools.count(1)
         self.imports: list[dict[str, Any]] = []  # every import POST received, in order
         self.import_gets: Counter[str] = Counter()  # GET …/imports/<id>, per id
+        self.import_get_times: dict[str, list[float]] = {}  # when each was asked (wall clock)
         self.requests: Counter[str] = Counter()  # every request, by kind
 
 
@@ -123,6 +124,7 @@ class Handler(BaseHTTPRequestHandler):
                 body = {
                     "imports": list(state.imports),
                     "import_gets": dict(state.import_gets),
+                    "import_get_times": {k: list(v) for k, v in state.import_get_times.items()},
                     "requests": dict(state.requests),
                 }
             self._json(200, body)
@@ -137,6 +139,7 @@ class Handler(BaseHTTPRequestHandler):
             with state.lock:
                 state.requests["GET import"] += 1
                 state.import_gets[import_id] += 1
+                state.import_get_times.setdefault(import_id, []).append(time.time())
             self._json(
                 200,
                 {

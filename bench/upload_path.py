@@ -45,6 +45,7 @@ from benchlib import (
     children,
     exit_on_signals,
     free_port,
+    load_average,
     login,
     machine_summary,
     mb,
@@ -465,7 +466,7 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     exit_on_signals()
-    print(f"# upload path — {machine_summary()}", flush=True)
+    print(f"# upload path — {machine_summary()}; load average {load_average()}", flush=True)
     results: list[Result] = []
     with workdir("bench-upload-") as work, Processes(work / "logs") as procs:
         standin_port = free_port()
