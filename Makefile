@@ -46,3 +46,13 @@ lint: install-test
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
+
+## make bench: the benchmarks (not part of make test), each against a baseline measured in the same run:
+## upload path (100k/1M/3M keys), validation, polling under 200 viewers, history on SQLite and PostgreSQL
+## (BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test). Figures go in bench/RESULTS.md.
+.PHONY: bench
+bench: install-test
+	@status=0; for script in upload_path validation polling history; do \
+		echo "=== bench/$$script.py"; \
+		timeout 1500 $(PY) bench/$$script.py || { echo "bench/$$script.py failed"; status=1; }; \
+	done; exit $$status

@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from benchlib import exit_on_signals, load_average, machine_summary
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/test"
 BENCH_DATABASE = "bench_history"
@@ -81,7 +83,8 @@ def main() -> int:
     if args.child_database_url:
         return child(args.child_database_url, args.rows)
 
-    print(f"# history — {os.cpu_count()} CPUs, Python {sys.version.split()[0]}", flush=True)
+    exit_on_signals()  # so a timeout's SIGTERM still drops the PostgreSQL database and stops the child
+    print(f"# history — {machine_summary()}; load average {load_average()}", flush=True)
     failed = False
     if args.backend in ("sqlite", "both"):
         with tempfile.TemporaryDirectory(prefix="bench-history-") as folder:
