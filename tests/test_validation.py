@@ -328,18 +328,20 @@ class Cancel(Exception):
     pass
 
 
+@pytest.mark.parametrize("repeat", [b"k1\n", b""])
 @pytest.mark.parametrize("fail_at", [1, 2, 5, -1])
 def test_an_exception_from_progress_leaves_no_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_at: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_at: int, repeat: bytes
 ) -> None:
-    """The caller cancels by raising from `progress`: in the first pass, or while parts are written."""
+    """The caller cancels by raising from `progress`: while reading, or once unchecked parts exist
+    (they are renamed into parts without duplicates, copied into them with)."""
     monkeypatch.setattr(validation, "PROGRESS_ROWS", 10)
     monkeypatch.setattr(validation, "BLOCK_SIZE", 64)
     monkeypatch.setattr(validation, "SPILL_KEYS", 16)
     temp = tmp_path / "temp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
-    content = b"".join(f"k{i}\n".encode() for i in range(200)) + b"k1\n"
+    content = b"".join(f"k{i}\n".encode() for i in range(200)) + repeat
     limits = Limits(max_keys_per_part=30)
     calls: list[tuple[int, int]] = []
     report = run(tmp_path, content, limits=limits, progress=lambda rows, read: calls.append((rows, read)))
@@ -491,8 +493,10 @@ def check(
     if out.exists():
         for part in out.iterdir():
             part.unlink()
-    got = summary(run(tmp_path, content, has_header=has_header, limits=limits))
+    report = run(tmp_path, content, has_header=has_header, limits=limits)
+    got = summary(report)
     assert got == reference(content, has_header=has_header, limits=limits), content
+    assert sorted(path.name for path in out.iterdir()) == [Path(part.path).name for part in report.parts]
     return got
 
 
