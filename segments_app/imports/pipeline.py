@@ -84,6 +84,9 @@ def claim(owner: str, *, record_id: int | None = None) -> ImportRecord | None:
         due = due.filter(pk=record_id)
     if active_pause() is not None:
         due = due.filter(status__in=OFFLINE_STEPS)
+    # A plain read first: idle workers poll often, and on SQLite a claim's transaction takes the lock.
+    if not due.exists():
+        return None
     with transaction.atomic():
         if connection.vendor == "postgresql":
             due = due.select_for_update(skip_locked=True)

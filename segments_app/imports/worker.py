@@ -20,6 +20,7 @@ from segments_app.imports.pipeline import Lease, claim, purge_expired_files, ste
 
 logger = logging.getLogger(__name__)
 HOUSEKEEPING_EVERY_SECONDS = 60.0
+IDLE_WAIT_SECONDS = 0.2
 
 
 def run_once(owner: str) -> bool:
@@ -39,7 +40,8 @@ def run_once(owner: str) -> bool:
 def work(stop: threading.Event, *, idle_wait: float | None = None) -> None:
     """Step imports until `stop` is set; between steps that found nothing due, wait a little."""
     owner_prefix = f"{uuid.uuid4().hex[:12]}-{threading.get_ident()}"
-    idle = idle_wait if idle_wait is not None else min(1.0, settings.IMPORT_POLL_SECONDS / 2)
+    # Short: a new upload should be picked up at once; an idle poll is one indexed read.
+    idle = idle_wait if idle_wait is not None else min(IDLE_WAIT_SECONDS, settings.IMPORT_POLL_SECONDS / 2)
     try:
         while not stop.is_set():
             close_old_connections()
