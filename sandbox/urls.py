@@ -6,7 +6,8 @@ app_name = "sandbox"
 
 SEGMENT = "api/v2/segments/<str:project_key>/<str:env_key>/<str:segment_key>"
 
-urlpatterns = [
+# The LaunchDarkly API: what the sandbox's own server (`sandbox.wsgi`) answers.
+api_urlpatterns = [
     path("api/v2/projects", api.projects, name="projects"),
     path("api/v2/projects/<str:project_key>/environments", api.environments, name="environments"),
     path("api/v2/segments/<str:project_key>/<str:env_key>", api.segments, name="segments"),
@@ -14,5 +15,10 @@ urlpatterns = [
     path(f"{SEGMENT}/contexts/<str:context_key>", api.context_membership, name="context"),
     path(f"{SEGMENT}/imports", api.start_import, name="imports"),
     path(f"{SEGMENT}/imports/<str:import_id>", api.import_status, name="import"),
+]
+
+# Mounted in the main site at /sandbox/: the approvals page is for the people who use the site.
+urlpatterns = [
+    *api_urlpatterns,
     path("approvals/", views.approvals, name="approvals"),
 ]
