@@ -6,14 +6,17 @@ per file, and documents nothing about encodings, blanks or duplicates. So a file
 duplicates are dropped; and the keys are written, one per line, into parts that fit LaunchDarkly's
 limits.
 
-Uploads run to millions of keys, so the work is done a block of whole lines at a time with C-level
-string operations (decode, split, strip, hash), which is as fast as `csv.reader` itself; the rules
-are the ones `csv.reader` gives line by line, and any block where the two could differ (quotes that
-are more than one simple quoted key, control characters, invalid UTF-8, over-long lines) takes an
-exact path built on `csv.reader` instead. Memory stays flat: a record may not take more than
-`RECORD_CAP` bytes (csv allows no field over `csv.field_size_limit()` anyway), and duplicates are
-found from 64-bit hashes spilled to a temporary file in hash buckets, so only one bucket and a bitmap
-of one bit a key are ever held at once.
+Uploads run to millions of keys, so rows are taken a block of whole lines at a time with C-level
+operations (decode, split, strip, hash, numpy byte counts) wherever that gives what `csv.reader`
+and the row rules give line by line: a block where every line is one record is checked as a whole
+(`csv.reader` runs over its lines if it has commas or quotes other than one quoted key a line),
+only the rows that need a message (control characters, invalid UTF-8, over-long keys) take the
+rules one at a time, and a block where a quoted record spans lines takes the exact path, csv.reader
+over the real lines, which pulls further lines from the file until the record ends.
+
+Memory stays flat: a record may not take more than `RECORD_CAP` bytes (csv allows no field over
+`csv.field_size_limit()` anyway), and duplicates are found from 64-bit hashes spilled to a
+temporary file in hash buckets, so only one bucket and a bitmap of one bit a key are held at once.
 """
 
 from __future__ import annotations
