@@ -18,7 +18,7 @@ from django.db import connection
 from django.utils import timezone
 
 from segments_app import imports
-from segments_app.imports import pipeline, worker
+from segments_app.imports import coordination, pipeline, worker
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import ImportRecord, ImportStatus, UpstreamPause
 
@@ -68,10 +68,10 @@ def test_run_once_takes_the_most_overdue_import_and_nothing_when_none_is_due(use
 def test_a_rate_limit_pause_holds_launchdarkly_steps_but_not_file_checks(user: Any) -> None:
     queued = validating(user)
     imports.advance(queued.pk)
-    UpstreamPause.objects.create(name=pipeline.PAUSE_NAME, until=timezone.now() + timedelta(minutes=1))
+    UpstreamPause.objects.create(name=coordination.PAUSE_NAME, until=timezone.now() + timedelta(minutes=1))
     checking = validating(user)
-    assert pipeline.claim("w", record_id=queued.pk) is None
-    claimed = pipeline.claim("w")
+    assert coordination.claim("w", record_id=queued.pk) is None
+    claimed = coordination.claim("w")
     assert claimed is not None
     assert claimed.pk == checking.pk
 
@@ -79,9 +79,9 @@ def test_a_rate_limit_pause_holds_launchdarkly_steps_but_not_file_checks(user: A
 @pytest.mark.django_db
 def test_a_held_lease_is_not_claimed_until_it_runs_out(user: Any) -> None:
     record = validating(user, lease_owner="other", lease_until=timezone.now() + timedelta(seconds=30))
-    assert pipeline.claim("me") is None
+    assert coordination.claim("me") is None
     ImportRecord.objects.filter(pk=record.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
-    claimed = pipeline.claim("me")
+    claimed = coordination.claim("me")
     assert claimed is not None
     assert (claimed.pk, claimed.lease_owner) == (record.pk, "me")
 
@@ -90,10 +90,10 @@ def test_a_held_lease_is_not_claimed_until_it_runs_out(user: Any) -> None:
 def test_the_lease_is_renewed_while_the_holder_works_and_released_after(user: Any, settings: Any) -> None:
     settings.IMPORT_LEASE_SECONDS = 0.6
     record = validating(user)
-    claimed = pipeline.claim("holder", record_id=record.pk)
+    claimed = coordination.claim("holder", record_id=record.pk)
     assert claimed is not None
     first_until = ImportRecord.objects.get(pk=record.pk).lease_until
-    with pipeline.Lease(record.pk, "holder"):
+    with coordination.Lease(record.pk, "holder"):
         time.sleep(1.5)  # longer than the lease: only the heartbeat keeps it
         held = ImportRecord.objects.get(pk=record.pk)
         assert held.lease_owner == "holder"
@@ -205,7 +205,7 @@ def test_concurrent_claims_on_postgresql_never_take_the_same_import(user: Any) -
     def claimer(name: str) -> None:
         barrier.wait()
         try:
-            while (record := pipeline.claim(name)) is not None:
+            while (record := coordination.claim(name)) is not None:
                 claimed.append(record.pk)
         finally:
             connection.close()

@@ -12,8 +12,6 @@ sender died mid-upload) is never sent again but reported as `unknown`.
 from __future__ import annotations
 
 import logging
-import shutil
-import threading
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -21,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Q
+from django.db import transaction
 from django.utils import timezone
 
 from segments_app.connection import launchdarkly_client
+from segments_app.imports.coordination import Lease, claim, pause_until
 from segments_app.imports.intake import UPLOAD_NAME
+from segments_app.imports.storage import purge_files, remove_files
 from segments_app.imports.validation import Limits, Report, normalise_csv
 from segments_app.launchdarkly import (
     Conflict,
@@ -36,16 +35,13 @@ from segments_app.launchdarkly import (
     UpstreamUnavailable,
 )
 from segments_app.models import (
-    OFFLINE_STEPS,
     RUNNING_AT_LAUNCHDARKLY,
     ImportPart,
     ImportRecord,
     ImportStatus,
-    UpstreamPause,
 )
 
 logger = logging.getLogger(__name__)
-PAUSE_NAME = "launchdarkly"
 PROGRESS_EVERY_SECONDS = 0.5
 
 
@@ -59,88 +55,6 @@ def limits() -> Limits:
         max_bytes_per_part=settings.IMPORT_PART_MAX_BYTES,
         max_key_length=settings.IMPORT_MAX_KEY_LENGTH,
     )
-
-
-def _lease_length() -> timedelta:
-    return timedelta(seconds=settings.IMPORT_LEASE_SECONDS)
-
-
-def _free(now: datetime) -> Q:
-    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-
-
-# --- claiming and holding an import ------------------------------------------------------------
-
-
-def claim(owner: str, *, record_id: int | None = None) -> ImportRecord | None:
-    """Take the lease of the most overdue import (or of `record_id`, if it is due). None if none is.
-
-    On PostgreSQL the candidate row is picked with `SELECT … FOR UPDATE SKIP LOCKED`, so workers never
-    queue behind each other; on SQLite the IMMEDIATE transaction serialises claims. Either way the
-    conditional update is the claim itself: only the process whose update touched the row goes on."""
-    now = timezone.now()
-    due = ImportRecord.objects.filter(next_attempt_at__lte=now).filter(_free(now))
-    if record_id is not None:
-        due = due.filter(pk=record_id)
-    if active_pause() is not None:
-        due = due.filter(status__in=OFFLINE_STEPS)
-    # A plain read first: idle workers poll often, and on SQLite a claim's transaction takes the lock.
-    if not due.exists():
-        return None
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            due = due.select_for_update(skip_locked=True)
-        candidate = due.order_by("next_attempt_at", "pk").values_list("pk", flat=True).first()
-        if candidate is None:
-            return None
-        claimed = (
-            ImportRecord.objects.filter(pk=candidate)
-            .filter(_free(now))
-            .update(lease_owner=owner, lease_until=now + _lease_length())
-        )
-    return ImportRecord.objects.get(pk=candidate) if claimed else None
-
-
-class Lease:
-    """Holds a claimed import's lease: a heartbeat renews it while the work goes on, so only a dead
-    holder loses it, and within one lease length. Released on exit."""
-
-    def __init__(self, record_id: int, owner: str) -> None:
-        self.record_id = record_id
-        self.owner = owner
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"lease-{record_id}", daemon=True)
-
-    def renew(self, **fields: Any) -> bool:
-        until = timezone.now() + _lease_length()
-        return bool(
-            ImportRecord.objects.filter(pk=self.record_id, lease_owner=self.owner).update(
-                lease_until=until, **fields
-            )
-        )
-
-    def _beat(self) -> None:
-        interval = max(0.2, settings.IMPORT_LEASE_SECONDS / 3)
-        try:
-            while not self._stop.wait(interval):
-                try:
-                    self.renew()
-                except Exception:
-                    logger.exception("Could not renew the lease of import %s", self.record_id)
-        finally:
-            connection.close()
-
-    def __enter__(self) -> Lease:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        # Bounded: a heartbeat stuck behind a database lock must not hold up the step's end.
-        self._thread.join(timeout=settings.IMPORT_LEASE_SECONDS + 5)
-        ImportRecord.objects.filter(pk=self.record_id, lease_owner=self.owner).update(
-            lease_owner="", lease_until=None
-        )
 
 
 def advance(record_id: int) -> ImportRecord:
@@ -546,55 +460,3 @@ def _finish(
         fields.update(error_message=message, error_code=error.code if error is not None else "")
     record.move(status, message, source={record.status}, part=part, **fields)
     purge_files(record)
-
-
-# --- files ----------------------------------------------------------------------------------------
-
-
-def remove_files(record: ImportRecord) -> None:
-    """Delete the upload and its parts now (a rejected, cancelled or expired import keeps nothing)."""
-    if record.storage_dir:
-        shutil.rmtree(record.storage_dir, ignore_errors=True)
-    ImportRecord.objects.filter(pk=record.pk).update(storage_dir="")
-    record.parts.update(file_path="")
-    record.storage_dir = ""
-
-
-def purge_files(record: ImportRecord, *, now: datetime | None = None) -> bool:
-    """Delete a final import's files once its retention time has passed."""
-    if not record.storage_dir or not record.is_final or record.finished_at is None:
-        return False
-    now = now or timezone.now()
-    if record.finished_at + timedelta(hours=settings.IMPORT_RETENTION_HOURS) > now:
-        return False
-    remove_files(record)
-    return True
-
-
-def purge_expired_files() -> int:
-    from segments_app.models import FINAL_STATUSES
-
-    return sum(
-        purge_files(r) for r in ImportRecord.objects.exclude(storage_dir="").filter(status__in=FINAL_STATUSES)
-    )
-
-
-# --- the shared rate-limit pause --------------------------------------------------------------------
-
-
-def active_pause() -> datetime | None:
-    pause = UpstreamPause.objects.filter(name=PAUSE_NAME, until__gt=timezone.now()).first()
-    return pause.until if pause else None
-
-
-def pause_until(retry_at: float | None) -> datetime:
-    """Record LaunchDarkly's requested pause for every process; returns when calls may resume."""
-    now = timezone.now()
-    until = (
-        datetime.fromtimestamp(retry_at, tz=timezone.get_current_timezone())
-        if retry_at
-        else now + timedelta(seconds=settings.IMPORT_DEFAULT_PAUSE_SECONDS)
-    )
-    until = max(until, now + timedelta(seconds=1))
-    UpstreamPause.objects.update_or_create(name=PAUSE_NAME, defaults={"until": until})
-    return until

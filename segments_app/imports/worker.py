@@ -16,7 +16,9 @@ import uuid
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from segments_app.imports.pipeline import Lease, claim, purge_expired_files, step
+from segments_app.imports.coordination import Lease, claim
+from segments_app.imports.pipeline import step
+from segments_app.imports.storage import purge_expired_files
 
 logger = logging.getLogger(__name__)
 HOUSEKEEPING_EVERY_SECONDS = 60.0

@@ -1,0 +1,37 @@
+"""The files of an import: its upload and normalised parts, in one folder that goes when they do."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from segments_app.models import FINAL_STATUSES, ImportRecord
+
+
+def remove_files(record: ImportRecord) -> None:
+    """Delete the upload and its parts now (a rejected, cancelled or expired import keeps nothing)."""
+    if record.storage_dir:
+        shutil.rmtree(record.storage_dir, ignore_errors=True)
+    ImportRecord.objects.filter(pk=record.pk).update(storage_dir="")
+    record.parts.update(file_path="")
+    record.storage_dir = ""
+
+
+def purge_files(record: ImportRecord, *, now: datetime | None = None) -> bool:
+    """Delete a final import's files once its retention time has passed."""
+    if not record.storage_dir or not record.is_final or record.finished_at is None:
+        return False
+    now = now or timezone.now()
+    if record.finished_at + timedelta(hours=settings.IMPORT_RETENTION_HOURS) > now:
+        return False
+    remove_files(record)
+    return True
+
+
+def purge_expired_files() -> int:
+    return sum(
+        purge_files(r) for r in ImportRecord.objects.exclude(storage_dir="").filter(status__in=FINAL_STATUSES)
+    )
