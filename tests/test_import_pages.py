@@ -687,3 +687,28 @@ def test_only_the_uploader_may_send_discard_or_cancel(client: Any, user: Any, ot
     exported = b"".join(client.get("/imports/export.csv").streaming_content).decode()
     rows = list(csv.DictReader(io.StringIO(exported)))
     assert {row["id"]: row["cancelled_by"] for row in rows}[str(queued.pk)] == other_user.username
+
+
+@pytest.mark.parametrize(
+    ("content", "shown"),
+    [
+        (b"x" * (5 * 1024 * 1024), "Line 1 has a field longer than 131,072 characters"),
+        (b'ok\n"unclosed\n' + b"y" * 200_000 + b"\n", "Line 2 has a field longer than 131,072 characters"),
+        (b"ok\nfine," + b"z" * 140_000 + b"\n", "Line 2 has a field longer than 131,072 characters"),
+    ],
+    ids=["5 MB single line", "unclosed quote then 200 KB", "a field over the limit"],
+)
+def test_malformed_csv_is_a_line_numbered_problem_on_the_page_and_leaves_no_files(
+    logged_in: Any, real_ld: Any, settings: Any, content: bytes, shown: str
+) -> None:
+    big_segment(real_ld)
+    before = storage_folders(settings)
+    response = post(logged_in, content)
+    assert response.status_code == 302
+    record = step(ImportRecord.objects.get())
+    assert record.status == "rejected"
+    page = logged_in.get(response["Location"])
+    assert page.status_code == 200
+    assert shown in text(page)
+    assert storage_folders(settings) == before
+    assert import_posts(real_ld) == []
