@@ -219,6 +219,21 @@ class Bench:
             "load generator": [os.getpid()],
         }
 
+    def unloaded(self, count: int = 100) -> dict[str, float]:
+        """p50 latency of each request alone (one at a time, no other load): its own service time."""
+        load = Load(self.web_port, self.pks, self.sessions[:1], 0)
+        session = self.sessions[0]
+
+        async def one_at_a_time() -> None:
+            for n in range(count):
+                pk = self.pks[n % len(self.pks)]
+                await load.get("fragment", f"/imports/{pk}/", session, htmx=True, marker=b'id="import-live"')
+                await load.get("statuses", load.statuses_path, session, htmx=True, marker=b"hx-swap-oob")
+                await load.get("healthz", "/healthz", None, htmx=False, marker=b'"ok"')
+
+        asyncio.run(one_at_a_time())
+        return {kind: percentile(values, 50) * 1000 for kind, values in load.latencies.items()}
+
     def measure(self, viewers: int, seconds: float) -> dict[str, Any]:
         cpu_before = {name: sum(cpu_seconds(p) for p in ps) for name, ps in self.pids.items()}
         busy_before = machine_busy_seconds()
@@ -237,17 +252,16 @@ class Bench:
             0.0, (machine_busy_seconds() - busy_before) / elapsed - sum(cpu.values())
         )
         self.procs.check_alive()
-        intervals = elapsed / POLL_SECONDS
-        per_import = [
-            (after["import_gets"].get(f"ld-{pk}", 0) - before["import_gets"].get(f"ld-{pk}", 0)) / intervals
-            for pk in self.pks
-        ]
-        gaps: list[float] = []
+        # Per import: calls in the window, and the rate from the gaps between its calls (calls per poll
+        # interval = interval / mean gap; counting calls in a window would round to whole calls).
+        counts, per_import, gaps = [], [], []
         for pk in self.pks:
-            times = [
-                t for t in after["import_get_times"].get(f"ld-{pk}", []) if started <= t <= started + elapsed
-            ]
-            gaps += [b - a for a, b in itertools.pairwise(times)]
+            name = f"ld-{pk}"
+            counts.append(after["import_gets"].get(name, 0) - before["import_gets"].get(name, 0))
+            times = [t for t in after["import_get_times"].get(name, []) if started <= t <= started + elapsed]
+            own = [b - a for a, b in itertools.pairwise(times)]
+            gaps += own
+            per_import.append(POLL_SECONDS / statistics.mean(own) if own else 0.0)
         other = {
             k: v - before["requests"].get(k, 0) for k, v in after["requests"].items() if k != "GET import"
         }
@@ -260,6 +274,7 @@ class Bench:
             "cpu": cpu,
             "cpu_ms_per_request": cpu["gunicorn"] * elapsed / max(1, answered) * 1000,
             "per_import": per_import,
+            "counts": counts,
             "gaps": gaps or [0.0],
             "other_calls": {k: v for k, v in other.items() if v},
             "errors": sum(len(v) for v in load.errors.values()),
@@ -293,6 +308,12 @@ def main() -> int:
         # Warm up every gunicorn process and thread a little, then let the worker settle into its rhythm.
         asyncio.run(Load(web_port, pks, sessions[:20], 3.0).run())
         time.sleep(1.0)
+        alone = bench.unloaded()
+        print(
+            "one request at a time (no load), p50: "
+            + ", ".join(f"{kind} {value:.1f} ms" for kind, value in alone.items()),
+            flush=True,
+        )
 
         if sweep:
             print("latency by number of viewers (10 s each; each viewer polls both every 2 s):")
@@ -317,7 +338,8 @@ def main() -> int:
     )
     print(
         f"LaunchDarkly status calls per import per poll interval: mean {statistics.mean(per_import):.2f}, "
-        f"max {max(per_import):.2f}, min {min(per_import):.2f}; between two calls for one import: "
+        f"max {max(per_import):.2f}, min {min(per_import):.2f} ({min(m['counts'])}–{max(m['counts'])} calls "
+        f"each in {m['elapsed']:.0f} s); between two calls for one import: min {min(gaps):.2f} s, "
         f"median {statistics.median(gaps):.2f} s, max {max(gaps):.2f} s; "
         f"other LaunchDarkly calls during the load: {m['other_calls'] or 'none'}"
     )
@@ -331,9 +353,11 @@ def main() -> int:
 
     healthz = m["p95"]["healthz"]
     print("targets:")
-    met = max(per_import) <= 1.0
+    # Clock jitter aside (50 ms), no two calls for one import may come closer than a poll interval.
+    met = max(per_import) <= 1.0 and min(gaps) >= POLL_SECONDS - 0.05
     print(
-        f"  LaunchDarkly calls ≤ 1 per import per poll interval: max {max(per_import):.2f} — {verdict(met)}"
+        f"  LaunchDarkly calls ≤ 1 per import per poll interval: max {max(per_import):.2f}, "
+        f"closest two calls {min(gaps):.2f} s apart — {verdict(met)}"
     )
     for name in ("fragment", "statuses"):
         p95 = m["p95"][name]
