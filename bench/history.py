@@ -103,11 +103,20 @@ def main() -> int:
 def run_child(database_url: str, rows: int) -> int:
     """Django is set up once per process and database, so each database gets a process of its own."""
     argv = [sys.executable, __file__, "--rows", str(rows), "--child-database-url", database_url]
+    child_process = subprocess.Popen(argv, cwd=ROOT)  # noqa: S603
     try:
-        return subprocess.run(argv, cwd=ROOT, timeout=1200, check=False).returncode  # noqa: S603
+        return child_process.wait(timeout=1200)
     except subprocess.TimeoutExpired:
         print(f"history benchmark on {urlsplit(database_url).scheme} did not finish within 20 minutes")
         return 1
+    finally:
+        if child_process.poll() is None:  # a timeout, or this process was told to stop: stop the child
+            child_process.terminate()  # lets it remove its temporary files
+            try:
+                child_process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child_process.kill()
+                child_process.wait(timeout=5)
 
 
 @contextlib.contextmanager
@@ -134,7 +143,15 @@ def postgres_database(server_url: str) -> Iterator[str]:
 
 
 def child(database_url: str, rows: int) -> int:
+    exit_on_signals()
     static = tempfile.mkdtemp(prefix="bench-history-static-")
+    try:
+        return measure_database(database_url, rows, static)
+    finally:
+        shutil.rmtree(static, ignore_errors=True)
+
+
+def measure_database(database_url: str, rows: int, static: str) -> int:
     os.environ.update(
         DJANGO_SETTINGS_MODULE="dashboard.settings",
         DATABASE_URL=database_url,
@@ -178,7 +195,6 @@ def child(database_url: str, rows: int) -> int:
     ok = report(vendor, small, rows, at_small, at_large, connection)
     print(f"{vendor}: {'all targets met' if ok else 'some targets missed (see above)'}", flush=True)
     connection.close()
-    shutil.rmtree(static, ignore_errors=True)
     return 0
 
 
