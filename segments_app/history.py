@@ -22,8 +22,10 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 def filtered(values: dict[str, Any]) -> QuerySet[ImportRecord]:
     """Newest first; every filter uses an indexed column."""
-    records = ImportRecord.objects.select_related("user", "sent_by", "cancelled_by").order_by(
-        "-created_at", "-id"
+    records = (
+        ImportRecord.objects.select_related("user", "sent_by", "cancelled_by")
+        .defer("report")  # the validation report can be large, and no list or export shows it
+        .order_by("-created_at", "-id")
     )
     if "project" in values:
         records = records.filter(project_key=values["project"])

@@ -202,7 +202,7 @@ def import_statuses(request: HttpRequest) -> HttpResponse:
     """One poll for a whole table: fresh badges for the given imports (out of band) and the poller
     again for those still unfinished, or no poller once all are."""
     ids = [int(value) for value in request.GET.getlist("id") if value.isdigit()][:MAX_POLLED_ROWS]
-    records = list(ImportRecord.objects.filter(pk__in=ids).order_by("-pk"))
+    records = list(ImportRecord.objects.filter(pk__in=ids).defer("report").order_by("-pk"))
     return render(
         request,
         "segments_app/partials/import_statuses.html",

@@ -171,6 +171,8 @@ class ImportRecord(models.Model):
             models.Index(fields=["status", "-created_at"], name="import_by_status"),
             models.Index(fields=["user", "-created_at"], name="import_by_user"),
             models.Index(fields=["next_attempt_at"], name="import_due"),
+            # The history filtered by environment (and status) without a project, and its page count.
+            models.Index(fields=["environment_key", "status", "-created_at"], name="import_by_env_status"),
         ]
         constraints = [
             models.UniqueConstraint(

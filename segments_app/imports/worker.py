@@ -22,7 +22,7 @@ from segments_app.imports.storage import purge_expired_files
 
 logger = logging.getLogger(__name__)
 HOUSEKEEPING_EVERY_SECONDS = 60.0
-IDLE_WAIT_SECONDS = 0.2
+IDLE_WAIT_SECONDS = 0.05
 
 
 def run_once(owner: str) -> bool:
