@@ -205,6 +205,8 @@ class SendChoicesForm(forms.Form):
     def __init__(self, *args: Any, segment_key: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.segment_key = segment_key
+        self.fields["confirm_key"].label = f"To replace, type the segment key “{segment_key}”"
+        self.fields["confirm_key"].widget.attrs["data-segment-key"] = segment_key
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
 from segments_app import history, imports
@@ -28,6 +28,7 @@ from segments_app.models import ImportRecord, ImportStatus
 from segments_app.views import HtmxHttpRequest, with_segment
 
 MAX_POLLED_ROWS = 100
+TABLE_CELLS = ("keys", "parts", "took")  # the cells of an import's row that change while it runs
 
 
 def _to_import(request: HtmxHttpRequest, record: ImportRecord) -> HttpResponse:
@@ -89,8 +90,7 @@ def _import_new(
                 submission_token=data["submission_token"],
             )
             handler.claimed = created
-            if created:
-                messages.success(request, f"{record.original_filename} was received and is being checked.")
+            # No flash message: the import's page says what is happening and keeps it current.
             return _to_import(request, record)
     context.update(form=form, max_upload_mb=settings.IMPORT_MAX_UPLOAD_BYTES // (1024 * 1024))
     return render(request, "segments_app/import_form.html", context)
@@ -142,10 +142,14 @@ def _forbidden(request: HttpRequest, record: ImportRecord) -> HttpResponse:
     )
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def import_send(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    """Send a checked draft: the file already on the server is what goes to LaunchDarkly."""
+    """Send a checked draft: the file already on the server is what goes to LaunchDarkly.
+
+    A GET (a reload of the address a refused Send left in the address bar) shows the import."""
     record = get_object_or_404(ImportRecord.objects.select_related("user"), pk=pk)
+    if request.method == "GET":
+        return redirect("import_detail", record.pk)
     if not may_act_on_import(request.user, record):
         return _forbidden(request, record)
     if record.status != ImportStatus.DRAFT:
@@ -159,29 +163,28 @@ def import_send(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             request, "segments_app/import_detail.html", _detail_context(request, record, form), status=400
         )
     data = form.cleaned_data
-    if imports.send_draft(
+    if not imports.send_draft(
         record,
         request.user,
         mode=data["mode"],
         wait_on_approvals=data["wait_on_approvals"],
         first_row_is_header=data["first_row_is_header"],
     ):
-        messages.success(request, f"{record.original_filename} is on its way to LaunchDarkly.")
-    else:
         messages.info(request, "This draft was already sent or discarded.")
     return _to_import(request, record)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def import_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    """Cancel an import that has not reached LaunchDarkly (for a draft: discard it)."""
+    """Cancel an import that has not reached LaunchDarkly (for a draft: discard it). A GET changes
+    nothing and shows the import."""
     record = get_object_or_404(ImportRecord, pk=pk)
+    if request.method == "GET":
+        return redirect("import_detail", record.pk)
     if not may_act_on_import(request.user, record):
         return _forbidden(request, record)
-    was_draft = record.status == ImportStatus.DRAFT
     if record.cancel(request.user):
         imports.remove_files(record)
-        messages.success(request, "The draft was discarded." if was_draft else "The import was cancelled.")
     else:
         messages.error(
             request,
@@ -203,10 +206,16 @@ def import_statuses(request: HttpRequest) -> HttpResponse:
     again for those still unfinished, or no poller once all are."""
     ids = [int(value) for value in request.GET.getlist("id") if value.isdigit()][:MAX_POLLED_ROWS]
     records = list(ImportRecord.objects.filter(pk__in=ids).defer("report").order_by("-pk"))
+    cells = [cell for cell in request.GET.get("cells", "").split() if cell in TABLE_CELLS]
     return render(
         request,
         "segments_app/partials/import_statuses.html",
-        {"records": records, "unfinished": [r for r in records if r.is_live]},
+        {
+            "records": records,
+            "unfinished": [r for r in records if r.is_live],
+            "cells": " ".join(cells),
+            "cell_names": cells,
+        },
     )
 
 

@@ -458,8 +458,11 @@ def test_a_table_of_imports_polls_once_for_all_its_unfinished_rows(logged_in: An
     assert str(draft.pk) not in re.findall(r"id=(\d+)", poll_url)
     # The poll answers with every listed badge out of band, and polls on for the unfinished.
     ImportRecord.objects.filter(pk=running[0].pk).update(status="complete")
+    ImportRecord.objects.filter(pk=running[0].pk).update(key_count=2_500_000, part_count=3)
     answer = text(logged_in.get(poll_url.replace("&amp;", "&") + f"&id={done.pk}"))
-    assert answer.count('hx-swap-oob="true"') == 4
+    assert answer.count('hx-swap-oob="true"') == 4 * 4  # a badge and the keys, parts and took of each row
+    assert f'<span id="import-keys-{running[0].pk}" hx-swap-oob="true">2,500,000</span>' in answer
+    assert f'<span id="import-parts-{running[0].pk}" hx-swap-oob="true">3</span>' in answer
     assert (
         f'id="import-badge-{running[0].pk}" class="status status-success" hx-swap-oob="true">Complete'
         in answer
@@ -512,7 +515,12 @@ def test_cancel_a_queued_import_but_not_one_being_sent(logged_in: Any, user: Any
     logged_in.post(f"/imports/{sent.pk}/cancel/")
     sent.refresh_from_db()
     assert sent.status == "preparing"
-    assert logged_in.get(f"/imports/{queued.pk}/cancel/").status_code == 405
+    # A GET (a reload of the address) changes nothing and shows the import.
+    again = logged_in.get(f"/imports/{sent.pk}/cancel/")
+    assert (again.status_code, again["Location"]) == (302, f"/imports/{sent.pk}/")
+    assert logged_in.get(f"/imports/{sent.pk}/send/")["Location"] == f"/imports/{sent.pk}/"
+    sent.refresh_from_db()
+    assert sent.status == "preparing"
 
 
 def test_waiting_behind_an_import_pending_approval_names_and_links_it(logged_in: Any, user: Any) -> None:
@@ -562,7 +570,7 @@ def test_detail_shows_everything_recorded(logged_in: Any, user: Any) -> None:
     html = text(logged_in.get(f"/imports/{record.pk}/"))
     assert f"Import #{record.pk}: keys.csv" in html
     assert "<code>1234a567-bcd8</code>" in html
-    assert "keys.csv: pending_approval" in html
+    assert "keys.csv: Waiting for approval" in html
     assert "Uploaded keys.csv" in html
     assert "What to do next:" in html
     assert "approve the change to segment" in html

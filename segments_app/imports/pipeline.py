@@ -132,7 +132,8 @@ def _checked(record: ImportRecord, report: Report) -> None:
     if not report.ok:
         if record.move(
             ImportStatus.REJECTED,
-            f"Rejected {name}: {report.problem_count:,} problem(s) in the file.",
+            f"Rejected {name}: {report.problem_count:,} problem{'' if report.problem_count == 1 else 's'} "
+            "in the file.",
             error_message="The file is not a valid list of context keys; nothing was sent.",
             **result,
         ):
@@ -439,7 +440,8 @@ def _on_launchdarkly_status(
         _finish(record, ImportStatus.STOPPED, message, part=part)
     else:
         part.set(status, ld_files=files)
-        record.move(status, f"{label.capitalize()}: {ImportStatus(status).label}.", part=part, **checked)
+        state = ImportStatus(status).label.lower()
+        record.move(status, f"LaunchDarkly: {label} is {state}.", part=part, **checked)
 
 
 def _part_filename(record: ImportRecord, part: ImportPart) -> str:

@@ -22,3 +22,11 @@ def duration_words(value: timedelta | None) -> str:
         return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+@register.filter
+def status_words(value: str) -> str:
+    """LaunchDarkly's status of a file (`in_progress`) in the words the rest of the page uses."""
+    from segments_app.models import ImportStatus
+
+    return ImportStatus(value).label if value in ImportStatus.values else str(value).replace("_", " ")

@@ -80,6 +80,33 @@
     toggle();
   }
 
+  // Replace without the typed key is refused by the server too; saying so before the upload starts
+  // spares sending a large file only to choose it again.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches || !form.matches("form[data-upload-form]")) return;
+    if (event.submitter && event.submitter.value === "check") return;
+    var chosen = form.querySelector("[name=mode]:checked");
+    var typed = form.querySelector("[name=confirm_key]");
+    if (!chosen || chosen.value !== "replace" || !typed) return;
+    var key = typed.getAttribute("data-segment-key");
+    if (typed.value.trim() === key) return;
+    event.preventDefault();
+    event.stopPropagation();
+    var message = form.querySelector(".replace-confirm .client-error");
+    if (!message) {
+      message = document.createElement("small");
+      message.className = "field-error client-error";
+      message.id = typed.id + "_client_error";
+      message.setAttribute("role", "alert");
+      typed.insertAdjacentElement("afterend", message);
+      typed.setAttribute("aria-describedby", message.id);
+    }
+    message.textContent = "Type \u201c" + key + "\u201d to confirm that the segment will contain exactly the keys in this file.";
+    typed.setAttribute("aria-invalid", "true");
+    typed.focus();
+  }, true);
+
   function scan() { document.querySelectorAll("form[data-upload-form]").forEach(setUp); }
   document.addEventListener("DOMContentLoaded", scan);
   document.addEventListener("htmx:load", scan);
