@@ -22,5 +22,14 @@ class SandboxSegmentAdmin(admin.ModelAdmin):
 
 @admin.register(SandboxImport)
 class SandboxImportAdmin(admin.ModelAdmin):
-    list_display = ["id", "segment", "mode", "key_count", "final_status", "created_ms"]
+    list_display = [
+        "id",
+        "segment",
+        "mode",
+        "key_count",
+        "added_count",
+        "applied_bytes",
+        "final_status",
+        "created_ms",
+    ]
     list_filter = ["final_status", "mode"]

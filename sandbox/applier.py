@@ -25,7 +25,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.db.models import F, Subquery
+from django.db.models import F, QuerySet, Subquery
 
 from sandbox.imports import decode_key
 from sandbox.models import SandboxImport, SandboxMember, SandboxSegment, now_ms
@@ -139,6 +139,16 @@ def apply_batch(import_id: uuid.UUID, batch_keys: int | None = None) -> SandboxI
 def switch(import_id: uuid.UUID) -> bool:
     """Show an applied import's members and report it complete, in one short transaction — once every
     key is written and its time is up."""
+    record = SandboxImport.objects.filter(pk=import_id, final_status="").first()
+    if record is None:
+        return False
+    # Raising the top of the visible range to this import's generation shows every generation in between:
+    # they must hold no rows (one could, if a running import's record was deleted by hand).
+    segment = SandboxSegment.objects.get(pk=record.segment_id)
+    between = SandboxMember.objects.filter(
+        segment_id=segment.pk, generation__gt=segment.live_generation, generation__lt=record.generation
+    )
+    _delete_in_batches(between)
     with transaction.atomic():
         record = SandboxImport.objects.select_for_update().filter(pk=import_id, final_status="").first()
         if record is None or not record.time_is_up(now_ms()):
@@ -147,7 +157,7 @@ def switch(import_id: uuid.UUID) -> bool:
             size = Path(record.keys_path).stat().st_size
         except OSError:
             return False  # `advance` stops it on its next look
-        if record.applied_bytes < size:
+        if record.applied_bytes < size or between.exists():
             return False
         segment = SandboxSegment.objects.select_for_update().get(pk=record.segment_id)
         if record.mode == "replace":
@@ -173,41 +183,40 @@ def switch(import_id: uuid.UUID) -> bool:
     return True
 
 
-def collect_garbage(stop: threading.Event | None = None, batch_keys: int | None = None) -> bool:
+def collect_garbage(stop: threading.Event | None = None) -> bool:
     """Delete members a replace has hidden (generations below the segment's base), a batch at a time."""
-    batch_keys = batch_keys or settings.SANDBOX_APPLY_BATCH_KEYS
     busy = False
     for segment_id, base in SandboxSegment.objects.filter(base_generation__gt=0).values_list(
         "pk", "base_generation"
     ):
-        while not _stopping(stop):
-            hidden = SandboxMember.objects.filter(segment_id=segment_id, generation__lt=base)
-            with transaction.atomic():
-                deleted, _ = SandboxMember.objects.filter(
-                    pk__in=Subquery(hidden.values("pk")[:batch_keys])
-                ).delete()
-            if not deleted:
-                break
-            busy = True
+        hidden = SandboxMember.objects.filter(segment_id=segment_id, generation__lt=base)
+        busy = _delete_in_batches(hidden, stop) or busy
     return busy
 
 
 def _end_stopped(record: SandboxImport) -> bool:
     # Keys written before the import had to stop are deleted first: while it is unfinished no other
-    # import can start in its environment, so none can ever raise the visible range over them.
-    while True:
-        staged = SandboxMember.objects.filter(segment_id=record.segment_id, generation=record.generation)
-        with transaction.atomic():
-            deleted, _ = SandboxMember.objects.filter(
-                pk__in=Subquery(staged.values("pk")[: settings.SANDBOX_APPLY_BATCH_KEYS])
-            ).delete()
-        if not deleted:
-            break
+    # import can start in its environment, so none can raise the visible range over them meanwhile.
+    _delete_in_batches(
+        SandboxMember.objects.filter(segment_id=record.segment_id, generation=record.generation)
+    )
     ended = SandboxImport.objects.filter(pk=record.pk, final_status="").update(final_status="stopped")
     Path(record.keys_path).unlink(missing_ok=True)
     if ended:
         log.info("Sandbox import %s: stopped", record.pk)
     return bool(ended)
+
+
+def _delete_in_batches(rows: QuerySet[SandboxMember], stop: threading.Event | None = None) -> bool:
+    """Delete `rows` a batch per transaction; looks first, so an idle pass never takes a write lock."""
+    busy = False
+    while not _stopping(stop) and rows.exists():
+        with transaction.atomic():
+            SandboxMember.objects.filter(
+                pk__in=Subquery(rows.values("pk")[: settings.SANDBOX_APPLY_BATCH_KEYS])
+            ).delete()
+        busy = True
+    return busy
 
 
 # Plain SQL for the two statements that run a million times an import: the ORM's per-row objects cost

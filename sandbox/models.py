@@ -105,8 +105,8 @@ class SandboxMember(models.Model):
 
 
 class SandboxImport(models.Model):
-    """An import as LaunchDarkly runs it. Its status is derived from the clock (see `imports.py`),
-    so it advances even when nothing polls it, and survives restarts."""
+    """An import as LaunchDarkly runs it. Until the applier (`applier.py`) marks it final, its status is
+    derived from the clock, so it moves on even when nothing polls it, and survives restarts."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     segment = models.ForeignKey(SandboxSegment, on_delete=models.CASCADE, related_name="imports")

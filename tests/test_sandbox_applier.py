@@ -258,6 +258,23 @@ def test_stop_marker_writes_nothing_and_a_vanished_file_stops_and_cleans_up(sett
     assert visible() == set(VIP_MEMBERS) | {"after"}
 
 
+def test_rows_of_an_import_deleted_by_hand_are_never_shown_by_a_later_import(settings: Any) -> None:
+    settings.SANDBOX_APPLY_BATCH_KEYS = 10
+    settings.SANDBOX_IMPORT_BASE_SECONDS = 3600
+    abandoned = start([f"ghost-{i}" for i in range(50)])
+    applier.apply_batch(abandoned.pk)
+    applier.apply_batch(abandoned.pk)
+    SandboxImport.objects.filter(pk=abandoned.pk).delete()  # e.g. in the admin, while it was running
+    assert len(all_rows()) == 140
+    settings.SANDBOX_IMPORT_BASE_SECONDS = 0
+    later = start(["real-1", "real-2"])
+    assert later.generation > abandoned.generation
+    drain()
+    assert status(later) == "complete"
+    assert visible() == set(VIP_MEMBERS) | {"real-1", "real-2"}
+    assert len(all_rows()) == 122
+
+
 # --- restarts ---------------------------------------------------------------------------------------------------
 
 
