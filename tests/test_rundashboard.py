@@ -346,7 +346,7 @@ def test_sandbox_address(web: str, configured: str, bind: str, reach: str) -> No
 def _planned(monkeypatch: pytest.MonkeyPatch, addr: str) -> tuple[list[Child], dict[str, str]]:
     planned: list[tuple[list[Child], dict[str, str]]] = []
     monkeypatch.setattr(rundashboard, "call_command", lambda *args, **kwargs: None)
-    monkeypatch.setattr("segments_app.imports.purge_expired_files", lambda: 0, raising=False)
+    monkeypatch.setattr("segments_app.imports.purge_expired_files", lambda: 0)
     monkeypatch.setattr(rundashboard, "supervise", lambda children, env: planned.append((children, env)) or 0)
     with pytest.raises(SystemExit):
         rundashboard.Command().handle(addr=addr)

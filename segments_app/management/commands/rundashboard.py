@@ -48,14 +48,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, addr: str, **options: Any) -> None:
-        from segments_app import imports  # needs the app registry, which is ready only by now
+        from segments_app.imports import purge_expired_files  # needs the app registry, ready only by now
 
         call_command("migrate", interactive=False, verbosity=1)
         call_command("collectstatic", interactive=False, verbosity=0)
         call_command("ensure_admin")
-        purge_expired_files = getattr(imports, "purge_expired_files", None)
-        if purge_expired_files is not None:
-            purge_expired_files()
+        purge_expired_files()
         env = dict(os.environ)
         children = [
             Child(
