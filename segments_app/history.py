@@ -7,6 +7,8 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, time, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -42,6 +44,18 @@ def filtered(values: dict[str, Any]) -> QuerySet[ImportRecord]:
     if "until" in values:
         records = records.filter(created_at__lt=_start_of(values["until"]) + timedelta(days=1))
     return records
+
+
+def page_of(records: QuerySet[ImportRecord], number: Any) -> tuple[Page, list[ImportRecord]]:
+    """One page of the history, and its records.
+
+    The page is found over the ids alone (an index-only walk of `import_newest_first`), and only its
+    records are then loaded with their users: a deep page's OFFSET no longer builds and throws away
+    thousands of joined rows."""
+    page = Paginator(records.values_list("pk", flat=True), settings.HISTORY_PAGE_SIZE).get_page(number)
+    ids = list(page.object_list)
+    by_id = {record.pk: record for record in records.order_by().filter(pk__in=ids)}
+    return page, [by_id[pk] for pk in ids if pk in by_id]
 
 
 def _start_of(day: Any) -> datetime:

@@ -10,7 +10,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -222,17 +221,18 @@ def import_statuses(request: HttpRequest) -> HttpResponse:
 @require_GET
 def import_history(request: HttpRequest) -> HttpResponse:
     filters = HistoryFilterForm(request.GET)
-    records = history.filtered(filters.values())
-    page = Paginator(records, settings.HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    page, records = history.page_of(history.filtered(filters.values()), request.GET.get("page"))
     return render(
         request,
         "segments_app/import_history.html",
-        {"page": page, "filters": filters, "nav": "history", "unfinished": _unfinished(page.object_list)},
+        {
+            "page": page,
+            "records": records,
+            "filters": filters,
+            "nav": "history",
+            "unfinished": [record for record in records if record.is_live],
+        },
     )
-
-
-def _unfinished(records: Any) -> list[ImportRecord]:
-    return [record for record in records if record.is_live]
 
 
 @require_GET
