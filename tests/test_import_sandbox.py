@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import Client
@@ -189,6 +190,10 @@ def test_two_workers_and_a_badge_poll_on_postgresql(
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    django_settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3",
+    reason="multi-million-key tests run once per CI run, in the SQLite pass",
+)
 def test_two_and_a_half_million_keys_become_three_parts_sent_in_turn(
     sandbox: str, settings: Any, user: Any, tmp_path: Path
 ) -> None:
