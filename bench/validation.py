@@ -40,6 +40,14 @@ CHUNK = 1_000_000
 
 
 def load_validation() -> ModuleType:
+    """validation.py and the duplicate finder it uses, without Django (the package loads the app)."""
+    helper = importlib.util.spec_from_file_location(
+        "segments_app.imports.duplicates", MODULE.with_name("duplicates.py")
+    )
+    assert helper is not None
+    assert helper.loader is not None
+    sys.modules[helper.name] = importlib.util.module_from_spec(helper)
+    helper.loader.exec_module(sys.modules[helper.name])
     spec = importlib.util.spec_from_file_location("bench_validation_module", MODULE)
     assert spec is not None
     assert spec.loader is not None

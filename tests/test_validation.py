@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from segments_app.imports import validation
+from segments_app.imports import duplicates, validation
 from segments_app.imports.validation import Limits, looks_like_header, normalise_csv
 
 LIMITS = Limits()
@@ -238,14 +238,14 @@ def test_duplicates_spilled_in_buckets_match_a_set(monkeypatch: pytest.MonkeyPat
             expected.append(position)
         seen.add(key)
     for spill in (1 << 20, 1000, 7):
-        monkeypatch.setattr(validation, "SPILL_KEYS", spill)
-        duplicates = validation._Duplicates(None)
+        monkeypatch.setattr(duplicates, "SPILL_KEYS", spill)
+        finder = duplicates.Duplicates(None)
         try:
             for start in range(0, len(keys), 333):
-                duplicates.add(keys[start : start + 333])
-            found, bitmap = duplicates.finish()
+                finder.add(keys[start : start + 333])
+            found, bitmap = finder.finish()
         finally:
-            duplicates.close()
+            finder.close()
         marked = np.flatnonzero(np.unpackbits(bitmap, bitorder="little")[: len(keys)])
         assert found == len(expected)
         assert marked.tolist() == expected
@@ -311,6 +311,9 @@ def test_a_400_mb_line_in_flat_memory(tmp_path: Path) -> None:
     script = (
         "import importlib.util, resource, sys\n"
         "from pathlib import Path\n"
+        # The modules alone, without Django (segments_app.imports' package would load the app's models).
+        f"d = importlib.util.spec_from_file_location('segments_app.imports.duplicates', {duplicates.__file__!r})\n"
+        "sys.modules[d.name] = importlib.util.module_from_spec(d); d.loader.exec_module(sys.modules[d.name])\n"
         f"spec = importlib.util.spec_from_file_location('v', {validation.__file__!r})\n"
         "v = importlib.util.module_from_spec(spec); sys.modules['v'] = v; spec.loader.exec_module(v)\n"
         "idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
@@ -337,7 +340,7 @@ def test_an_exception_from_progress_leaves_no_files(
     (they are renamed into parts without duplicates, copied into them with)."""
     monkeypatch.setattr(validation, "PROGRESS_ROWS", 10)
     monkeypatch.setattr(validation, "BLOCK_SIZE", 64)
-    monkeypatch.setattr(validation, "SPILL_KEYS", 16)
+    monkeypatch.setattr(duplicates, "SPILL_KEYS", 16)
     temp = tmp_path / "temp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
@@ -509,7 +512,7 @@ def test_random_files_match_the_reference(tmp_path: Path, monkeypatch: pytest.Mo
     rng = random.Random(20240611)
     for _ in range(600):
         monkeypatch.setattr(validation, "BLOCK_SIZE", rng.randint(1, 24))
-        monkeypatch.setattr(validation, "SPILL_KEYS", rng.randint(1, 6))
+        monkeypatch.setattr(duplicates, "SPILL_KEYS", rng.randint(1, 6))
         content = b"".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 50)))
         if rng.random() < 0.3:
             content = b"\xef\xbb\xbf" + content
@@ -529,7 +532,7 @@ def test_random_line_files_match_the_reference(tmp_path: Path, monkeypatch: pyte
     ends = ["\n", "\n", "\r\n", "\r"]
     for _ in range(200):
         monkeypatch.setattr(validation, "BLOCK_SIZE", rng.randint(1, 64))
-        monkeypatch.setattr(validation, "SPILL_KEYS", rng.randint(1, 20))
+        monkeypatch.setattr(duplicates, "SPILL_KEYS", rng.randint(1, 20))
         end = rng.choice(ends)
         lines = [rng.choice(words) + (end if rng.random() < 0.9 else rng.choice(ends)) for _ in range(40)]
         content = "".join(lines).encode()
@@ -577,7 +580,7 @@ def test_duplicates_across_buckets_and_blocks(tmp_path: Path, monkeypatch: pytes
     keys = [f"key-{rng.randrange(1500)}" for _ in range(5000)]
     content = "".join(f"{key}\n" for key in keys).encode()
     monkeypatch.setattr(validation, "BLOCK_SIZE", 300)
-    monkeypatch.setattr(validation, "SPILL_KEYS", 97)
+    monkeypatch.setattr(duplicates, "SPILL_KEYS", 97)
     got = check(tmp_path, content, limits=Limits(max_keys_per_part=400))
     assert got["duplicates"] == 5000 - len(set(keys))
     assert b"".join(got["parts"]).decode().split() == list(dict.fromkeys(keys))

@@ -25,7 +25,6 @@ import codecs
 import csv
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import chain, compress, repeat
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from segments_app.imports.duplicates import Duplicates, marked
 
 HEADER_WORDS = frozenset(
     {
@@ -61,8 +62,6 @@ BLOCK_SIZE = 1 << 20
 # (csv would hold it all in memory), which also bounds what an unclosed quote can swallow.
 RECORD_CAP = 1 << 20
 # Hashes kept in memory before they are spilled, bucket by bucket, to a temporary file.
-SPILL_KEYS = 1 << 19
-BUCKET_BITS = 8
 # `progress` is called at least this often (in rows; fast blocks report once a block).
 PROGRESS_ROWS = 100_000
 # Bytes of unchecked parts copied into parts at a time, when some keys repeat.
@@ -505,107 +504,6 @@ def _line_facts(block: bytes) -> tuple[int, bool]:
     return longest, controls
 
 
-class _Duplicates:
-    """Which keys repeat an earlier one, from their 64-bit `hash()` (as with the old table, a collision,
-    about 3 chances in a million at 10M keys, would drop a key as a duplicate).
-
-    Hashes wait in memory up to SPILL_KEYS, then go to a temporary file grouped by their top bits, each
-    with its key's position. `finish` sorts one bucket at a time and marks every later occurrence in a
-    bitmap: memory is one bucket plus one bit a key."""
-
-    def __init__(self, tmp_dir: Path | None) -> None:
-        self._tmp_dir = tmp_dir
-        self._pending: list[np.ndarray] = []
-        self._pending_count = 0
-        self.count = 0
-        self._spill: IO[bytes] | None = None
-        self._spill_size = 0
-        self._runs: list[tuple[int, int, np.ndarray, np.ndarray]] = []
-
-    def close(self) -> None:
-        if self._spill is not None:
-            self._spill.close()
-
-    def add(self, keys: list[str]) -> None:
-        hashes = np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys))
-        self._pending.append(hashes)
-        self._pending_count += len(hashes)
-        self.count += len(hashes)
-        if self._pending_count >= SPILL_KEYS:
-            self._flush()
-
-    def _flush(self) -> None:
-        hashes = np.concatenate(self._pending)
-        self._pending, self._pending_count = [], 0
-        first = self.count - len(hashes)
-        buckets = (hashes.view(np.uint64) >> np.uint64(64 - BUCKET_BITS)).astype(np.uint16)
-        order = np.argsort(buckets, kind="stable")  # keeps positions rising within a bucket
-        counts = np.bincount(buckets, minlength=1 << BUCKET_BITS)
-        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-        if self._spill is None:
-            self._spill = tempfile.TemporaryFile(dir=self._tmp_dir)  # noqa: SIM115 (closed by close())
-        self._spill.write(hashes[order].data)
-        self._spill.write(order.astype(np.uint32).data)
-        self._runs.append((first, self._spill_size, counts, starts))
-        self._spill_size += 12 * len(hashes)
-
-    def finish(self) -> tuple[int, np.ndarray]:
-        """The number of duplicates and a little-endian bitmap with their positions set."""
-        bitmap = np.zeros((self.count + 7) // 8, np.uint8)
-        if not self._runs:
-            hashes = np.concatenate(self._pending) if self._pending else np.empty(0, np.int64)
-            later = _later_occurrences(hashes, np.arange(len(hashes), dtype=np.int64))
-            _mark(bitmap, later)
-            return len(later), bitmap
-        if self._pending:
-            self._flush()
-        assert self._spill is not None
-        self._spill.flush()
-        fd = self._spill.fileno()
-        found = 0
-        repeating = False  # once buckets hold duplicates, checking for them first only costs
-        run_sizes = np.diff([*(run[0] for run in self._runs), self.count])
-        for bucket in range(1 << BUCKET_BITS):
-            hashes, positions = [], []
-            for (first, offset, counts, starts), size in zip(self._runs, run_sizes, strict=True):
-                n = int(counts[bucket])
-                if n:
-                    at = int(starts[bucket])
-                    hashes.append(np.frombuffer(os.pread(fd, 8 * n, offset + 8 * at), np.int64))
-                    where = os.pread(fd, 4 * n, offset + 8 * int(size) + 4 * at)
-                    positions.append(np.frombuffer(where, np.uint32).astype(np.int64) + first)
-            if hashes:
-                later = _later_occurrences(np.concatenate(hashes), np.concatenate(positions), not repeating)
-                repeating = len(later) > 0
-                _mark(bitmap, later)
-                found += len(later)
-        return found, bitmap
-
-
-def _later_occurrences(hashes: np.ndarray, positions: np.ndarray, check_first: bool = True) -> np.ndarray:
-    """Positions whose hash occurred at a smaller position; `positions` rise.
-
-    Most uploads repeat no key, and a plain sort (SIMD in numpy) is about twice as fast as the stable
-    argsort that says which occurrence is first, so `check_first` sorts to see whether any repeats."""
-    if check_first:
-        ordered = np.sort(hashes)
-        if not (ordered[1:] == ordered[:-1]).any():
-            return np.empty(0, np.int64)
-    order = np.argsort(hashes, kind="stable")  # equal hashes keep their rising positions
-    ordered = hashes[order]
-    return positions[order[1:][ordered[1:] == ordered[:-1]]]
-
-
-def _mark(bitmap: np.ndarray, positions: np.ndarray) -> None:
-    if len(positions):
-        np.bitwise_or.at(bitmap, positions >> 3, np.left_shift(1, positions & 7).astype(np.uint8))
-
-
-def _marked(bitmap: np.ndarray, start: int, count: int) -> np.ndarray:
-    bits = np.unpackbits(bitmap[start >> 3 : ((start + count) >> 3) + 1], bitorder="little")
-    return bits[start & 7 : (start & 7) + count].astype(bool)
-
-
 def _normalised(keys: list[str]) -> bytes:
     text = "\n".join(keys)
     if "," in text or '"' in text:
@@ -706,9 +604,9 @@ def _copy_parts(
                 cut = data.rfind(b"\n") + 1
                 data, rest = data[:cut], data[cut:]
                 lines = data.count(b"\n")
-                marked = _marked(bitmap, done, lines)
-                if marked.any():
-                    kept = list(compress(data.split(b"\n"), np.logical_not(marked).tolist()))
+                repeats = marked(bitmap, done, lines)
+                if repeats.any():
+                    kept = list(compress(data.split(b"\n"), np.logical_not(repeats).tolist()))
                     parts.write(b"\n".join(kept) + b"\n" if kept else b"", len(kept))
                 else:
                     parts.write(data, lines)
@@ -773,7 +671,7 @@ def normalise_csv(
     writers: list[_Parts] = []
     try:
         with source.open("rb") as raw:
-            duplicates = _Duplicates(out_dir)
+            duplicates = Duplicates(out_dir)
             try:
                 if out_dir is not None:
                     writers.append(_Parts(out_dir, limits, created, prefix=".unchecked-part-"))
