@@ -22,6 +22,7 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -213,23 +214,20 @@ class Handler(BaseHTTPRequestHandler):
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
                     break
-                left = length
-                while left:
-                    data = self.rfile.read(min(CHUNK, left))
-                    if not data:
-                        raise ConnectionError("body cut short")
-                    left -= len(data)
-                    take(data)
+                self._read_exactly(length, take)
                 self.rfile.readline()
         else:
-            left = int(self.headers.get("Content-Length") or 0)
-            while left:
-                data = self.rfile.read(min(CHUNK, left))
-                if not data:
-                    raise ConnectionError("body cut short")
-                left -= len(data)
-                take(data)
+            self._read_exactly(int(self.headers.get("Content-Length") or 0), take)
         return size, keys
+
+    def _read_exactly(self, length: int, take: Callable[[bytes], None]) -> None:
+        """Hand `length` bytes of the body to `take`, a chunk at a time."""
+        while length:
+            data = self.rfile.read(min(CHUNK, length))
+            if not data:
+                raise ConnectionError("body cut short")
+            length -= len(data)
+            take(data)
 
 
 class Server(ThreadingHTTPServer):
