@@ -174,9 +174,14 @@ def measure_database(database_url: str, rows: int, static: str) -> int:
     print(f"## {vendor} {version}", flush=True)
 
     from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
     from django.test import Client
 
+    from segments_app.access import VIEWERS
+
     users = [get_user_model().objects.create_user(f"pm{n:02d}") for n in range(20)]
+    # Viewers: an account in no role would be measured rendering the refusal page, not the history.
+    Group.objects.get_or_create(name=VIEWERS)[0].user_set.add(*users)
     client = Client()
     client.force_login(users[0])
     rng = random.Random(20240415)  # noqa: S311 - reproducible test data

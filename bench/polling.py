@@ -61,13 +61,18 @@ def seed(env: dict[str, str], viewers: int) -> tuple[list[int], list[str]]:
 
     django.setup()
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+    from django.contrib.auth.models import Group
     from django.contrib.sessions.backends.db import SessionStore
     from django.db import connection
     from django.utils import timezone
 
+    from segments_app.access import VIEWERS
     from segments_app.models import ImportEvent, ImportPart, ImportRecord, ImportStatus
 
+    # Viewers, as the people watching imports are: an account in no role is refused every page.
+    viewer_group, _ = Group.objects.get_or_create(name=VIEWERS)
     users = [get_user_model().objects.create_user(f"viewer{n:02d}") for n in range(10)]
+    viewer_group.user_set.add(*users)
     now = timezone.now()
     pks = []
     for n in range(IMPORTS):

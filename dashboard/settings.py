@@ -6,9 +6,13 @@ README.md lists them all with their defaults.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import os
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -42,21 +46,37 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    # `{% partialdef %}`: a page's htmx fragment is a named part of the page's template ("page.html#part").
+    # The simple config: the loaders below are set here, where a reader looks for them.
+    "template_partials.apps.SimpleAppConfig",
+    "axes",  # login throttling (README: "Security and sign-in")
+    "csp",
     "segments_app",
     "sandbox",
+    "django.forms",  # the form renderer finds Django's widget templates through the app loader
 ]
 
 MIDDLEWARE = [
+    # First: every later log line of the request carries its id (segments_app/request_log.py).
+    "segments_app.request_log.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Before whitenoise, so every response, static files included, carries the policy.
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Single sign-on by a trusted proxy header; not used unless SSO_HEADER is set (dashboard/signin.py).
+    "dashboard.signin.TrustedHeaderMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Signed in but in no role group: an explanation page instead of the product (segments_app/access.py).
+    "segments_app.middleware.RoleRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: turns a locked-out login attempt into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "dashboard.urls"
@@ -67,17 +87,37 @@ TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [BASE_DIR / "templates"],
-        "APP_DIRS": True,
         "OPTIONS": {
+            # Django's two loaders, cached, behind the one that finds "template.html#partial".
+            "loaders": [
+                (
+                    "template_partials.loader.Loader",
+                    [
+                        (
+                            "django.template.loaders.cached.Loader",
+                            [
+                                "django.template.loaders.filesystem.Loader",
+                                "django.template.loaders.app_directories.Loader",
+                            ],
+                        )
+                    ],
+                )
+            ],
+            "builtins": ["template_partials.templatetags.partials"],
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "segments_app.context_processors.launchdarkly_mode",
+                "segments_app.context_processors.access_contact",
             ],
         },
     },
 ]
+
+# Forms render through templates/django/forms/ (labels, help and errors tied to their inputs): one
+# field template for every form instead of markup repeated per field.
+FORM_RENDERER = "django.forms.renderers.TemplatesSetting"
 
 # --- Database ---------------------------------------------------------------
 _default_sqlite = VAR_DIR / "db.sqlite3"
@@ -90,7 +130,15 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     if DATABASES["default"]["NAME"] == str(_default_sqlite):
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        # var/ holds the database and the secret key: readable by the owner only. The database file
+        # is created empty with mode 0600 before SQLite opens it; SQLite gives its -wal and -shm files
+        # the database file's mode. An older installation's var/ and database are tightened too.
+        VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(_default_sqlite, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        for _path, _mode in ((VAR_DIR, 0o700), (_default_sqlite, 0o600)):
+            if _path.stat().st_uid == os.getuid() and _path.stat().st_mode & 0o777 != _mode:
+                _path.chmod(_mode)
     # WAL lets readers and one writer work at once; IMMEDIATE transactions take the write lock up
     # front, so two processes never deadlock upgrading read locks; the timeout waits out short locks.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -108,6 +156,27 @@ CACHES = {
     }
 }
 
+# --- Redis (optional; README: "Scaling out") ---------------------------------------------------
+# Empty: each process caches on its own and idle workers poll the database. Set (redis://host:6379/0):
+# every process shares one cache, and recording an upload wakes an idle worker at once. Redis holds
+# nothing that matters: an outage only slows things down.
+REDIS_URL = env_str("REDIS_URL", "").strip()
+REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "segment-dashboard")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "segments_app.wakeup.ForgivingRedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": REDIS_KEY_PREFIX,
+            "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
+        }
+    }
+# How idle import workers learn of new work: a class in segments_app/wakeup.py (or your own).
+WAKEUP_BACKEND = env_str(
+    "WAKEUP_BACKEND",
+    "segments_app.wakeup.RedisWakeups" if REDIS_URL else "segments_app.wakeup.PollingWakeups",
+)
+
 # --- Auth ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -115,9 +184,44 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Changes in these environments (by key) need the Production editors role (segments_app/access.py).
+PROTECTED_ENVIRONMENTS = env_list("PROTECTED_ENVIRONMENTS", ["production"])
+# Whom a refused person should ask for a role, shown on the 403 and no-role pages (e.g. "the Platform
+# team in #feature-flags"). Account names are never listed: that would tell every user who the admins are.
+ACCESS_CONTACT = env_str("ACCESS_CONTACT", "") or "an administrator of this dashboard"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# django-axes checks every sign-in first and refuses a locked-out one; then the SSO header backend
+# (off unless SSO_HEADER is set), then ordinary usernames and passwords.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "dashboard.signin.TrustedHeaderBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# A session lasts this long; changing the password ends every other session of that user at once
+# (Django checks a hash of the password on each request).
+SESSION_COOKIE_AGE = int(env_float("SESSION_HOURS", 8.0) * 3600)
+
+# Login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username from one
+# address, that pair is refused, even with the right password, until LOGIN_LOCKOUT_MINUTES pass without
+# another attempt or an admin unlocks it (admin: Axes > Access attempts, or `manage.py axes_reset`).
+AXES_FAILURE_LIMIT = max(1, env_int("LOGIN_FAILURE_LIMIT", 10))
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("LOGIN_LOCKOUT_MINUTES", 15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "dashboard.signin.client_ip"
+AXES_WHITELIST_CALLABLE = "dashboard.signin.vouched_by_proxy"  # SSO sign-ins are not password guesses
+# Behind a reverse proxy: the header (as Django names it, e.g. HTTP_X_FORWARDED_FOR) that carries the
+# client's address, and how many proxies append to it. Unset: the connection's address is used.
+CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", "").strip()
+TRUSTED_PROXY_COUNT = max(1, env_int("TRUSTED_PROXY_COUNT", 1))
+
+# Single sign-on through a company proxy that authenticates people and names them in a header, e.g.
+# SSO_HEADER=HTTP_X_FORWARDED_USER. Off by default. The proxy MUST drop that header from clients.
+SSO_HEADER = env_str("SSO_HEADER", "").strip()
+SSO_CREATE_USERS = env_bool("SSO_CREATE_USERS", False)
 
 # --- Internationalisation -------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -134,12 +238,49 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
-# --- Security -------------------------------------------------------------------
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
-CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+# --- Security (README: "Security and sign-in") ------------------------------------
+# HTTPS=1 when people reach the site over HTTPS: secure cookies, redirect from HTTP, and HSTS for a year.
+HTTPS = env_bool("HTTPS", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", HTTPS)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+# A load balancer's health check may come over plain HTTP from inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", HTTPS)
+if SECURE_HSTS_SECONDS and "SECURE_HSTS_PRELOAD" in os.environ and not SECURE_HSTS_PRELOAD:
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]  # preload turned off on purpose: not a finding
+# Behind a proxy that ends TLS: the header (as Django names it) saying the request came over HTTPS,
+# e.g. HTTP_X_FORWARDED_PROTO. The proxy must set it on every request and never pass a client's own.
+_ssl_header = env_str("SECURE_PROXY_SSL_HEADER", "").strip()
+SECURE_PROXY_SSL_HEADER = (_ssl_header, "https") if _ssl_header else None
+for _name in ("SECURE_PROXY_SSL_HEADER", "CLIENT_IP_HEADER", "SSO_HEADER"):
+    if not re.fullmatch(r"([A-Z0-9_]+)?", env_str(_name, "").strip()):
+        raise ImproperlyConfigured(
+            f"{_name} names a request header as Django sees it: upper case, dashes as underscores, "
+            f"HTTP_ in front (X-Forwarded-Proto becomes HTTP_X_FORWARDED_PROTO); got {env_str(_name)!r}."
+        )
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True  # pages send the token from the form or hx-headers, never read the cookie
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Only this site's own files: no inline script or style anywhere (templates carry none, a test checks),
+# htmx configured in base.html not to need either, and no page may be framed.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    }
+}
 
 # --- LaunchDarkly -----------------------------------------------------------------
 # The token is read here and handed only to the API client; it is never rendered, logged or stored.
@@ -207,13 +348,53 @@ IMPORT_DEFAULT_PAUSE_SECONDS = env_float("IMPORT_DEFAULT_PAUSE_SECONDS", 10.0)
 IMPORT_LEASE_SECONDS = env_float("IMPORT_LEASE_SECONDS", 2 * IMPORT_POLL_SECONDS)
 IMPORT_DRAFT_RETENTION_HOURS = env_float("IMPORT_DRAFT_RETENTION_HOURS", 24.0)
 IMPORT_WORKER_THREADS = env_int("IMPORT_WORKER_THREADS", 2)
+# Remove mode: listed keys leave the segment through `included.remove` context-target updates, this many
+# keys per request (LaunchDarkly publishes no limit and asks for small batches); a failed batch is sent
+# again up to REMOVE_MAX_ATTEMPTS times (removing a key twice changes nothing).
+REMOVE_BATCH_KEYS = env_int("REMOVE_BATCH_KEYS", 1000)
+REMOVE_MAX_ATTEMPTS = env_int("REMOVE_MAX_ATTEMPTS", 8)
+# Member snapshots (big-segment exports): files under IMPORT_STORAGE_DIR/snapshots/, kept this many days
+# after they are taken (undo needs them), then deleted by the workers' housekeeping.
+SNAPSHOT_RETENTION_DAYS = env_float("SNAPSHOT_RETENTION_DAYS", 30.0)
+SNAPSHOT_POLL_SECONDS = env_float("SNAPSHOT_POLL_SECONDS", IMPORT_POLL_SECONDS)
+# An export LaunchDarkly has not finished after this long is given up (its docs: minutes to hours).
+SNAPSHOT_TIMEOUT_HOURS = env_float("SNAPSHOT_TIMEOUT_HOURS", 24.0)
+# Transient failures (LaunchDarkly unavailable, connection lost) tried again this many times.
+SNAPSHOT_MAX_ATTEMPTS = env_int("SNAPSHOT_MAX_ATTEMPTS", 8)
+# Undo: a replace import always keeps the members as they were before it; with this on, every import does
+# (a merge only adds, but a restore then undoes it too). Each snapshot is one export of the segment.
+UNDO_SNAPSHOT_ALL_IMPORTS = env_bool("UNDO_SNAPSHOT_ALL_IMPORTS", False)
+# Off only where LaunchDarkly exports are not available: imports then go at once and cannot be undone.
+UNDO_SNAPSHOTS_ENABLED = env_bool("UNDO_SNAPSHOTS_ENABLED", True)
+# Impact preview: each new draft is compared with an export of its segment's members. Off only where
+# LaunchDarkly exports are not available: drafts then show no preview and Send needs no waiting.
+IMPORT_PREVIEW_ENABLED = env_bool("IMPORT_PREVIEW_ENABLED", True)
+# Each worker process checks in this often; /healthz calls the workers stale after WORKER_STALE_SECONDS.
+WORKER_CHECKIN_SECONDS = max(0.1, env_float("WORKER_CHECKIN_SECONDS", 5.0))
+WORKER_STALE_SECONDS = env_float("WORKER_STALE_SECONDS", 60.0)
 HISTORY_PAGE_SIZE = 50
 
+# One line per event, with request id, user and import id where known (segments_app/request_log.py):
+# JSON for a log collector in production, plain text for a developer's terminal.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEBUG else "json").strip().lower()
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain; got {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # The formatters also remove the LaunchDarkly token from every line they write.
+    "filters": {"context": {"()": "segments_app.request_log.ContextFilter"}},
+    "formatters": {
+        "json": {"()": "segments_app.request_log.JsonFormatter"},
+        "plain": {"()": "segments_app.request_log.PlainFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         # urllib3 logs every connection at DEBUG; keep it quiet unless asked.

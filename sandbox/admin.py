@@ -31,5 +31,6 @@ class SandboxImportAdmin(admin.ModelAdmin):
         "applied_bytes",
         "final_status",
         "created_ms",
+        "approved_by",
     ]
     list_filter = ["final_status", "mode"]

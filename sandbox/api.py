@@ -18,13 +18,22 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from sandbox import faults, imports, representations
+from sandbox import exports, faults, imports, representations
 from sandbox.errors import ApiError, conflict, invalid, not_found
 from sandbox.faults import Fault
-from sandbox.models import SandboxEnvironment, SandboxImport, SandboxProject, SandboxSegment, now_ms
+from sandbox.models import (
+    SandboxEnvironment,
+    SandboxExport,
+    SandboxImport,
+    SandboxMember,
+    SandboxProject,
+    SandboxSegment,
+    now_ms,
+)
 from sandbox.segment_query import apply_filter, apply_sort, int_param
 
 KEY_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -271,3 +280,134 @@ def import_status(
         record, project_key=project_key, env_key=env_key, segment_key=segment_key, status=status
     )
     return JsonResponse(body)
+
+
+# --- exports ----------------------------------------------------------------------------------------
+
+
+@endpoint("POST")
+def start_export(
+    request: HttpRequest, project_key: str, env_key: str, segment_key: str, fault: Fault | None
+) -> HttpResponse:
+    seg = _segment(project_key, env_key, segment_key)
+    record = exports.start_export(seg)
+    # LaunchDarkly answers 200 with no body; the export ID is the last part of `Location`.
+    response = HttpResponse(status=200)
+    if fault is None or not fault.no_location:
+        response["Location"] = f"/api/v2/segments/{project_key}/{env_key}/{segment_key}/exports/{record.id}"
+    return response
+
+
+@endpoint("GET")
+def export_status(
+    request: HttpRequest,
+    project_key: str,
+    env_key: str,
+    segment_key: str,
+    export_id: str,
+    fault: Fault | None,
+) -> HttpResponse:
+    seg = _segment(project_key, env_key, segment_key)
+    try:
+        record = seg.exports.get(pk=uuid.UUID(export_id))
+    except (SandboxExport.DoesNotExist, ValueError):
+        raise not_found("Unknown export") from None
+    status = exports.status(record)
+    record.refresh_from_db()
+    links = {
+        "self": {
+            "href": f"/api/v2/segments/{project_key}/{env_key}/{segment_key}/exports/{record.id}",
+            "type": "application/json",
+        }
+    }
+    if status == "complete":
+        # Absolute, like a storage service's signed URL: it needs no token, only its signature.
+        path = reverse("sandbox:export_file", args=[project_key, env_key, segment_key, record.id])
+        href = request.build_absolute_uri(f"{path}?signature={exports.file_signature(record)}")
+        links["file"] = {"href": href, "type": "text/csv"}
+    return JsonResponse(
+        {
+            "_links": links,
+            "id": str(record.id),
+            "segmentKey": segment_key,
+            "creationTime": record.created_ms,
+            "status": status,
+            "sizeBytes": record.size_bytes,
+            "size": f"{record.size_bytes} B",
+            "initiator": {"name": "Sandbox", "email": "sandbox@example.com"},
+        }
+    )
+
+
+@csrf_exempt
+@login_not_required
+def export_file(
+    request: HttpRequest, project_key: str, env_key: str, segment_key: str, export_id: str
+) -> HttpResponse:
+    """The export's file, for whoever holds its signed link (no token: it may be fetched from anywhere)."""
+    if not settings.LD_SANDBOX_ENABLED or request.method != "GET":
+        raise Http404
+    if not exports.signature_matches(export_id, request.GET.get("signature", "")):
+        # Like every other sandbox API address: 401 to whoever lacks the credential (here, the signature).
+        return ApiError(401, "unauthorized", "Invalid or missing signature").response()
+    try:
+        record = SandboxExport.objects.get(
+            pk=uuid.UUID(export_id),
+            segment__key=segment_key,
+            segment__environment__key=env_key,
+            segment__environment__project__key=project_key,
+        )
+    except (SandboxExport.DoesNotExist, ValueError):
+        raise Http404 from None
+    if not record.file_path:
+        raise Http404
+    # FileResponse streams the file in blocks and closes it.
+    return FileResponse(open(record.file_path, "rb"), content_type="text/csv")
+
+
+# --- context targets --------------------------------------------------------------------------------
+
+
+@endpoint("POST")
+def context_targets(
+    request: HttpRequest, project_key: str, env_key: str, segment_key: str, fault: Fault | None
+) -> HttpResponse:
+    """Add or remove included targets of a big segment, visible at once (in the live generation)."""
+    seg = _segment(project_key, env_key, segment_key)
+    if not seg.unbounded:
+        raise invalid("Context targets can only be updated on big segments")
+    try:
+        body = json.loads(request.body or b"null")
+    except ValueError:
+        raise invalid("Request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise invalid("Request body must be a JSON object")
+    included = body.get("included") or {}
+    if not isinstance(included, dict):
+        raise invalid("included must be an object")
+    lists = {}
+    for name in ("add", "remove"):
+        keys = included.get(name) or []
+        if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+            raise invalid(f"included.{name} must be a list of context keys")
+        lists[name] = list(dict.fromkeys(keys))
+    with transaction.atomic():
+        seg = SandboxSegment.objects.select_for_update().get(pk=seg.pk)
+        visible = seg.visible_members()
+        if lists["remove"]:
+            visible.filter(context_key__in=lists["remove"]).delete()
+        if lists["add"]:
+            present = set(visible.filter(context_key__in=lists["add"]).values_list("context_key", flat=True))
+            SandboxMember.objects.bulk_create(
+                [
+                    SandboxMember(segment=seg, context_key=key, generation=seg.live_generation)
+                    for key in lists["add"]
+                    if key not in present
+                ],
+                ignore_conflicts=True,
+            )
+        seg.included_count = seg.visible_members().count()
+        seg.version += 1
+        seg.last_modified = now_ms()
+        seg.save(update_fields=["included_count", "version", "last_modified"])
+    return HttpResponse(status=204)

@@ -122,10 +122,10 @@ def start_import(
         raise
 
 
-def approve(import_id: uuid.UUID | str) -> bool:
+def approve(import_id: uuid.UUID | str, approved_by: str = "") -> bool:
     """Approve an import that waits for approval; False if there was none such."""
     return bool(
         SandboxImport.objects.filter(
             pk=import_id, wait_on_approvals=True, approved_ms__isnull=True, final_status=""
-        ).update(approved_ms=now_ms())
+        ).update(approved_ms=now_ms(), approved_by=approved_by)
     )

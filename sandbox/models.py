@@ -119,6 +119,8 @@ class SandboxImport(models.Model):
     keys_path = models.CharField(max_length=1024, blank=True, default="")
     created_ms = models.BigIntegerField(default=now_ms)
     approved_ms = models.BigIntegerField(null=True, blank=True)
+    # The reviewer who approved it, by username, as LaunchDarkly names the member who reviewed a change.
+    approved_by = models.CharField(max_length=150, blank=True, default="")
     # Empty while the import runs; `complete` or `stopped` once it has been applied.
     final_status = models.CharField(max_length=20, blank=True, default="", db_index=True)
     # The applier's progress, committed with each batch it writes, so a restart resumes where it was.
@@ -165,3 +167,31 @@ class SandboxImport(models.Model):
         if self.elapsed_seconds(at_ms) < self.duration_seconds / 3:
             return "preparing"
         return "in_progress"
+
+
+class SandboxExport(models.Model):
+    """A big-segment export as LaunchDarkly runs it: pending for a time that grows with the member count
+    (the import timing settings), then its CSV is written once and served at a signed link."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    segment = models.ForeignKey(SandboxSegment, on_delete=models.CASCADE, related_name="exports")
+    member_count = models.BigIntegerField(default=0)
+    created_ms = models.BigIntegerField(default=now_ms)
+    # Set together, under the row's lock, by whichever request first finds the export's time up.
+    file_path = models.CharField(max_length=1024, blank=True, default="")
+    size_bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_ms"]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+    @property
+    def duration_seconds(self) -> float:
+        return settings.SANDBOX_IMPORT_BASE_SECONDS + (
+            settings.SANDBOX_IMPORT_SECONDS_PER_1000_KEYS * self.member_count / 1000
+        )
+
+    def time_is_up(self, at_ms: int) -> bool:
+        return (at_ms - self.created_ms) / 1000 >= self.duration_seconds

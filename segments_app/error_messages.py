@@ -12,12 +12,17 @@ from segments_app.launchdarkly import (
     LaunchDarklyError,
     NotFound,
     RateLimited,
+    RefusedInput,
     Unauthorized,
     UpstreamUnavailable,
 )
 
 
 def describe(error: LaunchDarklyError) -> str:
+    """One sentence for the page. LaunchDarkly's own words appear only where they help (a refused
+    value); the client has already cleaned them of the token and cut them short."""
+    if isinstance(error, RefusedInput):  # refused here, before LaunchDarkly was asked
+        return error.message
     if isinstance(error, Unauthorized):
         if error.status == 403:
             return (

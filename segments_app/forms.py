@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
 from segments_app.error_messages import describe
 from segments_app.launchdarkly import (
@@ -24,10 +26,43 @@ TAG_PATTERN = re.compile(r"^[a-zA-Z0-9_.-]{1,64}$")
 CONTEXT_KIND_PATTERN = re.compile(r"^[a-zA-Z0-9._-]+$")
 UNAVAILABLE_NOTHING_CREATED = "LaunchDarkly is unavailable; nothing was created; try again."
 UNAVAILABLE_NOTHING_DELETED = "LaunchDarkly is unavailable; nothing was deleted; try again."
+# LaunchDarkly documents no limit; a bound keeps a pasted document out of the segment and its pages.
+DESCRIPTION_MAX_LENGTH = 4096
 
 
 def new_submission_token() -> str:
     return uuid.uuid4().hex
+
+
+class CheckboxInput(forms.CheckboxInput):
+    """A checkbox that hands its field what was sent, not Django's guess at a boolean ("maybe" is
+    truthy, so it would read as ticked). Named like Django's, so templates see `widget_type` "checkbox"."""
+
+    def value_from_datadict(self, data: Any, files: Any, name: str) -> Any:
+        return data.get(name)
+
+
+class CheckboxField(forms.BooleanField):
+    """A tick box that takes only what a browser sends for one: nothing (unticked) or "on" (ticked).
+
+    Anything else was not sent by this form, and reading it as yes could, say, make an import wait for
+    approvals nobody asked for: it is refused with a message, not guessed."""
+
+    widget = CheckboxInput
+    default_error_messages = {"invalid": "Tick the box or leave it empty; “%(value)s” is neither."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> bool:
+        if value in (None, "", False):
+            return False
+        if value in ("on", True):
+            return True
+        raise forms.ValidationError(
+            self.error_messages["invalid"], code="invalid", params={"value": str(value)[:40]}
+        )
 
 
 class SegmentForm(forms.Form):
@@ -37,12 +72,15 @@ class SegmentForm(forms.Form):
         help_text="Used in code and the API. Letters, digits, '.', '_' and '-'; "
         "must start with a letter or digit. It cannot be changed later.",
     )
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
-    tags = forms.CharField(
-        required=False, help_text="Separate tags with commas. Each: 1–64 letters, digits, '.', '_' or '-'."
+    description = forms.CharField(
+        required=False, max_length=DESCRIPTION_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 3})
     )
-    unbounded = forms.BooleanField(
+    tags = forms.CharField(
         required=False,
+        max_length=1024,
+        help_text="Separate tags with commas. Each: 1–64 letters, digits, '.', '_' or '-'.",
+    )
+    unbounded = CheckboxField(
         label="Big segment",
         help_text="For lists of more than 15,000 context keys, uploaded as CSV files. "
         "Cannot be changed later.",
@@ -83,7 +121,7 @@ class SegmentForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if cleaned.get("unbounded"):
+        if cleaned.get("unbounded") and "context_kind" not in self.errors:
             kind = (cleaned.get("context_kind") or "").strip()
             if not kind:
                 self.add_error("context_kind", "A big segment needs a context kind, for example user.")
@@ -93,7 +131,7 @@ class SegmentForm(forms.Form):
                 )
             else:
                 cleaned["context_kind"] = kind
-        else:
+        elif not cleaned.get("unbounded"):
             cleaned["context_kind"] = ""
         return cleaned
 
@@ -156,8 +194,15 @@ KIND_CHOICES = [("", "All kinds"), ("big", "Big segments"), ("standard", "Standa
 class SegmentFilterForm(forms.Form):
     """The list's query string. Values that do not parse fall back to the defaults."""
 
-    q = forms.CharField(required=False, max_length=200, label="Search")
-    tag = forms.CharField(required=False, max_length=64, label="Tag")
+    q = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Search",
+        widget=forms.SearchInput(attrs={"placeholder": "Name, key or description", "autocomplete": "off"}),
+    )
+    tag = forms.CharField(
+        required=False, max_length=64, label="Tag", widget=forms.TextInput(attrs={"autocomplete": "off"})
+    )
     kind = forms.ChoiceField(required=False, choices=KIND_CHOICES, label="Kind")
     sort = forms.ChoiceField(required=False, choices=SORT_CHOICES, label="Sort by")
     page = forms.IntegerField(required=False, min_value=1)
@@ -183,6 +228,7 @@ class SegmentFilterForm(forms.Form):
 MODE_CHOICES = [
     ("merge", "Merge — add these keys to the segment's current members"),
     ("replace", "Replace — the segment will contain exactly the keys in this file"),
+    ("remove", "Remove — the keys in this file leave the segment; other members stay"),
 ]
 REPLACE_HELP = "Replace removes every current member that is not in the file."
 
@@ -191,15 +237,22 @@ class SendChoicesForm(forms.Form):
     """How a checked list is sent: the mode, its confirmation, and approvals. Shared by the upload
     form and a draft's Send form, so both ask the same and refuse the same."""
 
-    mode = forms.ChoiceField(choices=MODE_CHOICES, initial="merge", widget=forms.RadioSelect)
+    mode = forms.ChoiceField(
+        choices=MODE_CHOICES,
+        initial="merge",
+        widget=forms.RadioSelect,
+        error_messages={
+            "invalid_choice": "Choose Merge, Replace or Remove.",
+            "required": "Choose Merge, Replace or Remove.",
+        },
+    )
     confirm_key = forms.CharField(
         required=False, max_length=256, label="To replace, type the segment key", help_text=REPLACE_HELP
     )
-    wait_on_approvals = forms.BooleanField(
-        required=False,
+    wait_on_approvals = CheckboxField(
         label="Wait for approvals",
         help_text="If this environment requires approval, the import waits in LaunchDarkly "
-        "until it is approved.",
+        "until it is approved. (Remove does not go through approvals.)",
     )
 
     def __init__(self, *args: Any, segment_key: str, **kwargs: Any) -> None:
@@ -218,29 +271,71 @@ class SendChoicesForm(forms.Form):
         return cleaned
 
 
+@dataclass(frozen=True)
+class EarlierFile:
+    """A refused file that an upload corrects: its name, and the problems found in it (the first ones,
+    each {"line", "message"}, and how many in all)."""
+
+    name: str
+    problems: list[dict[str, Any]]
+    problem_count: int
+    problems_url: str = ""  # the CSV of all its problems, while it is kept
+
+    @property
+    def more(self) -> int:
+        return max(self.problem_count - len(self.problems), 0)
+
+
+class CorrectedFileBoundField(forms.BoundField):
+    """The file field of an upload that corrects a refused file: the problems found in that file are
+    listed beside the field and read with it (aria-describedby), like its help and its errors."""
+
+    @property
+    def earlier(self) -> EarlierFile | None:
+        return self.form.earlier
+
+    @property
+    def aria_describedby(self) -> str | None:
+        described_by = super().aria_describedby
+        if self.earlier and self.auto_id and described_by is not None:
+            return f"{described_by} {self.auto_id}_problems".strip()
+        return described_by
+
+
 class ImportForm(SendChoicesForm):
     file = forms.FileField(
+        bound_field_class=CorrectedFileBoundField,
         label="CSV file",
+        error_messages={"required": "Choose a CSV file to upload."},
         help_text="Context keys in the first column, one per row. Other columns are ignored.",
     )
-    has_header = forms.BooleanField(
-        required=False,
+    has_header = CheckboxField(
         label="First row is a header",
         help_text="Skip the first row (for example “email” or “key”).",
     )
     submission_token = forms.CharField(widget=forms.HiddenInput, max_length=64)
     field_order = ["file", "mode", "confirm_key", "has_header", "wait_on_approvals"]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, earlier: EarlierFile | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.earlier = earlier  # the refused file this upload corrects: its problems are shown at the field
+        # The limit is part of the field's help, so a screen reader says it with the field.
+        limit_mb = settings.IMPORT_MAX_UPLOAD_BYTES // (1024 * 1024)
+        self.fields["file"].help_text = (
+            f"{self.fields['file'].help_text} At most {limit_mb:,} MB; "
+            "a list larger than one LaunchDarkly import takes is split into several automatically."
+        )
         if not self.is_bound:
             self.initial.setdefault("submission_token", new_submission_token())
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if self.data.get("action") == "check":
+        action = self.data.get("action") or "upload"
+        if action == "check":
             # A check sends nothing: the replace confirmation is asked when the draft is sent.
             self.errors.pop("confirm_key", None)
+        elif action != "upload":  # not one of the form's two buttons: never guess "send"
+            self.add_error(None, "Choose “Check file” or “Upload”.")
         return cleaned
 
 
@@ -257,18 +352,61 @@ class SendDraftForm(SendChoicesForm):
         ],
     )
 
-    def __init__(self, *args: Any, asks_about_header: bool, **kwargs: Any) -> None:
+    confirm_removed = forms.IntegerField(required=False, min_value=0, label="Members removed")
+    # Set by the button "Send to LaunchDarkly without the preview": the person chose not to wait.
+    without_preview = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+    def __init__(
+        self,
+        *args: Any,
+        asks_about_header: bool,
+        first_row_text: str = "",
+        removed: int | None = None,
+        preview_running: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.asks_about_header = asks_about_header
+        self.preview_running = preview_running
         if not asks_about_header:
             del self.fields["first_row"]
+        elif first_row_text:  # the question quotes the row, so the person needs no other page to answer
+            self.fields["first_row"].label = f"The first row is “{first_row_text}”. Is it a header?"
+        # When the impact preview knows how many members a replace removes, the person types that number:
+        # a replace that empties a segment is then never sent by a click made without reading.
+        self.removed = removed
+        if removed is None:
+            del self.fields["confirm_removed"]
+        else:
+            members = "member" if removed == 1 else "members"
+            label = f"Type {removed} to confirm that {removed} {members} will be removed"
+            self.fields["confirm_removed"].label = label
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         if self.asks_about_header and not cleaned.get("first_row"):
             self.add_error("first_row", "Say whether the first row is a header before sending.")
+        if (
+            self.removed is not None
+            and cleaned.get("mode") == "replace"
+            and cleaned.get("confirm_removed") != self.removed
+            and "confirm_removed" not in self.errors
+        ):
+            self.add_error(
+                "confirm_removed",
+                f"A replace removes {self.removed} members: type {self.removed} to confirm, or choose Merge.",
+            )
+        if self.preview_running and not cleaned.get("without_preview"):
+            # Sending without the preview is a choice the person makes explicitly, never by accident.
+            self.add_error(None, PREVIEW_RUNNING)
         cleaned["first_row_is_header"] = cleaned.get("first_row") == "header"
         return cleaned
+
+
+PREVIEW_RUNNING = (
+    "The comparison with the segment's members is still running: wait for it, "
+    "or choose Send without the preview."
+)
 
 
 class HistoryFilterForm(forms.Form):
@@ -277,6 +415,7 @@ class HistoryFilterForm(forms.Form):
     project = forms.CharField(required=False, max_length=140)
     environment = forms.CharField(required=False, max_length=140)
     segment = forms.CharField(required=False, max_length=256)
+    file = forms.CharField(required=False, max_length=255, label="File name")
     status = forms.ChoiceField(required=False, choices=[])
     user = forms.CharField(required=False, max_length=150, label="User")
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
@@ -291,3 +430,62 @@ class HistoryFilterForm(forms.Form):
     def values(self) -> dict[str, Any]:
         self.is_valid()
         return {name: value for name, value in self.cleaned_data.items() if value not in ("", None)}
+
+
+# A list of 10,000 keys of LaunchDarkly's longest (512 characters) fits; anything bigger is not such a list.
+LOOKUP_MAX_BYTES = 6 * 1024 * 1024
+
+
+class LookupForm(forms.Form):
+    """Keys to look up in a big segment: pasted, or a CSV file (its first column), normalised like an
+    import's. `cleaned_data["listed"]` is the `lookup.KeyList`."""
+
+    keys = forms.CharField(
+        required=False,
+        strip=False,
+        max_length=LOOKUP_MAX_BYTES,
+        label="Context keys",
+        widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "autocomplete": "off"}),
+        help_text="One key a line, up to 10,000. Spaces around a key, blank lines and repeats are left out.",
+    )
+    file = forms.FileField(
+        required=False,
+        label="Or a CSV file",
+        help_text="Context keys in the first column, one per row; other columns are ignored.",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        import tempfile
+        from pathlib import Path
+
+        from segments_app import lookup
+
+        cleaned = super().clean()
+        text, upload = cleaned.get("keys") or "", cleaned.get("file")
+        if self.errors:
+            return cleaned
+        if upload is not None and text.strip():
+            raise forms.ValidationError("Paste keys or choose a file, not both.")
+        if upload is None and not text.strip():
+            raise forms.ValidationError("Paste the keys to look up, or choose a CSV file of them.")
+        if upload is not None and upload.size > LOOKUP_MAX_BYTES:
+            limit_mb = LOOKUP_MAX_BYTES // (1024 * 1024)
+            self.add_error(
+                "file",
+                f"The file is larger than {limit_mb} MB: a list of 10,000 keys is far smaller. "
+                "Look up fewer keys at once.",
+            )
+            return cleaned
+        with tempfile.TemporaryDirectory(prefix="lookup-list-") as folder:
+            source = Path(folder) / "keys.csv"
+            with source.open("wb") as out:
+                if upload is not None:
+                    for chunk in upload.chunks():
+                        out.write(chunk)
+                else:
+                    out.write(text.encode("utf-8", "surrogatepass"))
+            try:
+                cleaned["listed"] = lookup.read_keys(source)
+            except lookup.KeyListRefused as refused:
+                self.add_error("file" if upload is not None else "keys", str(refused))
+        return cleaned

@@ -6,28 +6,54 @@ import; detail pages, badges and the table poll read the database.
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
-from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.http import HttpResponseClientRedirect, reselect, reswap, retarget
 
-from segments_app import history, imports
-from segments_app.access import may_act_on_import
-from segments_app.forms import HistoryFilterForm, ImportForm, SendDraftForm
-from segments_app.imports.intake import HashingUploadHandler
+from segments_app import access, history, imports
+from segments_app.forms import EarlierFile, HistoryFilterForm, ImportForm, SendDraftForm
+from segments_app.imports import preview, undo
+from segments_app.imports.intake import HashingUploadHandler, declared_too_large, too_large_message
 from segments_app.launchdarkly import Environment, Project, Segment
 from segments_app.models import ImportRecord, ImportStatus
-from segments_app.views import HtmxHttpRequest, with_segment
+from segments_app.views import (
+    VARIES_FOR_HTMX,
+    HtmxHttpRequest,
+    forbidden,
+    render_page_or_fragment,
+    wants_fragment,
+    with_segment,
+)
 
 MAX_POLLED_ROWS = 100
-TABLE_CELLS = ("keys", "parts", "took")  # the cells of an import's row that change while it runs
+# What Django raises when it cannot parse an upload's form data (otherwise a bare 400 page).
+UNREADABLE_UPLOAD = (MultiPartParserError, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent)
+TABLE_CELLS = ("keys", "parts", "took", "members")  # the cells of an import's row that change while it runs
+
+
+def _varying(response: HttpResponse) -> HttpResponse:
+    patch_vary_headers(response, VARIES_FOR_HTMX)
+    return response
+
+
+def _whole_page(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """An answer that is not the form again (a refusal, a segment that takes no CSV): htmx, which sent
+    the form to have it replaced, puts the page's content in place of the page's content instead."""
+    if wants_fragment(request):
+        reselect(retarget(reswap(response, "outerHTML"), "#main"), "#main")
+    return _varying(response)
 
 
 def _to_import(request: HtmxHttpRequest, record: ImportRecord) -> HttpResponse:
@@ -39,11 +65,17 @@ def _to_import(request: HtmxHttpRequest, record: ImportRecord) -> HttpResponse:
 def import_new(request: HttpRequest, project: str, env: str, segment: str) -> HttpResponse:
     """Upload form. The upload handler must be set before anything reads the body, so CSRF is
     checked just after, by the csrf_protect on the inner view. Whatever happens, a file that no
-    import took over is deleted before the answer goes out."""
+    import took over is deleted before the answer goes out. Rights are checked first of all, so a
+    refused upload is never read."""
+    access.require(access.may_import(request.user, env), access.refusal("Uploading CSV files", env))
+    if request.method == "POST" and declared_too_large(request):
+        return _upload_too_large(request)
     handler = HashingUploadHandler(request)
     request.upload_handlers = [handler]
     try:
         return _import_new(request, project, env, segment=segment)
+    except UNREADABLE_UPLOAD:
+        return _unreadable_upload(request)
     finally:
         handler.discard_unclaimed()
 
@@ -59,21 +91,28 @@ def _import_new(
         "environment": environment,
         "segment": found,
         "nav": "segments",
+        "can": access.for_environment(request.user, environment.key),
     }
     if not found.unbounded:
-        return render(request, "segments_app/import_not_big.html", context)
+        return _whole_page(request, render(request, "segments_app/import_not_big.html", context))
     handler = request.upload_handlers[0]
-    form = ImportForm(request.POST or None, request.FILES or None, segment_key=found.key)
+    # A POST is bound even when nothing arrived (no Content-Length), so the form says what is missing.
+    posted = request.method == "POST"
+    earlier = _earlier_file(request, project, environment, found)
+    form = ImportForm(
+        request.POST if posted else None,
+        request.FILES if posted else None,
+        segment_key=found.key,
+        earlier=earlier,
+    )
     if request.method == "POST":
-        if isinstance(handler, HashingUploadHandler) and handler.too_large:
-            limit_mb = settings.IMPORT_MAX_UPLOAD_BYTES // (1024 * 1024)
-            # The parser stopped at the file, so fields after it may be missing; bind what arrived.
-            form = ImportForm(request.POST, segment_key=found.key)
+        if isinstance(handler, HashingUploadHandler) and handler.refusal:
+            # The parser stopped at the file, so fields after it may be missing: keep what arrived
+            # for the form, and say only what is wrong with the file.
+            form = ImportForm(request.POST, segment_key=found.key, earlier=earlier)
             form.full_clean()
-            form.errors.pop("file", None)
-            form.add_error(
-                "file", f"The file is larger than the {limit_mb:,} MB limit. Nothing was uploaded."
-            )
+            form.errors.clear()
+            form.add_error("file", handler.refusal)
         elif form.is_valid() and isinstance(handler, HashingUploadHandler) and handler.upload is not None:
             data = form.cleaned_data
             record, created = imports.record_upload(
@@ -91,30 +130,131 @@ def _import_new(
             handler.claimed = created
             # No flash message: the import's page says what is happening and keeps it current.
             return _to_import(request, record)
-    context.update(form=form, max_upload_mb=settings.IMPORT_MAX_UPLOAD_BYTES // (1024 * 1024))
-    return render(request, "segments_app/import_form.html", context)
+    context["form"] = form
+    return render_page_or_fragment(
+        request, "segments_app/import_form.html", "segments_app/import_form.html#upload-form", context
+    )
+
+
+def _earlier_file(
+    request: HttpRequest, project: Project, environment: Environment, segment: Segment
+) -> EarlierFile | None:
+    """The refused file this upload corrects (`?corrects=<import>`, from that import's page), so the
+    form can show its line-numbered problems at the file field. Only a rejected import into this very
+    segment counts; anything else in the parameter is ignored."""
+    value = request.GET.get("corrects", "")
+    record = (
+        ImportRecord.objects.filter(
+            pk=int(value),
+            project_key=project.key,
+            environment_key=environment.key,
+            segment_key=segment.key,
+            status=ImportStatus.REJECTED,
+        ).first()
+        if value.isdigit() and len(value) < 12
+        else None
+    )
+    if record is None:
+        return None
+    report = record.report or {}
+    problems = [p for p in report.get("problems", []) if isinstance(p, dict) and p.get("message")]
+    return EarlierFile(
+        name=record.original_filename,
+        problems=problems,
+        problem_count=max(int(report.get("problem_count") or 0), len(problems)),
+        problems_url=reverse("import_problems", args=[record.pk]) if record.problems_path else "",
+    )
+
+
+def _upload_refused(
+    request: HttpRequest, heading: str, message: str, advice: str, status: int
+) -> HttpResponse:
+    """A page for an upload refused before its form could be read, with the way back to the form."""
+    response = render(
+        request,
+        "segments_app/upload_refused.html",
+        {
+            "heading": heading,
+            "message": message,
+            "advice": advice,
+            "form_url": request.path,
+            "nav": "segments",
+        },
+        # htmx swaps in only 2xx answers, so the form it sent from would otherwise say nothing.
+        status=200 if request.headers.get("HX-Request") else status,
+    )
+    return _whole_page(request, response)
+
+
+def _upload_too_large(request: HttpRequest) -> HttpResponse:
+    """The answer to an upload whose Content-Length is over the limit, given without reading its body
+    (nor its CSRF token, which is in the body: the answer changes nothing)."""
+    limit_mb = settings.IMPORT_MAX_UPLOAD_BYTES // (1024 * 1024)
+    advice = (
+        f"An upload may be at most {limit_mb:,} MB. Keep only the column of context keys, or split the "
+        "list into several files and upload them one after another (“Merge” for every file after the first)."
+    )
+    return _upload_refused(request, "The file is too large", too_large_message(), advice, 413)
+
+
+def _unreadable_upload(request: HttpRequest) -> HttpResponse:
+    """Django could not parse the request's form data (a part's headers over its 1 KB limit, which a
+    file name of a few hundred non-ASCII characters reaches; too many files or fields; a broken body)."""
+    return _upload_refused(
+        request,
+        "The upload could not be read",
+        "Nothing was uploaded: the form data could not be read.",
+        "The usual cause is a very long file name: rename the file with a shorter name and upload it again.",
+        400,
+    )
+
+
+def announcement(record: ImportRecord) -> str:
+    """What a screen reader is told about an import: its status in words, without the percentage
+    that moves on every poll, so a live region speaks when the status changes and not otherwise."""
+    if record.status == ImportStatus.VALIDATING:
+        return f"Import #{record.pk}: checking the file"
+    return f"Import #{record.pk}: {record.badge_label}"
+
+
+def _first_row(record: ImportRecord) -> str:
+    """The first row of a checked file that looked like a header, as its draft's question quotes it."""
+    return str((record.report or {}).get("header_suspected") or "")
 
 
 def _detail_context(
     request: HttpRequest, record: ImportRecord, send_form: SendDraftForm | None = None
 ) -> dict[str, Any]:
-    may_act = may_act_on_import(request.user, record)
-    if record.status == ImportStatus.DRAFT and send_form is None and may_act:
+    can = access.for_import(request.user, record)
+    impact = preview.state(record) if record.status == ImportStatus.DRAFT else None
+    if record.status == ImportStatus.DRAFT and send_form is None and can.send:
         send_form = SendDraftForm(
             initial={"mode": record.mode, "wait_on_approvals": record.wait_on_approvals},
             segment_key=record.segment_key,
             asks_about_header=record.asks_about_header,
+            first_row_text=_first_row(record),
+            removed=impact.removed_on_replace if impact else None,
         )
+    if send_form is not None:
+        _restore_sends_replace(send_form, record)
     blocker = record.waiting_behind if record.status == ImportStatus.QUEUED else None
+    events = list(record.events.select_related("actor"))
     return {
         "record": record,
         "parts": list(record.parts.all()),
-        "events": list(record.events.all()),
+        "events": events,
+        "actors": record.actors(events),
         "report": record.report,
         "send_form": send_form,
-        "may_act": may_act,
+        "can": can,
         "waiting_behind": blocker,
         "nav": "history",
+        "announcement": announcement(record),
+        # Undo (imports/undo.py): whether the members before it can be restored, and the restores of it.
+        "undo": undo.undo_state(record) if record.is_final else "",
+        "restored_by": list(record.restored_by.order_by("pk")),
+        "restore_token": uuid.uuid4().hex,
+        "preview": impact,
     }
 
 
@@ -124,21 +264,33 @@ def import_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     record = get_object_or_404(
         ImportRecord.objects.select_related("user", "sent_by", "cancelled_by", "waiting_behind"), pk=pk
     )
-    template = "segments_app/import_detail.html"
-    if request.htmx and not request.htmx.history_restore_request:
-        template = "segments_app/partials/import_live.html"
-    response = render(request, template, _detail_context(request, record))
-    patch_vary_headers(response, ["HX-Request"])
-    return response
-
-
-def _forbidden(request: HttpRequest, record: ImportRecord) -> HttpResponse:
-    return render(
-        request,
-        "segments_app/import_forbidden.html",
-        {"record": record, "nav": "history"},
-        status=403,
+    context = _detail_context(request, record)
+    if wants_fragment(request) and request.GET.get("part") == "preview":
+        # The impact preview's own poll: just that block; once it is done it has the live block reload.
+        context["preview_poll"] = True
+        return render_page_or_fragment(
+            request, "segments_app/import_detail.html", "segments_app/partials/import_preview.html", context
+        )
+    # The poll says what its page last announced; the answer updates the announcement only if it changed.
+    context["said"] = request.GET.get("said", "") if wants_fragment(request) else None
+    return render_page_or_fragment(
+        request, "segments_app/import_detail.html", "segments_app/partials/import_live.html", context
     )
+
+
+def _restore_sends_replace(form: SendDraftForm, record: ImportRecord) -> SendDraftForm:
+    """A restore (imports/undo.py) puts back the whole member list: merged, it would remove nothing,
+    so its form offers Replace only."""
+    if record.restores_id:
+        field = form.fields["mode"]
+        field.choices = [choice for choice in field.choices if choice[0] == ImportRecord.Mode.REPLACE]
+        field.error_messages["invalid_choice"] = "A restore is sent as a replace: choose Replace."
+    return form
+
+
+def _refused(request: HttpRequest, record: ImportRecord, reason: str) -> HttpResponse:
+    """The 403 page for a send or cancel the user may not do, with the way back to the import."""
+    return forbidden(request, reason, back=reverse("import_detail", args=[record.pk]))
 
 
 @require_http_methods(["GET", "POST"])
@@ -149,15 +301,21 @@ def import_send(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     record = get_object_or_404(ImportRecord.objects.select_related("user"), pk=pk)
     if request.method == "GET":
         return redirect("import_detail", record.pk)
-    if not may_act_on_import(request.user, record):
-        return _forbidden(request, record)
+    if not access.may_send(request.user, record):
+        return _refused(request, record, access.send_refusal(request.user, record))
     if record.status != ImportStatus.DRAFT:
         messages.info(request, "This import is no longer a draft; nothing more was sent.")
         return _to_import(request, record)
+    impact = preview.state(record)
     form = SendDraftForm(
-        request.POST, segment_key=record.segment_key, asks_about_header=record.asks_about_header
+        request.POST,
+        segment_key=record.segment_key,
+        asks_about_header=record.asks_about_header,
+        first_row_text=_first_row(record),
+        removed=impact.removed_on_replace if impact else None,
+        preview_running=bool(impact and impact.running),
     )
-    if not form.is_valid():
+    if not _restore_sends_replace(form, record).is_valid():
         return render(
             request, "segments_app/import_detail.html", _detail_context(request, record, form), status=400
         )
@@ -168,6 +326,7 @@ def import_send(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         mode=data["mode"],
         wait_on_approvals=data["wait_on_approvals"],
         first_row_is_header=data["first_row_is_header"],
+        without_preview=bool(data["without_preview"] and impact and impact.state != "ready"),
     ):
         messages.info(request, "This draft was already sent or discarded.")
     return _to_import(request, record)
@@ -180,8 +339,10 @@ def import_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     record = get_object_or_404(ImportRecord, pk=pk)
     if request.method == "GET":
         return redirect("import_detail", record.pk)
-    if not may_act_on_import(request.user, record):
-        return _forbidden(request, record)
+    if not access.may_cancel(request.user, record):
+        return _refused(
+            request, record, access.refusal("Cancelling or discarding imports", record.environment_key)
+        )
     if record.cancel(request.user):
         imports.remove_files(record)
     else:
@@ -193,20 +354,49 @@ def import_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
-def import_badge(request: HttpRequest, pk: int) -> HttpResponse:
-    """One import's status badge (read from the database)."""
+def import_problems(request: HttpRequest, pk: int) -> HttpResponse:
+    """Every problem of a rejected file as CSV (line, row, reason), streamed from the file the worker
+    wrote while it checked it, with formula-like cells already made text. Once the import's files are
+    deleted (retention), the import's page says so instead of offering the link."""
+    access.require(access.may_view(request.user), "Downloading an import's problems needs a role.")
     record = get_object_or_404(ImportRecord, pk=pk)
-    return render(request, "segments_app/partials/import_badge.html", {"record": record})
+    path = record.problems_path
+    if path is None:
+        messages.info(
+            request, "The list of this file's problems is no longer kept: the import's files are deleted."
+        )
+        return redirect("import_detail", record.pk)
+    stem = Path(record.original_filename).stem[:80] or "file"
+    return FileResponse(
+        path.open("rb"),
+        as_attachment=True,
+        filename=f"import-{record.pk}-{stem}-problems.csv",
+        content_type="text/csv; charset=utf-8",
+    )
+
+
+@require_GET
+def import_badge(request: HttpRequest, pk: int) -> HttpResponse:
+    """One import's status badge (read from the database), for htmx; a person who opens the address
+    gets the import's page instead of a bare badge."""
+    record = get_object_or_404(ImportRecord, pk=pk)
+    if not wants_fragment(request):
+        return _varying(redirect("import_detail", record.pk))
+    return _varying(render(request, "segments_app/partials/import_badge.html", {"record": record}))
 
 
 @require_GET
 def import_statuses(request: HttpRequest) -> HttpResponse:
     """One poll for a whole table: fresh badges for the given imports (out of band) and the poller
     again for those still unfinished, or no poller once all are."""
+    if not wants_fragment(request):  # only a table's poll asks for this; a person gets the history
+        return _varying(redirect("import_history"))
     ids = [int(value) for value in request.GET.getlist("id") if value.isdigit()][:MAX_POLLED_ROWS]
     records = list(ImportRecord.objects.filter(pk__in=ids).defer("report").order_by("-pk"))
+    shown = dict(value.partition(".")[::2] for value in request.GET.getlist("status"))
+    changed = [r for r in records if shown.get(str(r.pk), r.status) != r.status]
     cells = [cell for cell in request.GET.get("cells", "").split() if cell in TABLE_CELLS]
-    return render(
+    response = render(
         request,
         "segments_app/partials/import_statuses.html",
         {
@@ -214,17 +404,20 @@ def import_statuses(request: HttpRequest) -> HttpResponse:
             "unfinished": [r for r in records if r.is_live],
             "cells": " ".join(cells),
             "cell_names": cells,
+            "announcements": [announcement(record) for record in changed],
         },
     )
+    return _varying(response)
 
 
 @require_GET
 def import_history(request: HttpRequest) -> HttpResponse:
     filters = HistoryFilterForm(request.GET)
     page, records = history.page_of(history.filtered(filters.values()), request.GET.get("page"))
-    return render(
+    return render_page_or_fragment(
         request,
         "segments_app/import_history.html",
+        "segments_app/import_history.html#results",
         {
             "page": page,
             "records": records,

@@ -4,6 +4,10 @@ It knows nothing of Django (settings arrive through `ClientConfig`) and nothing 
 sandbox, which answers the same HTTP requests at another base URL with another token.
 The access token goes into one request header and nowhere else: not into exception texts,
 log lines or any `repr`.
+
+What LaunchDarkly sends back is untrusted input too: error texts are cleaned of the token (should an
+answer ever echo it) and shortened before they become an exception, and keys that reach a URL are
+quoted, or refused when no quoting could make them safe (`.`, `..`, empty).
 """
 
 from __future__ import annotations
@@ -11,22 +15,31 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import re
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import quote, urlsplit
+from typing import IO, Any, Protocol, TypeVar
+from urllib.parse import quote, quote_plus, unquote, urljoin, urlsplit
 
 import requests
 from requests_toolbelt.multipart.encoder import MultipartEncoder
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 logger = logging.getLogger(__name__)
 
 IMPORT_MODES = ("merge", "replace")
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+# LaunchDarkly's own rules for tags; a tag outside them cannot exist, so it is never put in a filter.
+TAG_PATTERN = re.compile(r"^[a-zA-Z0-9_.-]{1,64}$")
+SORT_PATTERN = re.compile(r"^-?[a-zA-Z]{1,64}$")
+# The filter language's own characters: `,` AND, `|` OR, `()` groups, `[]` lists, `"` strings.
+FILTER_SYNTAX = re.compile(r'[,|()\[\]"\\\x00-\x1f\x7f]')
+MAX_UPSTREAM_TEXT = 500
+REDACTED = "[redacted]"
 
 
 # --- Errors ---------------------------------------------------------------------------------
@@ -102,6 +115,24 @@ class UpstreamUnavailable(LaunchDarklyError):
         self.retryable = retryable
 
 
+class NotReached(UpstreamUnavailable):
+    """No connection could be opened (refused, no route, name not found, connect timeout).
+
+    Nothing was sent, so even a POST may be sent again: the change cannot have been made."""
+
+
+class RefusedInput(LaunchDarklyError):
+    """The dashboard refused a value before any request was built; `message` is written for people."""
+
+
+class UnusableKey(RefusedInput, NotFound):
+    """A key that cannot name anything at LaunchDarkly (`.`, `..`, empty). Treated as not found."""
+
+
+class UnusableFilter(RefusedInput):
+    """Search or sort text that LaunchDarkly's list filter cannot take without changing its meaning."""
+
+
 _ERRORS_BY_STATUS: dict[int, type[LaunchDarklyError]] = {
     400: InvalidRequest,
     401: Unauthorized,
@@ -110,6 +141,14 @@ _ERRORS_BY_STATUS: dict[int, type[LaunchDarklyError]] = {
     409: Conflict,
     429: RateLimited,
 }
+
+
+class _HasKey(Protocol):
+    @property
+    def key(self) -> str: ...
+
+
+Keyed = TypeVar("Keyed", bound=_HasKey)
 
 
 # --- Results --------------------------------------------------------------------------------
@@ -205,6 +244,34 @@ class ImportStarted:
 
 
 @dataclass(frozen=True)
+class ExportStarted:
+    """LaunchDarkly accepted an export. `export_id` is None when its answer carried no usable ID."""
+
+    export_id: str | None
+    location: str | None
+
+
+@dataclass(frozen=True)
+class ExportStatus:
+    """An export as LaunchDarkly reports it; `file_url` is absolute, None until there is a file."""
+
+    export_id: str
+    status: str
+    size_bytes: int | None
+    file_url: str | None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def is_complete(self) -> bool:
+        return self.status.lower() == "complete"
+
+    @property
+    def has_failed(self) -> bool:
+        # `status` is free text; these are the words that can only mean the file will never come.
+        return self.status.lower() in ("failed", "error", "errored", "canceled", "cancelled", "stopped")
+
+
+@dataclass(frozen=True)
 class ClientConfig:
     base_url: str
     token: str = field(repr=False)
@@ -251,6 +318,7 @@ class LaunchDarklyClient:
         )
         self._sleep = sleep
         self._clock = clock
+        self._redact = TokenRedactor(config.token)
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
 
     def __repr__(self) -> str:
@@ -272,7 +340,7 @@ class LaunchDarklyClient:
         body = self._get_json(
             "/api/v2/projects", params={"expand": "environments", "limit": limit, "offset": offset}
         )
-        items = [_project(item) for item in _items(body)]
+        items = _addressable(_project(item) for item in _items(body) if isinstance(item, dict))
         return Page(items=items, total=_total(body, len(items)))
 
     def iter_projects(self, *, page_size: int = 100) -> Iterator[Project]:
@@ -285,10 +353,9 @@ class LaunchDarklyClient:
                 return
 
     def list_environments(self, project: str, *, limit: int = 20, offset: int = 0) -> Page:
-        body = self._get_json(
-            f"/api/v2/projects/{_seg(project)}/environments", params={"limit": limit, "offset": offset}
-        )
-        items = [_environment(item) for item in _items(body)]
+        path = f"/api/v2/projects/{_seg(project, 'project key')}/environments"
+        body = self._get_json(path, params={"limit": limit, "offset": offset})
+        items = _addressable(_environment(item) for item in _items(body) if isinstance(item, dict))
         return Page(items=items, total=_total(body, len(items)))
 
     # --- segments ---
@@ -308,16 +375,27 @@ class LaunchDarklyClient:
         """One page of segments as LaunchDarkly represents them, with the total that match."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if sort:
+            if not SORT_PATTERN.match(sort):
+                raise UnusableFilter(f"“{_shown(sort)}” is not a way to sort segments.")
             params["sort"] = sort
         segment_filter = build_segment_filter(query=query, tags=tags, unbounded=unbounded)
         if segment_filter:
             params["filter"] = segment_filter
-        body = self._get_json(f"/api/v2/segments/{_seg(project)}/{_seg(environment)}", params=params)
-        items = [Segment.from_api(item) for item in _items(body) if isinstance(item, dict)]
+        body = self._get_json(self._environment_path(project, environment), params=params)
+        items = _addressable(Segment.from_api(item) for item in _items(body) if isinstance(item, dict))
         return Page(items=items, total=_total(body, len(items)))
 
     def get_segment(self, project: str, environment: str, segment: str) -> Segment:
-        return Segment.from_api(self._get_json(self._segment_path(project, environment, segment)))
+        path = self._segment_path(project, environment, segment)
+        found = Segment.from_api(self._get_json(path))
+        if not usable_key(found.key):
+            raise UpstreamUnavailable(
+                "LaunchDarkly sent a segment whose key cannot be used",
+                method="GET",
+                path=path,
+                retryable=False,
+            )
+        return found
 
     def create_segment(
         self,
@@ -340,17 +418,21 @@ class LaunchDarklyClient:
         }
         if unbounded:
             payload["unboundedContextKind"] = unbounded_context_kind or "user"
-        path = f"/api/v2/segments/{_seg(project)}/{_seg(environment)}"
-        return Segment.from_api(_json_object(self._send("POST", path, json=payload), "POST", path))
+        path = self._environment_path(project, environment)
+        created = Segment.from_api(_json_object(self._send("POST", path, json=payload), "POST", path))
+        # The segment exists now; should the answer name it oddly, it is still the key that was sent.
+        return created if usable_key(created.key) else replace(created, key=key)
 
     def delete_segment(self, project: str, environment: str, segment: str) -> None:
-        self._send("DELETE", self._segment_path(project, environment, segment))
+        path = self._segment_path(project, environment, segment)
+        _no_body_or_json(self._send("DELETE", path), "DELETE", path)
 
     def get_context_membership(
         self, project: str, environment: str, segment: str, context_key: str
     ) -> dict[str, Any]:
         """Whether one context key is included in or excluded from a big segment."""
-        path = f"{self._segment_path(project, environment, segment)}/contexts/{_seg(context_key)}"
+        context = _seg(context_key, "context key")
+        path = f"{self._segment_path(project, environment, segment)}/contexts/{context}"
         return self._get_json(path)
 
     # --- big-segment imports ---
@@ -397,18 +479,128 @@ class LaunchDarklyClient:
         finally:
             if owned is not None:
                 owned.close()
+        _no_body_or_json(response, "POST", f"{self._segment_path(project, environment, segment)}/imports")
         location = response.headers.get("Location")
-        return ImportStarted(import_id=parse_import_id(location), location=location)
+        # Kept as a record of what LaunchDarkly said: without the token, and no longer than a URL is.
+        kept = _shown(self._redact(location), 1024) if location else location
+        return ImportStarted(import_id=parse_import_id(location), location=kept)
 
     def get_import(self, project: str, environment: str, segment: str, import_id: str) -> dict[str, Any]:
-        return self._get_json(
-            f"{self._segment_path(project, environment, segment)}/imports/{_seg(import_id)}"
+        """An import's status. Its texts are cleaned of the token: the pipeline stores its `files`."""
+        body = self._get_json(
+            f"{self._segment_path(project, environment, segment)}/imports/{_seg(import_id, 'import ID')}"
         )
+        return _redact_json(body, self._redact)
+
+    # --- big-segment exports (member snapshots) and context targets ---
+
+    def start_export(self, project: str, environment: str, segment: str) -> ExportStarted:
+        """Ask LaunchDarkly for a file of a big segment's members. It answers with no body; the export
+        ID is the last path element of `Location`, read like the import ID (never guessed)."""
+        path = f"{self._segment_path(project, environment, segment)}/exports"
+        response = self._send("POST", path)
+        _no_body_or_json(response, "POST", path)
+        location = response.headers.get("Location")
+        kept = _shown(self._redact(location), 1024) if location else location
+        return ExportStarted(export_id=parse_export_id(location), location=kept)
+
+    def get_export(self, project: str, environment: str, segment: str, export_id: str) -> ExportStatus:
+        """An export's status, and (once there is one) the absolute URL of its file."""
+        path = f"{self._segment_path(project, environment, segment)}/exports/{_seg(export_id, 'export ID')}"
+        body = _redact_json(self._get_json(path), self._redact)
+        href = export_file_link(body.get("_links"))
+        size = body.get("sizeBytes")
+        return ExportStatus(
+            export_id=str(body.get("id") or export_id),
+            status=str(body.get("status") or ""),
+            size_bytes=size if isinstance(size, int) and not isinstance(size, bool) else None,
+            file_url=urljoin(self.config.base_url.rstrip("/") + "/", href) if href else None,
+            raw=body,
+        )
+
+    def download_export(self, file_url: str, destination: Path, *, chunk_size: int = 1024 * 1024) -> int:
+        """Stream an export's file to `destination` in chunks (never whole in memory); returns its size.
+
+        The token goes only to the configured LaunchDarkly host: a file on any other host (a signed
+        storage URL) is fetched by a session that has no `Authorization` header at all. (Should the
+        LaunchDarkly host redirect elsewhere, requests itself drops the header on the new host.)
+        The file appears at `destination` only once complete (written beside it, then renamed)."""
+        scheme = urlsplit(file_url).scheme
+        if scheme not in ("http", "https"):
+            raise RefusedInput("The export's file link is not a web address.", method="GET", path="")
+        shown_path = self._redact(urlsplit(file_url).path)
+        trusted = _origin(file_url) == _origin(self.config.base_url)
+        session = self.session if trusted else requests.Session()
+        if not trusted:
+            session.headers.update({"User-Agent": self.config.user_agent})
+        partial = destination.with_name(destination.name + ".part")
+        size = 0
+        try:
+            response = session.get(
+                file_url,
+                stream=True,
+                headers={"Accept": "text/csv, */*"},
+                timeout=(self.config.connect_timeout, self.config.read_timeout),
+            )
+            with response:
+                if response.status_code >= 400:
+                    raise error_from_response(
+                        response, "GET", shown_path, now=self._clock(), redact=self._redact
+                    )
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                with partial.open("wb") as out:
+                    for chunk in response.iter_content(chunk_size=chunk_size):
+                        out.write(chunk)
+                        size += len(chunk)
+            partial.replace(destination)
+        except requests.ConnectionError as exc:
+            error: LaunchDarklyError = (
+                NotReached("Could not connect to fetch the export's file", method="GET", path=shown_path)
+                if _never_connected(exc)
+                else UpstreamUnavailable(
+                    "The connection was lost while fetching the export's file", method="GET", path=shown_path
+                )
+            )
+            raise error from None
+        except requests.RequestException as exc:
+            raise UpstreamUnavailable(
+                f"Fetching the export's file failed ({type(exc).__name__})", method="GET", path=shown_path
+            ) from None
+        finally:
+            partial.unlink(missing_ok=True)
+            if not trusted:
+                session.close()
+        logger.info("Export file %s: %d bytes", shown_path, size)
+        return size
+
+    def update_context_targets(
+        self,
+        project: str,
+        environment: str,
+        segment: str,
+        *,
+        add: Sequence[str] = (),
+        remove: Sequence[str] = (),
+    ) -> None:
+        """Add or remove individual included targets of a big segment (one batch; never retried, as a
+        lost answer could mean the change was made — the caller decides whether to send it again)."""
+        included: dict[str, list[str]] = {}
+        if add:
+            included["add"] = [str(k) for k in add]
+        if remove:
+            included["remove"] = [str(k) for k in remove]
+        if not included:
+            raise ValueError("update_context_targets needs keys to add or remove")
+        path = f"{self._segment_path(project, environment, segment)}/contexts"
+        _no_body_or_json(self._send("POST", path, json={"included": included}), "POST", path)
 
     # --- transport ---
 
+    def _environment_path(self, project: str, environment: str) -> str:
+        return f"/api/v2/segments/{_seg(project, 'project key')}/{_seg(environment, 'environment key')}"
+
     def _segment_path(self, project: str, environment: str, segment: str) -> str:
-        return f"/api/v2/segments/{_seg(project)}/{_seg(environment)}/{_seg(segment)}"
+        return f"{self._environment_path(project, environment)}/{_seg(segment, 'segment key')}"
 
     def _get_json(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         response = self._send("GET", path, params=params, retry=True)
@@ -433,12 +625,19 @@ class LaunchDarklyClient:
             response: requests.Response | None = None
             try:
                 response = self.session.request(method, url, params=params, timeout=timeout, **kwargs)
-            except requests.Timeout:
-                error: LaunchDarklyError = UpstreamUnavailable(
-                    "LaunchDarkly did not answer in time", method=method, path=path
+            except requests.ConnectTimeout:
+                error: LaunchDarklyError = NotReached(
+                    "Could not connect to LaunchDarkly in time", method=method, path=path
                 )
-            except requests.ConnectionError:
-                error = UpstreamUnavailable("Could not connect to LaunchDarkly", method=method, path=path)
+            except requests.Timeout:
+                error = UpstreamUnavailable("LaunchDarkly did not answer in time", method=method, path=path)
+            except requests.ConnectionError as exc:
+                if _never_connected(exc):
+                    error = NotReached("Could not connect to LaunchDarkly", method=method, path=path)
+                else:
+                    error = UpstreamUnavailable(
+                        "The connection to LaunchDarkly was lost before it answered", method=method, path=path
+                    )
             except requests.RequestException as exc:
                 error = UpstreamUnavailable(
                     f"The call to LaunchDarkly failed ({type(exc).__name__})",
@@ -456,7 +655,7 @@ class LaunchDarklyClient:
                 )
                 if response.status_code < 400:
                     return response
-                error = error_from_response(response, method, path, now=self._clock())
+                error = error_from_response(response, method, path, now=self._clock(), redact=self._redact)
             if response is None:
                 logger.warning("LaunchDarkly %s %s failed: %s", method, path, error.message)
             if not (retry and error.retryable) or attempt >= self.config.max_retries:
@@ -487,13 +686,21 @@ class LaunchDarklyClient:
 def build_segment_filter(
     *, query: str | None = None, tags: Sequence[str] = (), unbounded: bool | None = None
 ) -> str:
-    """LaunchDarkly's segment `filter` expression: clauses joined by `,` (AND)."""
+    """LaunchDarkly's segment `filter` expression: clauses joined by `,` (AND).
+
+    Text from people can never add a clause: the filter language's characters (`,` AND, `|` OR,
+    `()`, `[]`, quotes, backslash, control characters) become spaces in the search text, which is a
+    fuzzy search anyway; a tag outside LaunchDarkly's tag alphabet raises `UnusableFilter`."""
     clauses = []
-    if query and query.strip():
-        # `,` and `|` are the filter language's AND/OR; inside the search text they would split it.
-        text = " ".join(query.replace(",", " ").replace("|", " ").split())
+    text = " ".join(FILTER_SYNTAX.sub(" ", query or "").split())
+    if text:
         clauses.append(f"query equals {text}")
     tag_list = [t.strip() for t in tags if t and t.strip()]
+    for tag in tag_list:
+        if not TAG_PATTERN.match(tag):
+            raise UnusableFilter(
+                f"“{_shown(tag)}” is not a tag: tags are 1-64 letters, digits, '.', '_' or '-'."
+            )
     if tag_list:
         clauses.append(f"tags anyOf [{','.join(tag_list)}]")
     if unbounded is not None:
@@ -502,14 +709,51 @@ def build_segment_filter(
 
 
 def parse_import_id(location: str | None) -> str | None:
-    """The import ID is the last path segment of the `Location` header (absolute URL or path)."""
+    """The import ID is the last path segment of the `Location` header (absolute URL or path),
+    percent-decoded. An ID that could not name an import (`.`, `..`, a `/` once decoded, control
+    characters) is no ID: following it would call another URL."""
     if not location or not location.strip():
         return None
     path = urlsplit(location.strip()).path.rstrip("/")
-    last = path.rsplit("/", 1)[-1]
-    if not last or last == "imports":
+    last = unquote(path.rsplit("/", 1)[-1])
+    if last in ("", ".", "..", "imports") or "/" in last or not last.isprintable() or len(last) > 128:
         return None
     return last
+
+
+def parse_export_id(location: str | None) -> str | None:
+    """The export ID: the last path element of `Location`, by the same rules as the import ID."""
+    found = parse_import_id(location)
+    return None if found == "exports" else found
+
+
+def export_file_link(links: Any) -> str | None:
+    """The href of an export's file among its `_links`. The link's name is not documented: the one
+    whose `type` is CSV, else the first that is not `self`, `parent` or `site`."""
+    if not isinstance(links, dict):
+        return None
+    candidates = [
+        (name, link)
+        for name, link in links.items()
+        if isinstance(link, dict) and isinstance(link.get("href"), str) and link["href"].strip()
+    ]
+    for _name, link in candidates:
+        if "csv" in str(link.get("type") or "").lower():
+            return link["href"].strip()
+    for name, link in candidates:
+        if name not in ("self", "parent", "site"):
+            return link["href"].strip()
+    return None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port: what decides whether a URL is the configured LaunchDarkly host."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:  # a port that is not a number: no host of ours
+        return parts.scheme.lower(), "", -1
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
 def server_wait_seconds(headers: Any, *, now: float) -> float | None:
@@ -531,8 +775,15 @@ def server_wait_seconds(headers: Any, *, now: float) -> float | None:
 
 
 def error_from_response(
-    response: requests.Response, method: str, path: str, *, now: float | None = None
+    response: requests.Response,
+    method: str,
+    path: str,
+    *,
+    now: float | None = None,
+    redact: Callable[[str], str] = str,
 ) -> LaunchDarklyError:
+    """The typed error for a refusal. Every text taken from the answer passes through `redact`
+    (the client's `TokenRedactor`) and is shortened, so it can be shown, logged and stored."""
     status = response.status_code
     code = message = request_id = ""
     try:
@@ -540,11 +791,13 @@ def error_from_response(
     except ValueError:
         body = None
     if isinstance(body, dict):
-        code = str(body.get("code") or "")
-        message = str(body.get("message") or "")
-        request_id = str(body.get("id") or "")
-    request_id = request_id or response.headers.get("X-Request-Id", "")
-    message = message or f"LaunchDarkly answered {status} {response.reason or ''}".strip()
+        code = _upstream_text(body.get("code"), redact, limit=100)
+        message = _upstream_text(body.get("message"), redact)
+        request_id = _upstream_text(body.get("id"), redact, limit=100)
+    request_id = request_id or _upstream_text(response.headers.get("X-Request-Id"), redact, limit=100)
+    reason = _upstream_text(response.reason, redact, limit=100)
+    message = message or f"LaunchDarkly answered {status} {reason}".strip()
+    path = redact(path)
     details = {"status": status, "code": code, "request_id": request_id, "method": method, "path": path}
     if status == 429:
         now = time.time() if now is None else now
@@ -571,6 +824,23 @@ def _json_object(response: requests.Response, method: str, path: str) -> dict[st
     return body
 
 
+def _no_body_or_json(response: requests.Response, method: str, path: str) -> None:
+    """For calls LaunchDarkly answers with no body (204): a success with a body that is not JSON is
+    someone else's answer (a proxy's sign-in page, a captive portal), not a sign the call worked."""
+    if not (response.content or b"").strip():
+        return
+    try:
+        response.json()
+    except ValueError:
+        raise UpstreamUnavailable(
+            "LaunchDarkly sent an answer that is not the one expected",
+            status=response.status_code,
+            method=method,
+            path=path,
+            retryable=False,
+        ) from None
+
+
 def _items(body: dict[str, Any]) -> list[Any]:
     items = body.get("items")
     return items if isinstance(items, list) else []
@@ -594,7 +864,7 @@ def _project(item: dict[str, Any]) -> Project:
     return Project(
         key=str(item.get("key", "")),
         name=str(item.get("name", "")),
-        environments=tuple(_environment(env) for env in env_items if isinstance(env, dict)),
+        environments=tuple(_addressable(_environment(env) for env in env_items if isinstance(env, dict))),
     )
 
 
@@ -604,6 +874,114 @@ def _from_epoch_ms(value: Any) -> datetime | None:
     return None
 
 
-def _seg(value: str) -> str:
-    """Quote one path segment, so a key can never change which URL is called."""
-    return quote(str(value), safe="")
+def usable_key(key: str) -> bool:
+    """Whether a key from LaunchDarkly can be one segment of a URL, here and in the site's own
+    addresses (whose `<str:…>` parts stop at `/`)."""
+    return key not in ("", ".", "..") and "/" not in key and key.isprintable() and len(key) <= 256
+
+
+def _addressable(items: Iterable[Keyed]) -> list[Keyed]:
+    """Items whose keys can be used; any other is left out (and logged), so no page links to an
+    address that does not exist or cannot be built."""
+    kept = []
+    for item in items:
+        if usable_key(item.key):
+            kept.append(item)
+        else:
+            logger.warning(
+                "LaunchDarkly listed a %s with an unusable key %r", type(item).__name__, item.key[:80]
+            )
+    return kept
+
+
+def _seg(value: str, what: str = "key") -> str:
+    """Quote one path segment, so a key can never change which URL is called.
+
+    `.` and `..` survive quoting and would be resolved as "this" and "parent" folder (by requests
+    itself, before sending); an empty part would merge two segments. Those are refused."""
+    text = str(value)
+    if text in ("", ".", ".."):
+        raise UnusableKey(f"“{text}” cannot be used as a {what}.", path="")
+    return quote(text, safe="")
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """Text from a person or from LaunchDarkly, short enough to quote back in a message."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _upstream_text(value: Any, redact: Callable[[str], str], *, limit: int = MAX_UPSTREAM_TEXT) -> str:
+    """A text LaunchDarkly sent, fit to show: a string only, without the token, within `limit`."""
+    if not isinstance(value, str):
+        return ""
+    text = " ".join(redact(value).split())
+    return _shown(text, limit)
+
+
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    """True when the connection itself could not be opened, so no byte of the request left."""
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, NewConnectionError)
+
+
+def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redact_json(item, redact) for item in value]
+    if isinstance(value, dict):
+        return {key: _redact_json(item, redact) for key, item in value.items()}
+    return value
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+class TokenRedactor:
+    """Removes the access token from a text: the token itself, its URL-encoded forms, the token
+    without its `api-` prefix, and any run of 12 or more of its characters (a truncated echo).
+
+    Case is ignored (ASCII only, so positions in the text stay where they were)."""
+
+    PIECE = 12
+
+    def __init__(self, token: str) -> None:
+        forms = {token, quote(token, safe=""), quote_plus(token)}
+        if token.lower().startswith("api-"):
+            forms.add(token[4:])
+        self._forms = sorted({f.translate(_ASCII_LOWER) for f in forms if f}, key=len, reverse=True)
+        self._pieces = {
+            form[i : i + self.PIECE]
+            for form in self._forms
+            if len(form) > self.PIECE
+            for i in range(len(form) - self.PIECE + 1)
+        }
+
+    def __repr__(self) -> str:
+        return "<TokenRedactor>"
+
+    def __call__(self, text: str) -> str:
+        if not self._forms or not text:
+            return text
+        lowered = text.translate(_ASCII_LOWER)
+        hidden = [False] * len(text)
+        for form in self._forms:
+            start = lowered.find(form)
+            while start != -1:
+                hidden[start : start + len(form)] = [True] * len(form)
+                start = lowered.find(form, start + 1)
+        if self._pieces:
+            for start in range(len(text) - self.PIECE + 1):
+                if lowered[start : start + self.PIECE] in self._pieces:
+                    hidden[start : start + self.PIECE] = [True] * self.PIECE
+        if not any(hidden):
+            return text
+        out: list[str] = []
+        for index, char in enumerate(text):
+            if not hidden[index]:
+                out.append(char)
+            elif index == 0 or not hidden[index - 1]:
+                out.append(REDACTED)
+        return "".join(out)

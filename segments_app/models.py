@@ -3,16 +3,47 @@
 from __future__ import annotations
 
 import logging
+import time
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 logger = logging.getLogger("segments_app.imports")
+# How long Cancel waits for a worker that holds a queued import only to look at it (seconds).
+CANCEL_WAIT_SECONDS = 5.0
 
 
-class SegmentActivity(models.Model):
+class AuditRecordProtected(ValueError):
+    """Raised when code tries to delete (or rewrite) a row of the audit trail."""
+
+
+class AuditQuerySet(models.QuerySet):
+    """Audit rows are never deleted, not even in bulk: an admin action, a shell one-liner or a data
+    migration would otherwise erase history with one call."""
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AuditRecordProtected(
+            f"{self.model._meta.verbose_name_plural} are an audit trail: never deleted."
+        )
+
+
+class AuditRecord(models.Model):
+    """Base of the audit models (imports, their parts and events, segment activity): no deletes."""
+
+    objects = AuditQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise AuditRecordProtected(f"{self._meta.verbose_name_plural} are an audit trail: never deleted.")
+
+
+class SegmentActivity(AuditRecord):
     """One attempt to create or delete a segment. Written before LaunchDarkly is called and
     completed afterwards, so even a crash mid-call leaves a trace."""
 
@@ -55,6 +86,18 @@ class SegmentActivity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} {self.project_key}/{self.environment_key}/{self.segment_key}"
+
+    # Written before LaunchDarkly is called, then completed exactly once with its outcome.
+    COMPLETION_FIELDS = frozenset({"outcome", "finished_at", "error_status", "error_code", "error_message"})
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """An attempt is never edited: the only change after it was written is its outcome, once."""
+        if not self._state.adding:
+            fields = kwargs.get("update_fields")
+            pending = SegmentActivity.objects.filter(pk=self.pk, outcome=self.Outcome.PENDING)
+            if fields is None or not set(fields) <= self.COMPLETION_FIELDS or not pending.exists():
+                raise AuditRecordProtected("Segment activity is never edited, only completed once.")
+        super().save(*args, **kwargs)
 
 
 UNAVAILABLE_CODE = "unavailable"
@@ -102,7 +145,7 @@ CANCELLABLE = frozenset({ImportStatus.DRAFT, ImportStatus.VALIDATING, ImportStat
 OFFLINE_STEPS = frozenset({ImportStatus.VALIDATING, ImportStatus.DRAFT})
 
 
-class ImportRecord(models.Model):
+class ImportRecord(AuditRecord):
     """One CSV upload into a big segment: the audit trail's unit. Saved before the file is even read.
 
     Every change of status goes through a method here that writes the status and its timeline event
@@ -113,6 +156,7 @@ class ImportRecord(models.Model):
     class Mode(models.TextChoices):
         MERGE = "merge", "Merge"
         REPLACE = "replace", "Replace"
+        REMOVE = "remove", "Remove listed keys"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -159,6 +203,21 @@ class ImportRecord(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     submit_attempts = models.PositiveIntegerField(default=0)
     parts_done = models.PositiveIntegerField(default=0)
+    # What the import actually changed: the segment's member count (LaunchDarkly's includedCount) read
+    # by the worker just before the first part is sent and once the import has ended; null when it
+    # could not be read. Exact keys added and removed need member snapshots: null without them.
+    members_before = models.BigIntegerField(null=True, blank=True)
+    members_after = models.BigIntegerField(null=True, blank=True)
+    members_added = models.BigIntegerField(null=True, blank=True)
+    members_removed = models.BigIntegerField(null=True, blank=True)
+    # Undo: the members as they were just before this import was sent (segments_app/imports/undo.py),
+    # and, on a restore, the import whose changes it undoes (kept as long as the restore's record is).
+    undo_snapshot = models.ForeignKey(
+        "MemberSnapshot", on_delete=models.SET_NULL, related_name="+", null=True, blank=True
+    )
+    restores = models.ForeignKey(
+        "self", on_delete=models.PROTECT, related_name="restored_by", null=True, blank=True
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -216,7 +275,7 @@ class ImportRecord(models.Model):
             ImportStatus.VALIDATING: f"Checking the file — {self.validation_percent}%",
             ImportStatus.DRAFT: "Draft — not sent",
             ImportStatus.REJECTED: "Rejected — invalid file",
-            ImportStatus.CANCELLED: "Cancelled",
+            ImportStatus.CANCELLED: "Discarded" if self.was_discarded else "Cancelled",
             ImportStatus.EXPIRED: "Draft expired",
             ImportStatus.QUEUED: f"Queued{' — part' + of if self.parts_done else ''}",
             ImportStatus.SUBMITTING: f"Sending{' part' + of if of else ''} to LaunchDarkly",
@@ -245,11 +304,97 @@ class ImportRecord(models.Model):
 
     @property
     def duration(self) -> Any:
+        """How long the import took once it was under way: from the upload, or from when a person sent
+        the checked draft, to the end. The hours a draft waited for someone are not part of it, and a
+        draft that was never sent (discarded or expired) took nothing: None, as for an unfinished one."""
         end = self.finished_at or (None if not self.is_final else self.updated_at)
-        return (end - self.created_at) if end else None
+        if end is None or self.status == ImportStatus.EXPIRED or self.was_discarded:
+            return None
+        return end - (self.sent_at or self.created_at)
+
+    # Lists annotate these two (`with_list_facts`) so a page asks once, not once per row; a record
+    # loaded alone asks when they are first read.
+    @cached_property
+    def sent_at(self) -> Any:
+        """When a person sent this checked draft; None for a file sent as soon as it was checked."""
+        if not self.sent_by_id:
+            return None
+        return self.events.filter(action=ImportEvent.Action.SENT).values_list("at", flat=True).first()
+
+    @cached_property
+    def was_discarded(self) -> bool:
+        """A cancelled draft: shown as "Discarded", as its timeline says, not "Cancelled"."""
+        if self.status != ImportStatus.CANCELLED:
+            return False
+        return self.events.filter(action=ImportEvent.Action.DISCARDED).exists()
+
+    @property
+    def members_change(self) -> int | None:
+        """How the member count moved (after minus before), when both were read."""
+        if self.members_before is None or self.members_after is None:
+            return None
+        return self.members_after - self.members_before
+
+    @property
+    def members_changed_elsewhere(self) -> bool:
+        """Whether the exact counts of what this import added and removed do not explain the count
+        after it: something else changed the segment while it ran."""
+        counts = (self.members_before, self.members_after, self.members_added, self.members_removed)
+        if any(count is None for count in counts):
+            return False
+        before, after, added, removed = counts
+        return before + added - removed != after
+
+    @property
+    def members_moved(self) -> str:
+        """What the import did to the member count, in words ("120 → 1 (" + MINUS SIGN + "119)"); ""
+        when neither count was read (the import never reached LaunchDarkly, or it did not say)."""
+        before, after, change = self.members_before, self.members_after, self.members_change
+        added, removed = self.members_added, self.members_removed
+        if change is not None and added is not None and removed is not None:
+            return f"{before:,} → {after:,} (+{added:,} / −{removed:,})"
+        if change is not None:
+            moved = "no change" if change == 0 else f"{'+' if change > 0 else '−'}{abs(change):,}"
+            return f"{before:,} → {after:,} ({moved})"
+        if before is not None:
+            return f"{before:,} before (after not known)"
+        if after is not None:
+            return f"{after:,} after (before not known)"
+        return ""
+
+    # Beside the upload in the import's folder; kept (and purged) with the import's files.
+    PROBLEMS_NAME = "problems.csv"
+
+    @property
+    def problems_path(self) -> Any:
+        """The CSV of every problem found in this import's file (a Path), while its files are kept;
+        None once they are gone."""
+        from pathlib import Path
+
+        if not self.storage_dir:
+            return None
+        path = Path(self.storage_dir) / self.PROBLEMS_NAME
+        return path if path.is_file() else None
 
     def part_label(self, part: ImportPart) -> str:
         return f"part {part.number} of {self.part_count}" if self.part_count > 1 else "the file"
+
+    def actors(self, events: list[ImportEvent]) -> list[tuple[str, str]]:
+        """Everyone who acted on this import, for its page: ("Sent by", "alice"), in the order they
+        acted, each once. The uploader always comes first; the rest are the people the timeline names."""
+        found = [("Uploaded by", self.user.get_username())]
+        for event in events:
+            if event.actor_id is not None and event.action != ImportEvent.Action.UPLOADED:
+                entry = (f"{event.get_action_display()} by", event.actor.get_username())
+                if entry not in found:
+                    found.append(entry)
+        # A record whose timeline does not name them (written directly, not through a transition).
+        labels = {label for label, _ in found}
+        if self.sent_by_id and "Sent by" not in labels:
+            found.append(("Sent by", self.sent_by.get_username()))
+        if self.cancelled_by_id and not labels & {"Cancelled by", "Discarded by"}:
+            found.append(("Cancelled by", self.cancelled_by.get_username()))
+        return found
 
     # --- transitions: each writes the status and its event together, or nothing -------------------
 
@@ -261,10 +406,13 @@ class ImportRecord(models.Model):
         source: frozenset[str] | set[str] | None = None,
         part: ImportPart | None = None,
         event_status: str | None = None,
+        actor: Any = None,
+        action: str = "",
         **fields: Any,
     ) -> bool:
         """Change status (and `fields`) if the record is still in one of `source`; log the event
         (under `event_status` when it tells more, e.g. a part completing while the record queues on).
+        `actor` and `action` name the person whose request caused it; the worker passes neither.
 
         False means someone else changed the record first and nothing was written."""
         now = timezone.now()
@@ -283,20 +431,37 @@ class ImportRecord(models.Model):
                 status=event_status or status,
                 message=message,
                 part_number=part.number if part else None,
+                actor=actor,
+                action=action,
             )
         self.status, self.updated_at = status, now
         for name, value in fields.items():
             setattr(self, name, value)
+        self.forget_list_facts()
         logger.info("Import %s: %s — %s", self.pk, status, message)
         return True
 
-    def note(self, message: str, *, part: ImportPart | None = None, **fields: Any) -> None:
-        """An event that keeps the status (e.g. a retry was scheduled), with any field changes."""
+    def note(
+        self,
+        message: str,
+        *,
+        part: ImportPart | None = None,
+        actor: Any = None,
+        action: str = "",
+        **fields: Any,
+    ) -> None:
+        """An event that keeps the status (e.g. a retry was scheduled, a reviewer approved), with any
+        field changes; `actor` and `action` as for `move`."""
         with transaction.atomic():
             if fields:
                 ImportRecord.objects.filter(pk=self.pk).update(updated_at=timezone.now(), **fields)
             ImportEvent.objects.create(
-                record=self, status=self.status, message=message, part_number=part.number if part else None
+                record=self,
+                status=self.status,
+                message=message,
+                part_number=part.number if part else None,
+                actor=actor,
+                action=action,
             )
         for name, value in fields.items():
             setattr(self, name, value)
@@ -305,11 +470,27 @@ class ImportRecord(models.Model):
     def cancel(self, user: Any) -> bool:
         """Call the import off before anything reached LaunchDarkly. False if it is too late.
 
-        A queued import may only be cancelled while no worker holds it (it could be sending it)."""
+        A queued import may only be cancelled while no worker holds it (it could be sending it). A worker
+        holds one only for a moment when it merely looks whether its turn has come (it waits behind
+        another import), so that moment is waited out rather than called "too late"; if the worker is
+        really sending it, the import leaves QUEUED and the answer is False."""
         if not self.is_cancellable:
             return False
+        deadline = time.monotonic() + min(settings.IMPORT_LEASE_SECONDS, CANCEL_WAIT_SECONDS)
+        while not self._cancel_now(user):
+            held = ImportRecord.objects.filter(
+                pk=self.pk, parts_done=0, status=ImportStatus.QUEUED, lease_until__gte=timezone.now()
+            ).exists()
+            if not held or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        self.refresh_from_db()
+        self.forget_list_facts()
+        return True
+
+    def _cancel_now(self, user: Any) -> bool:
+        """The status and its event in one transaction, only from a status that allows it."""
         free = models.Q(lease_until__isnull=True) | models.Q(lease_until__lt=timezone.now())
-        who = user.get_username()
         with transaction.atomic():
             changed = (
                 ImportRecord.objects.filter(pk=self.pk, parts_done=0)
@@ -327,12 +508,24 @@ class ImportRecord(models.Model):
             )
             if not changed:
                 return False
-            verb = "Discarded" if self.status == ImportStatus.DRAFT else "Cancelled"
-            ImportEvent.objects.create(
-                record=self, status=ImportStatus.CANCELLED, message=f"{verb} by {who}; nothing was sent."
+            action = (
+                ImportEvent.Action.DISCARDED
+                if self.status == ImportStatus.DRAFT
+                else ImportEvent.Action.CANCELLED
             )
-        self.refresh_from_db()
+            ImportEvent.objects.create(
+                record=self,
+                status=ImportStatus.CANCELLED,
+                message=f"{action.label} by {user.get_username()}; nothing was sent.",
+                actor=user,
+                action=action,
+            )
         return True
+
+    def forget_list_facts(self) -> None:
+        """Drop `sent_at` and `was_discarded` as read before a change of status, so they are asked again."""
+        for name in ("sent_at", "was_discarded"):
+            self.__dict__.pop(name, None)
 
     def blocking_import(self) -> ImportRecord | None:
         """The import of this environment that must go (on) before this one can be sent, if any.
@@ -353,7 +546,7 @@ class ImportRecord(models.Model):
         )
 
 
-class ImportPart(models.Model):
+class ImportPart(AuditRecord):
     """One file sent to LaunchDarkly. Large lists are split into several, sent strictly in turn."""
 
     record = models.ForeignKey(ImportRecord, on_delete=models.PROTECT, related_name="parts")
@@ -386,14 +579,28 @@ class ImportPart(models.Model):
         self.save(update_fields=["status", *fields])
 
 
-class ImportEvent(models.Model):
-    """The timeline: one row for every change of status. Rows are only ever added."""
+class ImportEvent(AuditRecord):
+    """The timeline: one row for every change of status. Rows are only ever added.
+
+    An event a person caused names them (`actor`) and what they did (`action`); events of the worker
+    or of LaunchDarkly have neither."""
+
+    class Action(models.TextChoices):
+        UPLOADED = "uploaded", "Uploaded"
+        SENT = "sent", "Sent"
+        CANCELLED = "cancelled", "Cancelled"
+        DISCARDED = "discarded", "Discarded"
+        APPROVED = "approved", "Approved in LaunchDarkly"
 
     record = models.ForeignKey(ImportRecord, on_delete=models.PROTECT, related_name="events")
     part_number = models.PositiveIntegerField(null=True, blank=True)
     at = models.DateTimeField(auto_now_add=True)
     status = models.CharField(max_length=20, choices=ImportStatus.choices)
     message = models.TextField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    action = models.CharField(max_length=20, choices=Action.choices, blank=True, default="")
 
     class Meta:
         ordering = ["at", "id"]
@@ -403,11 +610,38 @@ class ImportEvent(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
-            raise ValueError("Import events are never edited.")
+            raise AuditRecordProtected("Import events are never edited.")
         super().save(*args, **kwargs)
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
-        raise ValueError("Import events are never deleted.")
+        raise AuditRecordProtected("Import events are never deleted.")
+
+
+def with_list_facts(records: models.QuerySet[ImportRecord]) -> models.QuerySet[ImportRecord]:
+    """`records` with what a list shows of each read in the same query: when a draft was sent, and
+    whether a cancelled one was a discarded draft. Without them a page of 50 imports would ask twice per
+    row. Each is a correlated subquery over the events' record index, asked only of the rows it can
+    concern (a draft a person sent; a cancelled import), so an export of every import stays fast."""
+    events = ImportEvent.objects.filter(record=models.OuterRef("pk"))
+    sent = events.filter(action=ImportEvent.Action.SENT).order_by("at", "id").values("at")[:1]
+    restores = ImportRecord.objects.filter(restores=models.OuterRef("pk")).order_by("-pk").values("pk")[:1]
+    return records.annotate(
+        # The latest import that restores the members as they were before this one (undo), if any.
+        restored_by_pk=models.Subquery(restores),
+        sent_at=models.Case(
+            models.When(sent_by__isnull=False, then=models.Subquery(sent)),
+            default=None,
+            output_field=models.DateTimeField(),
+        ),
+        was_discarded=models.Case(
+            models.When(
+                status=ImportStatus.CANCELLED,
+                then=models.Exists(events.filter(action=ImportEvent.Action.DISCARDED)),
+            ),
+            default=False,
+            output_field=models.BooleanField(),
+        ),
+    )
 
 
 class UpstreamPause(models.Model):
@@ -418,3 +652,113 @@ class UpstreamPause(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} until {self.until:%H:%M:%S}"
+
+
+class WorkerCheckin(models.Model):
+    """An import worker process's heartbeat, so /healthz can say whether imports are moving.
+
+    Each worker process writes its row every few seconds from its housekeeping loop; nothing else
+    reads it. Rows of processes gone for a day are deleted by the next worker's housekeeping."""
+
+    name = models.CharField(max_length=200, unique=True)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-last_seen"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (last seen {self.last_seen:%Y-%m-%d %H:%M:%S})"
+
+    @classmethod
+    def check_in(cls, name: str, *, host: str, pid: int, started_at: Any) -> None:
+        """Record that this worker process is alive now."""
+        cls.objects.update_or_create(
+            name=name,
+            defaults={"host": host[:255], "pid": pid, "started_at": started_at, "last_seen": timezone.now()},
+        )
+
+    @classmethod
+    def health(cls) -> tuple[str, float | None]:
+        """("ok" | "stale" | "none", seconds since the most recent check-in of any worker)."""
+        last_seen = cls.objects.order_by("-last_seen").values_list("last_seen", flat=True).first()
+        if last_seen is None:
+            return "none", None
+        age = max(0.0, (timezone.now() - last_seen).total_seconds())
+        return ("ok" if age <= settings.WORKER_STALE_SECONDS else "stale"), round(age, 1)
+
+
+class SnapshotStatus(models.TextChoices):
+    REQUESTED = "requested", "Requested"
+    EXPORTING = "exporting", "Exporting"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class MemberSnapshot(models.Model):
+    """A copy of a big segment's members at one moment, taken through LaunchDarkly's export API.
+
+    Requested by a page (`segments_app.snapshots.request_snapshot`), moved only by the worker
+    (`segments_app.snapshots.advance`): requested → exporting → ready | failed. The file, one member a
+    row as LaunchDarkly wrote it, lives at `file_path` under IMPORT_STORAGE_DIR/snapshots/ until
+    SNAPSHOT_RETENTION_DAYS after it was finished."""
+
+    class Purpose(models.TextChoices):
+        DOWNLOAD = "download", "Download"
+        PREVIEW = "preview", "Impact preview"
+        UNDO = "undo", "Before an import"
+
+    project_key = models.CharField(max_length=140)
+    environment_key = models.CharField(max_length=140)
+    segment_key = models.CharField(max_length=256)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, related_name="+", null=True, blank=True
+    )
+    purpose = models.CharField(max_length=20, choices=Purpose.choices, default=Purpose.DOWNLOAD)
+    # The import this snapshot was taken for (impact preview, undo), when there is one.
+    import_record = models.ForeignKey(
+        ImportRecord, on_delete=models.SET_NULL, related_name="snapshots", null=True, blank=True
+    )
+    status = models.CharField(max_length=20, choices=SnapshotStatus.choices, default=SnapshotStatus.REQUESTED)
+    export_id = models.CharField(max_length=128, blank=True, default="")
+    file_path = models.CharField(max_length=1024, blank=True, default="")
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    member_count = models.BigIntegerField(null=True, blank=True)
+    error_message = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Scheduling and leases, as for imports: the worker takes due rows whose lease is free.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    lease_owner = models.CharField(max_length=64, blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["project_key", "environment_key", "segment_key", "-created_at"],
+                name="snapshot_by_segment",
+            ),
+            models.Index(fields=["next_attempt_at"], name="snapshot_due"),
+            models.Index(fields=["finished_at"], name="snapshot_finished"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Snapshot {self.pk} of {self.project_key}/{self.environment_key}/{self.segment_key}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (SnapshotStatus.READY, SnapshotStatus.FAILED)
+
+    @property
+    def is_ready(self) -> bool:
+        """Ready and its file still on disk (retention may have removed it)."""
+        return self.status == SnapshotStatus.READY and bool(self.file_path) and Path(self.file_path).is_file()
+
+    @property
+    def download_name(self) -> str:
+        stamp = (self.finished_at or self.created_at).strftime("%Y%m%d-%H%M")
+        return f"{self.segment_key}-{self.environment_key}-members-{stamp}.csv"

@@ -6,22 +6,25 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import DatabaseError, connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.middleware import HtmxDetails
 
-from segments_app import catalog, segments
+from segments_app import access, catalog, segments, snapshots
 from segments_app.connection import launchdarkly_client
 from segments_app.error_messages import describe
 from segments_app.forms import DeleteSegmentForm, SegmentFilterForm, SegmentForm
 from segments_app.launchdarkly import Environment, LaunchDarklyError, NotFound, Project, Segment
-from segments_app.models import ImportRecord, SegmentActivity
+from segments_app.models import ImportRecord, SegmentActivity, WorkerCheckin, with_list_facts
 
 SEGMENTS_PER_PAGE = 20
 ACTIVITY_PER_PAGE = 50
@@ -31,6 +34,76 @@ RECENT_IMPORTS = 20
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
+
+
+# A view that answers htmx differently says so, or a cache could hand the fragment to a browser.
+VARIES_FOR_HTMX = ("HX-Request", "HX-History-Restore-Request")
+
+
+def wants_fragment(request: HttpRequest) -> bool:
+    """True when htmx asks for the part of a page it swaps. A history restore (Back or Forward once
+    htmx's own copy of the page is gone) says HX-Request too, but it replaces the whole body: it must
+    get the whole page, or Back would show a bare table."""
+    htmx = getattr(request, "htmx", None)
+    return bool(htmx) and not htmx.history_restore_request
+
+
+def render_page_or_fragment(
+    request: HttpRequest, page: str, fragment: str, context: dict[str, Any], *, status: int = 200
+) -> HttpResponse:
+    """One view, one context: the whole `page` for a browser, only `fragment` (often "page.html#part")
+    for htmx, with a Vary header saying which request headers chose."""
+    template = fragment if wants_fragment(request) else page
+    response = render(request, template, context, status=status)
+    patch_vary_headers(response, VARIES_FOR_HTMX)
+    return response
+
+
+def forbidden(
+    request: HttpRequest, reason: str = "", *, no_role: bool = False, back: str = ""
+) -> HttpResponse:
+    """The app's own 403 page: what was refused and whom to ask, in the site's layout."""
+    template = "segments_app/no_role.html" if no_role else "403.html"
+    context = {
+        "reason": reason,
+        "access_contact": settings.ACCESS_CONTACT,
+        "back": back,
+        "protected_environments": settings.PROTECTED_ENVIRONMENTS,
+    }
+    response = render(request, template, context, status=403)
+    if request.headers.get("HX-Request") == "true":
+        # htmx swaps no 4xx answer, so a refused poll or form would fail silently: reload the page,
+        # which then shows this refusal in full.
+        response["HX-Refresh"] = "true"
+    patch_vary_headers(response, VARIES_FOR_HTMX)
+    return response
+
+
+@login_not_required
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler403: a `PermissionDenied` raised anywhere (most often by `access.require`) ends here.
+
+    Its message is shown: `access.refusal` writes them for people; a bare one gets the general sentence."""
+    reason = str(exception) if isinstance(exception, PermissionDenied) else ""
+    return forbidden(request, reason)
+
+
+def environment_access(
+    check: Callable[[Any, str], bool], action: str
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Refuse the view (every method) unless `check(user, env)` allows it in the URL's environment.
+
+    It runs before the environment is looked up, so a refusal costs no call to LaunchDarkly."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, project: str, env: str, **kwargs: Any) -> HttpResponse:
+            access.require(check(request.user, env), access.refusal(action, env))
+            return view(request, project, env, **kwargs)
+
+        return wrapper
+
+    return decorator
 
 
 def _upstream_error(request: HttpRequest, error: LaunchDarklyError, **context: Any) -> HttpResponse:
@@ -77,12 +150,19 @@ def with_segment(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
 @require_GET
 @login_not_required
 def healthz(request: HttpRequest) -> JsonResponse:
-    """For load balancers: the process answers and its database is reachable."""
+    """For load balancers and monitoring: the process answers and its database is reachable, and
+    whether an import worker has checked in lately ("ok", "stale" or "none"). A stale worker does not
+    make this web process unhealthy, unless `?require_worker=1` asks (then 503): imports stop moving,
+    but pages still work, so a load balancer should keep sending traffic here."""
     try:
         connection.ensure_connection()
+        worker, last_seen = WorkerCheckin.health()
     except DatabaseError:
         return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
-    return JsonResponse({"status": "ok", "database": "ok"})
+    body = {"status": "ok", "database": "ok", "worker": worker, "worker_last_seen_seconds": last_seen}
+    if request.GET.get("require_worker") == "1" and worker != "ok":
+        return JsonResponse({**body, "status": "error"}, status=503)
+    return JsonResponse(body)
 
 
 @require_GET
@@ -111,6 +191,7 @@ def segment_list(request: HtmxHttpRequest, project: Project, environment: Enviro
         "filtered": filters.is_filtered,
         "query": wanted["query"],
         "nav": "segments",
+        "can": access.for_environment(request.user, environment.key),
     }
     try:
         with launchdarkly_client() as client:
@@ -139,13 +220,13 @@ def segment_list(request: HtmxHttpRequest, project: Project, environment: Enviro
             last_index=first + len(result.items) - 1,
             beyond_last_page=not result.items and result.total > 0,
         )
-    template = (
-        "segments_app/partials/segment_results.html" if request.htmx else "segments_app/segment_list.html"
+    return render_page_or_fragment(
+        request, "segments_app/segment_list.html", "segments_app/segment_list.html#results", context
     )
-    return render(request, template, context)
 
 
 @require_http_methods(["GET", "POST"])
+@environment_access(access.may_create_segment, "Creating segments")
 @with_environment
 def segment_create(request: HttpRequest, project: Project, environment: Environment) -> HttpResponse:
     form = SegmentForm(request.POST or None)
@@ -170,7 +251,7 @@ def segment_create(request: HttpRequest, project: Project, environment: Environm
         except segments.DuplicateSubmission as duplicate:
             first = segments.wait_for_outcome(duplicate.activity)
             if first.outcome == SegmentActivity.Outcome.SUCCEEDED:
-                messages.success(request, f"Segment “{new.name}” was created.")
+                messages.success(request, f"Segment “{new.name}” was created. {_next_step(new.unbounded)}")
                 return redirect("segment_detail", project.key, environment.key, new.key)
             form.page_errors.append(
                 "This form was already sent and is still being processed. Check the segment list."
@@ -178,10 +259,19 @@ def segment_create(request: HttpRequest, project: Project, environment: Environm
         except LaunchDarklyError as exc:
             form.add_launchdarkly_error(exc, environment.name)
         else:
-            messages.success(request, f"Segment “{created.name}” was created.")
+            messages.success(
+                request, f"Segment “{created.name}” was created. {_next_step(created.unbounded)}"
+            )
             return redirect("segment_detail", project.key, environment.key, created.key)
     context = {"form": form, "project": project, "environment": environment, "nav": "segments"}
     return render(request, "segments_app/segment_form.html", context, status=200)
+
+
+def _next_step(unbounded: bool) -> str:
+    """What to do with a segment just created, for the message that says it was."""
+    if unbounded:
+        return "To fill it, upload a CSV of its members: “Upload CSV” below."
+    return "Its rules and individual targets are edited in LaunchDarkly."
 
 
 @require_GET
@@ -190,9 +280,8 @@ def segment_detail(
     request: HttpRequest, project: Project, environment: Environment, found: Segment
 ) -> HttpResponse:
     recent_imports = (
-        ImportRecord.objects.filter(
-            project_key=project.key, environment_key=environment.key, segment_key=found.key
-        )
+        with_list_facts(ImportRecord.objects.all())
+        .filter(project_key=project.key, environment_key=environment.key, segment_key=found.key)
         .select_related("user")
         .order_by("-created_at", "-id")[:RECENT_IMPORTS]
         if found.unbounded
@@ -209,11 +298,18 @@ def segment_detail(
         "excluded_shown": found.excluded[:MEMBER_KEYS_SHOWN],
         "member_keys_shown": MEMBER_KEYS_SHOWN,
         "nav": "segments",
+        "can": access.for_environment(request.user, environment.key),
+        "members_snapshot": (
+            snapshots.latest_snapshot(project.key, environment.key, found.key, purpose="download")
+            if found.unbounded
+            else None
+        ),
     }
     return render(request, "segments_app/segment_detail.html", context)
 
 
 @require_http_methods(["GET", "POST"])
+@environment_access(access.may_delete_segment, "Deleting segments")
 @with_environment
 def segment_delete(
     request: HttpRequest, project: Project, environment: Environment, segment: str
@@ -231,13 +327,19 @@ def segment_delete(
             )
         except segments.DuplicateSubmission as duplicate:
             if segments.wait_for_outcome(duplicate.activity).outcome == SegmentActivity.Outcome.SUCCEEDED:
-                messages.success(request, f"Segment “{segment}” was deleted.")
+                messages.success(
+                    request,
+                    f"Segment “{segment}” was deleted. It is gone from {environment.name} in LaunchDarkly.",
+                )
                 return redirect(list_url)
             form.page_errors.append("This deletion was already sent and is still being processed.")
         except LaunchDarklyError as exc:
             form.add_launchdarkly_error(exc)
         else:
-            messages.success(request, f"Segment “{segment}” was deleted.")
+            messages.success(
+                request,
+                f"Segment “{segment}” was deleted. It is gone from {environment.name} in LaunchDarkly.",
+            )
             return redirect(list_url)
     context = {
         "form": form,

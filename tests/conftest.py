@@ -41,9 +41,62 @@ def _postgres_only(request: pytest.FixtureRequest) -> None:
         pytest.skip(reason)
 
 
+REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(autouse=True)
+def _redis_only(request: pytest.FixtureRequest) -> None:
+    """Tests marked `redis` need a Redis server (REDIS_TEST_URL); in CI a skip here is a failure."""
+    if request.node.get_closest_marker("redis") is None:
+        return
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=1, socket_timeout=2).ping()
+    except redis.RedisError as exc:
+        reason = f"needs Redis at {REDIS_TEST_URL} (set REDIS_TEST_URL): {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run Redis tests, but {reason}")
+        pytest.skip(reason)
+
+
+# The roles a test can ask `make_user` for, as the groups each one is given (superuser: a flag, no group).
+ROLE_GROUPS: dict[str, tuple[str, ...]] = {
+    "no_group": (),
+    "viewer": ("Segment viewers",),
+    "editor": ("Segment editors",),
+    "production_editor": ("Production editors",),
+    "editor_everywhere": ("Segment editors", "Production editors"),
+    "superuser": (),
+}
+
+
 @pytest.fixture
-def user(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user(username="pm", password="a-long-test-password")
+def make_user(django_user_model: Any) -> Any:
+    """`make_user(role, username=...)`: a user holding one of ROLE_GROUPS' roles.
+
+    Groups are fetched or created here: the migration makes them, but transactional tests flush them."""
+    from django.contrib.auth.models import Group
+
+    def make(role: str, username: str | None = None) -> Any:
+        account = django_user_model.objects.create_user(
+            username=username or role.replace("_", "-"),
+            password="a-long-test-password",
+            is_superuser=role == "superuser",
+            is_staff=role == "superuser",
+        )
+        for name in ROLE_GROUPS[role]:
+            account.groups.add(Group.objects.get_or_create(name=name)[0])
+        return account
+
+    return make
+
+
+@pytest.fixture
+def user(make_user: Any) -> Any:
+    """The product manager most tests act as: an editor everywhere, protected environments included,
+    so tests written before roles keep meaning what they meant."""
+    return make_user("editor_everywhere", username="pm")
 
 
 @pytest.fixture

@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
-from segments_app.forms import DeleteSegmentForm, SegmentFilterForm, SegmentForm
+from segments_app.forms import (
+    DESCRIPTION_MAX_LENGTH,
+    DeleteSegmentForm,
+    ImportForm,
+    SegmentFilterForm,
+    SegmentForm,
+    SendDraftForm,
+)
 
 VALID = {
     "name": "VIP customers",
@@ -158,3 +166,116 @@ def test_filter_form_values(query: dict, expected: dict) -> None:
     values = SegmentFilterForm(query).values()
     for name, value in expected.items():
         assert values[name] == value
+
+
+# --- hostile form input (issue 8): over-long values, look-alike characters, values no form sends ---------
+
+PATTERN = "Use only letters, digits, '.', '_' and '-', starting with a letter or digit."
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"key": "k" * 257}, "key", "Ensure this value has at most 256 characters (it has 257)."),
+        (
+            {"description": "d" * (DESCRIPTION_MAX_LENGTH + 1)},
+            "description",
+            f"Ensure this value has at most {DESCRIPTION_MAX_LENGTH} characters (it has 4097).",
+        ),
+        ({"tags": "t," * 513}, "tags", "Ensure this value has at most 1024 characters (it has 1026)."),
+        (
+            {"unbounded": "on", "context_kind": "c" * 65},
+            "context_kind",
+            "Ensure this value has at most 64 characters (it has 65).",
+        ),
+        ({"key": "vip-\u0441ustomers"}, "key", PATTERN),  # Cyrillic es
+        ({"key": "\u0430dmin"}, "key", PATTERN),  # Cyrillic a
+        ({"key": "\uff56\uff49\uff50"}, "key", PATTERN),  # fullwidth vip
+        ({"key": "vip\u200bcustomers"}, "key", PATTERN),  # zero-width space
+        ({"key": "\u0661\u0662"}, "key", PATTERN),  # Arabic-Indic digits
+        ({"key": "<script>"}, "key", PATTERN),
+        (
+            {"tags": "b\u0435ta"},  # Cyrillic ie
+            "tags",
+            "These tags are not allowed: b\u0435ta. A tag is 1–64 letters, digits, '.', '_' or '-'.",
+        ),
+        (
+            {"unbounded": "on", "context_kind": "us\u0435r"},
+            "context_kind",
+            "Use only letters, digits, '.', '_' and '-' (and not 'kind' or 'multi').",
+        ),
+        ({"unbounded": "maybe"}, "unbounded", "Tick the box or leave it empty; “maybe” is neither."),
+    ],
+    ids=[
+        "key too long", "description too long", "tags too long", "context kind too long", "cyrillic es",
+        "cyrillic a", "fullwidth", "zero-width space", "arabic digits", "html key", "cyrillic tag",
+        "cyrillic context kind", "unbounded maybe",
+    ],
+)  # fmt: skip
+def test_hostile_segment_forms_are_form_errors(changes: dict, field: str, message: str) -> None:
+    """Each is refused next to its field, before LaunchDarkly or the database sees it."""
+    form = form_with(**changes)
+    assert not form.is_valid()
+    assert form.errors[field] == [message]
+    assert set(form.errors) == {field}
+
+
+def test_html_in_a_name_and_description_is_accepted_as_text() -> None:
+    """Names and descriptions are free text: markup in them is kept as typed, and escaped where shown
+    (tests/test_hostile_uploads.py proves the escaping on every page)."""
+    form = form_with(name="<script>alert(1)</script>", description="<b>bold</b>")
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["name"] == "<script>alert(1)</script>"
+
+
+def import_form(**changes: Any) -> ImportForm:
+    data = {"mode": "merge", "submission_token": "t" * 32, "action": "upload", **changes}
+    files = {"file": SimpleUploadedFile("keys.csv", b"user-1\n")}
+    return ImportForm({k: v for k, v in data.items() if v is not None}, files, segment_key="vip")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, False), ("", False), ("on", True)], ids=["absent", "empty", "on"]
+)
+@pytest.mark.parametrize("name", ["wait_on_approvals", "has_header"])
+def test_tick_boxes_take_what_a_browser_sends(name: str, value: str | None, expected: bool) -> None:
+    form = import_form(**{name: value})
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data[name] is expected
+
+
+@pytest.mark.parametrize("value", ["maybe", "yes", "true", "True", "1", "off", "false", "0"])
+@pytest.mark.parametrize("name", ["wait_on_approvals", "has_header"])
+def test_tick_boxes_refuse_anything_else(name: str, value: str) -> None:
+    """ "maybe" must not be read as yes, nor "false" or "off" (which no browser sends) as anything."""
+    form = import_form(**{name: value})
+    assert not form.is_valid()
+    assert form.errors[name] == [f"Tick the box or leave it empty; “{value}” is neither."]
+
+
+def test_a_draft_send_form_refuses_maybe_too() -> None:
+    form = SendDraftForm(
+        {"mode": "merge", "wait_on_approvals": "maybe"}, segment_key="vip", asks_about_header=False
+    )
+    assert not form.is_valid()
+    assert form.errors == {"wait_on_approvals": ["Tick the box or leave it empty; “maybe” is neither."]}
+
+
+@pytest.mark.parametrize(
+    ("changes", "errors"),
+    [
+        ({"mode": "delete-everything"}, {"mode": ["Choose Merge, Replace or Remove."]}),
+        ({"mode": None}, {"mode": ["Choose Merge, Replace or Remove."]}),
+        ({"action": "send-now"}, {"__all__": ["Choose “Check file” or “Upload”."]}),
+    ],
+    ids=["unknown mode", "no mode", "unknown action"],
+)
+def test_import_form_refuses_values_outside_its_choices(changes: dict, errors: dict) -> None:
+    form = import_form(**changes)
+    assert not form.is_valid()
+    assert form.errors == errors
+
+
+@pytest.mark.parametrize("action", [None, "upload", "check"])
+def test_the_form_s_own_actions_are_accepted(action: str | None) -> None:
+    assert import_form(action=action).is_valid()

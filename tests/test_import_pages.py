@@ -20,12 +20,14 @@ from django.utils import timezone
 
 from segments_app import imports
 from segments_app.models import ImportEvent, ImportPart, ImportRecord
+from tests.launchdarkly_answers import big_segment_json
 from tests.test_imports import multipart
 
 pytestmark = pytest.mark.django_db
 
 SEGMENT = "/api/v2/segments/shop/live/vip"
 FORM = "/segments/shop/live/vip/imports/new/"
+HTMX = {"HX-Request": "true"}  # what htmx sends with each of its requests
 
 
 def text(response: Any) -> str:
@@ -36,21 +38,7 @@ def big_segment(real_ld: Any, key: str = "vip", unbounded: bool = True) -> None:
     real_ld.add_projects()
     real_ld.mock.get(
         real_ld.url(f"/api/v2/segments/shop/live/{key}"),
-        json={
-            "key": key,
-            "name": "VIP",
-            "unbounded": unbounded,
-            "unboundedContextKind": "user",
-            "tags": [],
-            "creationDate": 1,
-            "lastModifiedDate": 1,
-            "version": 1,
-            "rules": [],
-            "deleted": False,
-            "generation": 1,
-            "_links": {},
-            "_unboundedMetadata": {"includedCount": 5},
-        },
+        json=big_segment_json(key, name="VIP", unbounded=unbounded),
     )
 
 
@@ -93,6 +81,12 @@ def storage_folders(settings: Any) -> list[Path]:
     return sorted(Path(settings.IMPORT_STORAGE_DIR).iterdir())
 
 
+def only_problems_left(settings: Any, before: list[Path], record: ImportRecord) -> bool:
+    """A rejected file leaves nothing but the list of its problems, to download (test_rejected_rows.py)."""
+    new = [path for path in storage_folders(settings) if path not in before]
+    return new == [Path(record.storage_dir)] and [p.name for p in new[0].iterdir()] == [record.PROBLEMS_NAME]
+
+
 def step(record: ImportRecord) -> ImportRecord:
     """One worker step, as the import worker takes it."""
     ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
@@ -131,7 +125,10 @@ def test_check_file_makes_a_draft_and_sends_nothing(logged_in: Any, real_ld: Any
     assert f'action="/imports/{record.pk}/send/"' in html
     assert "Send to LaunchDarkly" in html
     assert "Discard" in html
-    assert "hx-trigger" not in html  # a draft waits for a person: no polling
+    # A draft waits for a person: its live block no longer polls (only its impact preview, while it runs).
+    live = re.search(r'<div id="import-live"[^>]*>', html)
+    assert live is not None
+    assert "hx-trigger" not in live.group(0)
     assert import_posts(real_ld) == []
 
 
@@ -194,7 +191,7 @@ def test_discard_deletes_the_draft_and_its_files(
     assert (record.status, record.cancelled_by, record.storage_dir) == ("cancelled", user, "")
     assert not folder.exists()
     assert record.events.last().message == "Discarded by pm; nothing was sent."
-    assert "Cancelled by" in text(logged_in.get(f"/imports/{record.pk}/"))
+    assert '<dt>Discarded by</dt><dd class="actor">pm</dd>' in text(logged_in.get(f"/imports/{record.pk}/"))
     assert import_posts(real_ld) == []
 
 
@@ -259,7 +256,7 @@ def test_an_invalid_file_never_reaches_launchdarkly_and_leaves_nothing(
     assert "Line 2 is not valid UTF-8 text" in html
     assert "Nothing was sent to LaunchDarkly." in html
     assert import_posts(real_ld) == []
-    assert storage_folders(settings) == before
+    assert only_problems_left(settings, before, record)
 
 
 def test_an_empty_file_is_refused_by_the_form_and_leaves_nothing(
@@ -430,7 +427,8 @@ def test_no_page_or_badge_calls_launchdarkly_about_an_import(logged_in: Any, use
         "/imports/",
         "/imports/export.csv",
     ):
-        response = logged_in.get(url, headers={"HX-Request": "true"} if "statuses" in url else {})
+        fragment = "statuses" in url or "badge" in url  # asked for by htmx only
+        response = logged_in.get(url, headers=HTMX if fragment else {})
         assert response.status_code == 200, url
         b"".join(response) if response.streaming else response.content
     assert real_ld.calls_to(f"{SEGMENT}/imports/imp-7") == []
@@ -440,11 +438,11 @@ def test_no_page_or_badge_calls_launchdarkly_about_an_import(logged_in: Any, use
 
 def test_badge_reads_the_status_and_does_not_poll_by_itself(logged_in: Any, user: Any) -> None:
     running = make_record(user)
-    html = text(logged_in.get(f"/imports/{running.pk}/badge/"))
+    html = text(logged_in.get(f"/imports/{running.pk}/badge/", headers=HTMX))
     assert ">Importing<" in html
     assert "hx-get" not in html
     done = make_record(user, status="complete")
-    assert "Complete — 1,204,331 keys" in text(logged_in.get(f"/imports/{done.pk}/badge/"))
+    assert "Complete — 1,204,331 keys" in text(logged_in.get(f"/imports/{done.pk}/badge/", headers=HTMX))
 
 
 def test_a_table_of_imports_polls_once_for_all_its_unfinished_rows(logged_in: Any, user: Any) -> None:
@@ -459,8 +457,10 @@ def test_a_table_of_imports_polls_once_for_all_its_unfinished_rows(logged_in: An
     # The poll answers with every listed badge out of band, and polls on for the unfinished.
     ImportRecord.objects.filter(pk=running[0].pk).update(status="complete")
     ImportRecord.objects.filter(pk=running[0].pk).update(key_count=2_500_000, part_count=3)
-    answer = text(logged_in.get(poll_url.replace("&amp;", "&") + f"&id={done.pk}"))
-    assert answer.count('hx-swap-oob="true"') == 4 * 4  # a badge and the keys, parts and took of each row
+    answer = text(logged_in.get(poll_url.replace("&amp;", "&") + f"&id={done.pk}", headers=HTMX))
+    # A badge and the keys, parts, took and members of each row.
+    assert answer.count('hx-swap-oob="true"') == 4 * 5
+    assert f'<span id="import-members-{running[0].pk}" hx-swap-oob="true">' in answer
     assert f'<span id="import-keys-{running[0].pk}" hx-swap-oob="true">2,500,000</span>' in answer
     assert f'<span id="import-parts-{running[0].pk}" hx-swap-oob="true">3</span>' in answer
     assert (
@@ -471,7 +471,7 @@ def test_a_table_of_imports_polls_once_for_all_its_unfinished_rows(logged_in: An
     assert sorted(re.findall(r"id=(\d+)", next_url)) == sorted(str(r.pk) for r in running[1:])
     for record in running[1:]:
         ImportRecord.objects.filter(pk=record.pk).update(status="failed")
-    last = text(logged_in.get(next_url.replace("&amp;", "&")))
+    last = text(logged_in.get(next_url.replace("&amp;", "&"), headers=HTMX))
     assert "hx-trigger" not in last  # everything is final: polling stops
 
 
@@ -583,8 +583,9 @@ def test_detail_shows_everything_recorded(logged_in: Any, user: Any) -> None:
 
 
 @pytest.fixture
-def other_user(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user(username="ops", password="x-long-password-1")
+def other_user(make_user: Any) -> Any:
+    """Another editor of the unprotected environments the records here are in."""
+    return make_user("editor", username="ops")
 
 
 def test_history_filters(logged_in: Any, user: Any, other_user: Any) -> None:
@@ -618,7 +619,8 @@ def test_history_pages_50_at_a_time_newest_first(logged_in: Any, user: Any) -> N
     assert first.index("file-119.csv") < first.index("file-118.csv")
     last = text(logged_in.get("/imports/?page=3&status=complete"))
     assert "101–120 of 120" in last
-    assert '<a href="?page=2&status=complete" rel="prev">' in last
+    # A real link, which htmx enhances to swap only the results.
+    assert '<a href="?page=2&status=complete" rel="prev" hx-get="?page=2&status=complete"' in last
 
 
 def test_history_uses_a_constant_number_of_queries(logged_in: Any, user: Any, other_user: Any) -> None:
@@ -668,15 +670,19 @@ def test_csv_export_is_filtered_and_neutralises_formulas(logged_in: Any, user: A
     assert {row[6] for row in everything[1:]} >= {"'@sum.csv", "'\tTab.csv"}
 
 
-def test_only_the_uploader_may_send_discard_or_cancel(client: Any, user: Any, other_user: Any) -> None:
+def test_only_the_uploader_sends_but_any_editor_discards_or_cancels(
+    client: Any, user: Any, other_user: Any, make_user: Any
+) -> None:
     draft = make_record(
         user, status="draft", report={"keys_accepted": 1, "part_sizes": [{"keys": 1, "bytes": 2}]}
     )
     queued = make_record(user, status="queued")
-    client.force_login(other_user)
+    viewer = make_user("viewer")
+    client.force_login(viewer)
     page = text(client.get(f"/imports/{draft.pk}/"))
     assert "Send to LaunchDarkly" not in page
-    assert "only pm, who uploaded it, can send or discard it" in page
+    assert "Discard" not in page
+    assert "only pm, who uploaded it, can send it" in page
     assert "Cancel this import" not in text(client.get(f"/imports/{queued.pk}/"))
     for url in (
         f"/imports/{draft.pk}/send/",
@@ -685,10 +691,17 @@ def test_only_the_uploader_may_send_discard_or_cancel(client: Any, user: Any, ot
     ):
         response = client.post(url, {"mode": "merge"})
         assert response.status_code == 403
-        assert "Only the uploader can do that" in text(response)
+        assert "needs the Segment editors role" in text(response)
+    client.force_login(other_user)
+    page = text(client.get(f"/imports/{draft.pk}/"))
+    assert "Send to LaunchDarkly" not in page
+    assert "Only pm, who uploaded it, can send this draft." in page
+    assert "Discard" in page
+    response = client.post(f"/imports/{draft.pk}/send/", {"mode": "merge"})
+    assert response.status_code == 403
+    assert "Only pm, who uploaded import" in text(response)
     assert sorted(ImportRecord.objects.values_list("status", flat=True)) == ["draft", "queued"]
-    other_user.is_superuser = True
-    other_user.save()
+    assert "Cancel this import" in text(client.get(f"/imports/{queued.pk}/"))
     client.post(f"/imports/{queued.pk}/cancel/")
     queued.refresh_from_db()
     assert (queued.status, queued.cancelled_by) == ("cancelled", other_user)
@@ -718,5 +731,5 @@ def test_malformed_csv_is_a_line_numbered_problem_on_the_page_and_leaves_no_file
     page = logged_in.get(response["Location"])
     assert page.status_code == 200
     assert shown in text(page)
-    assert storage_folders(settings) == before
+    assert only_problems_left(settings, before, record)
     assert import_posts(real_ld) == []

@@ -122,7 +122,8 @@ def test_an_invalid_file_is_recorded_rejected_and_never_sent(user: Any, tmp_path
     record = new_import(user, tmp_path, b"ok\nbad\xff\n")
     assert record.status == "rejected"
     assert record.parts.count() == 0
-    assert record.storage_dir == ""
+    # The file is gone; only the list of its problems stays, to download (tests/test_rejected_rows.py).
+    assert [path.name for path in Path(record.storage_dir).iterdir()] == [ImportRecord.PROBLEMS_NAME]
     assert record.report["problems"] == [
         {"line": 2, "message": "Line 2 is not valid UTF-8 text (save the file as UTF-8)."}
     ]
@@ -134,7 +135,7 @@ def test_submit_sends_the_exact_multipart_request(user: Any, tmp_path: Path, rea
     accept(real_ld)
     record = new_import(user, tmp_path, b"key-1, x\n key-2\nkey-1\n", mode="replace", wait=True)
     record = imports.advance(record.pk)
-    (call,) = real_ld.mock.calls
+    (call,) = real_ld.calls_to(IMPORTS)  # the member count read before it: tests/test_outcomes.py
     assert call.request.method == "POST"
     assert call.request.url == real_ld.url(IMPORTS)
     assert call.request.headers["Authorization"] == real_ld.token
@@ -160,7 +161,7 @@ def test_status_is_refreshed_at_most_once_per_interval_then_completes(
     record = imports.advance(new_import(user, tmp_path).pk)
     imports.advance(record.pk)
     imports.advance(record.pk)
-    assert len(real_ld.mock.calls) == 1  # just submitted: not due yet
+    assert len(real_ld.calls_to(IMPORTS)) == 1  # just submitted: not due yet
     ld_status(real_ld, "in_progress")
     due(record)
     assert imports.advance(record.pk).status == "in_progress"
@@ -343,7 +344,7 @@ def test_429_pauses_every_call_for_every_import(user: Any, tmp_path: Path, real_
     imports.advance(other.pk)
     due(first)
     imports.advance(first.pk)
-    assert len(real_ld.mock.calls) == 1  # nothing is asked while the pause lasts
+    assert len(real_ld.calls_to(IMPORTS)) == 1  # nothing is asked while the pause lasts
     UpstreamPause.objects.update(until=timezone.now() - timedelta(seconds=1))
     accept(real_ld, "imp-x", path="/api/v2/segments/shop/test/vip/imports")
     assert imports.advance(other.pk).status == "preparing"

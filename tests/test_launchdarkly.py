@@ -14,6 +14,7 @@ import responses
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 from requests_toolbelt.multipart.encoder import MultipartEncoder
 from responses import matchers
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from segments_app.launchdarkly import (
     ClientConfig,
@@ -22,6 +23,7 @@ from segments_app.launchdarkly import (
     LaunchDarklyClient,
     LaunchDarklyError,
     NotFound,
+    NotReached,
     RateLimited,
     Unauthorized,
     UpstreamUnavailable,
@@ -628,3 +630,268 @@ def test_token_appears_in_no_error_text_or_log_line(
     texts += [repr(client), repr(client.config)]
     assert caplog.records, "the client should log its calls"
     assert all(TOKEN not in text for text in texts)
+
+
+# --- what a failure says about whether the request left -----------------------------------------------
+
+
+def _refused() -> requests.ConnectionError:
+    reason = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")
+    return requests.ConnectionError(MaxRetryError(None, "/", reason))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("failure", "never_sent"),
+    [
+        (_refused(), True),
+        (requests.ConnectTimeout("connect timed out"), True),
+        (requests.ConnectionError(ProtocolError("Connection aborted.", ConnectionResetError(104))), False),
+        (requests.ConnectionError("no detail"), False),
+        (requests.ReadTimeout("read timed out"), False),
+    ],
+)
+def test_only_a_connection_that_never_opened_is_not_reached(
+    client: LaunchDarklyClient, mock: Any, failure: Exception, never_sent: bool
+) -> None:
+    mock.post(f"{SEGMENTS}/vip/imports", body=failure)
+    with pytest.raises(UpstreamUnavailable) as caught:
+        client.start_import("demo", "production", "vip", io.BytesIO(b"k\n"))
+    assert isinstance(caught.value, NotReached) is never_sent
+    assert caught.value.status is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "fine"),
+    [
+        ({"status": 204}, True),
+        ({"status": 200, "json": {"ok": True}}, True),
+        ({"status": 200, "body": "<html>Sign in</html>", "content_type": "text/html"}, False),
+    ],
+)
+def test_a_delete_answered_by_someone_elses_page_is_not_done(
+    client: LaunchDarklyClient, mock: Any, answer: dict, fine: bool
+) -> None:
+    mock.delete(f"{SEGMENTS}/x", **answer)
+    if fine:
+        client.delete_segment("demo", "production", "x")
+    else:
+        with pytest.raises(UpstreamUnavailable, match="not the one expected") as caught:
+            client.delete_segment("demo", "production", "x")
+        assert caught.value.status == 200
+
+
+def test_an_import_status_is_cleaned_of_the_token(client: LaunchDarklyClient, mock: Any) -> None:
+    files = [{"filename": "keys.csv", "status": f"fetched with {TOKEN}"}]
+    mock.get(f"{SEGMENTS}/vip/imports/abc", json={"id": "abc", "status": "ready", "files": files})
+    body = client.get_import("demo", "production", "vip", "abc")
+    assert body["files"] == [{"filename": "keys.csv", "status": "fetched with [redacted]"}]
+    assert body["status"] == "ready"
+
+
+# --- exports, membership and context targets (issue 10) ---
+
+
+def export_body(**links: Any) -> dict[str, Any]:
+    return {
+        "id": "exp-1",
+        "segmentKey": "vip",
+        "creationTime": 1,
+        "status": "complete",
+        "sizeBytes": 12,
+        "size": "12 B",
+        "initiator": {"name": "Ann", "email": "ann@example.com"},
+        "_links": links,
+    }
+
+
+def test_start_export_posts_no_body_and_parses_the_id_from_location(
+    client: LaunchDarklyClient, mock: Any
+) -> None:
+    mock.post(
+        f"{SEGMENTS}/vip/exports",
+        status=200,
+        headers={"Location": "/api/v2/segments/demo/production/vip/exports/exp-%41?x=1"},
+    )
+    started = client.start_export("demo", "production", "vip")
+    assert started.export_id == "exp-A"
+    request = mock.calls[0].request
+    assert request.method == "POST"
+    assert not request.body
+    assert_headers(request)
+
+
+@pytest.mark.parametrize(
+    "location",
+    [None, "", "/api/v2/segments/demo/production/vip/exports", "/x/..", "/x/.", "/x/a%2Fb", "/x/%0a"],
+)
+def test_start_export_refuses_an_id_that_could_name_another_url(
+    client: LaunchDarklyClient, mock: Any, location: str | None
+) -> None:
+    headers = {"Location": location} if location is not None else {}
+    mock.post(f"{SEGMENTS}/vip/exports", status=202, headers=headers)
+    assert client.start_export("demo", "production", "vip").export_id is None
+
+
+def test_start_export_is_not_retried(client: LaunchDarklyClient, mock: Any, sleeps: list[float]) -> None:
+    mock.post(f"{SEGMENTS}/vip/exports", status=503, json={"code": "unavailable", "message": "busy"})
+    with pytest.raises(UpstreamUnavailable):
+        client.start_export("demo", "production", "vip")
+    assert len(mock.calls) == 1
+    assert sleeps == []
+
+
+def test_get_export_picks_the_csv_link_and_makes_it_absolute(client: LaunchDarklyClient, mock: Any) -> None:
+    body = export_body(
+        self={"href": "/api/v2/segments/demo/production/vip/exports/exp-1", "type": "application/json"},
+        file={"href": "/files/exp-1.csv", "type": "text/csv"},
+    )
+    mock.get(f"{SEGMENTS}/vip/exports/exp-1", json=body)
+    status = client.get_export("demo", "production", "vip", "exp-1")
+    assert status.is_complete
+    assert status.size_bytes == 12
+    assert status.file_url == f"{BASE}/files/exp-1.csv"
+    assert_headers(mock.calls[0].request)
+
+
+def test_get_export_without_a_typed_link_takes_the_one_that_is_not_self(
+    client: LaunchDarklyClient, mock: Any
+) -> None:
+    body = export_body(self={"href": "/self"}, download={"href": "https://storage.example.net/exp-1?sig=abc"})
+    body["status"] = "pending"
+    mock.get(f"{SEGMENTS}/vip/exports/exp-1", json=body)
+    status = client.get_export("demo", "production", "vip", "exp-1")
+    assert not status.is_complete
+    assert status.file_url == "https://storage.example.net/exp-1?sig=abc"
+
+
+def test_export_file_on_another_host_gets_no_authorization_header(
+    client: LaunchDarklyClient, mock: Any, tmp_path: Any
+) -> None:
+    mock.get(
+        f"{SEGMENTS}/vip/exports/exp-1",
+        json=export_body(
+            file={"href": "https://storage.example.net/exp-1.csv?sig=s3cr3t", "type": "text/csv"}
+        ),
+    )
+    mock.get("https://storage.example.net/exp-1.csv", body=b"u-1\nu-2\n")
+    status = client.get_export("demo", "production", "vip", "exp-1")
+    assert status.file_url is not None
+    size = client.download_export(status.file_url, tmp_path / "members.csv", chunk_size=3)
+    assert size == 8
+    assert (tmp_path / "members.csv").read_bytes() == b"u-1\nu-2\n"
+    status_request, file_request = (call.request for call in mock.calls)
+    assert status_request.headers["Authorization"] == TOKEN
+    assert "Authorization" not in file_request.headers
+    assert TOKEN not in str(file_request.headers)
+    assert file_request.headers["Accept"] == "text/csv, */*"
+    assert "sig=s3cr3t" in file_request.url
+
+
+def test_export_file_on_the_launchdarkly_host_is_fetched_with_the_token(
+    client: LaunchDarklyClient, mock: Any, tmp_path: Any
+) -> None:
+    mock.get(f"{BASE}/files/exp-1.csv", body=b"u-1\n")
+    client.download_export(f"{BASE}/files/exp-1.csv", tmp_path / "m.csv")
+    assert mock.calls[0].request.headers["Authorization"] == TOKEN
+
+
+def test_export_file_on_the_same_host_but_another_port_gets_no_token(
+    client: LaunchDarklyClient, mock: Any, tmp_path: Any
+) -> None:
+    mock.get("https://app.launchdarkly.com:8443/files/exp-1.csv", body=b"u-1\n")
+    client.download_export("https://app.launchdarkly.com:8443/files/exp-1.csv", tmp_path / "m.csv")
+    assert "Authorization" not in mock.calls[0].request.headers
+
+
+def test_a_refused_download_leaves_no_file_and_raises_a_typed_error(
+    client: LaunchDarklyClient, mock: Any, tmp_path: Any
+) -> None:
+    mock.get("https://storage.example.net/exp-1.csv", status=403, body="expired")
+    with pytest.raises(Unauthorized) as caught:
+        client.download_export("https://storage.example.net/exp-1.csv?sig=s3cr3t", tmp_path / "m.csv")
+    assert "s3cr3t" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_download_is_streamed_not_read_whole(client: LaunchDarklyClient, tmp_path: Any) -> None:
+    chunks_read: list[int] = []
+
+    class Body(io.RawIOBase):
+        def __init__(self) -> None:
+            self.left = 10 * 1024 * 1024
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            n = min(len(buffer), self.left, 64 * 1024)
+            buffer[:n] = b"k" * n
+            self.left -= n
+            chunks_read.append(n)
+            return n
+
+    def fake_get(url: str, **kwargs: Any) -> requests.Response:
+        assert kwargs["stream"] is True
+        response = requests.Response()
+        response.status_code = 200
+        response.raw = Body()
+        return response
+
+    client.session.get = fake_get  # type: ignore[method-assign]
+    assert (
+        client.download_export(f"{BASE}/f.csv", tmp_path / "m.csv", chunk_size=64 * 1024) == 10 * 1024 * 1024
+    )
+    assert max(chunks_read) <= 64 * 1024
+    assert len(chunks_read) >= 160
+
+
+def test_download_refuses_a_link_that_is_not_a_web_address(client: LaunchDarklyClient, tmp_path: Any) -> None:
+    with pytest.raises(LaunchDarklyError):
+        client.download_export("file:///etc/passwd", tmp_path / "m.csv")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_get_context_membership_asks_for_the_quoted_key(client: LaunchDarklyClient, mock: Any) -> None:
+    mock.get(
+        f"{SEGMENTS}/vip/contexts/a%2Fb%20c",
+        json={"userKey": "a/b c", "included": True, "excluded": False},
+    )
+    assert client.get_context_membership("demo", "production", "vip", "a/b c")["included"] is True
+    assert mock.calls[0].request.url == f"{SEGMENTS}/vip/contexts/a%2Fb%20c"
+
+
+def test_update_context_targets_sends_exact_json(client: LaunchDarklyClient, mock: Any) -> None:
+    mock.post(
+        f"{SEGMENTS}/vip/contexts",
+        status=204,
+        match=[matchers.json_params_matcher({"included": {"remove": ["u-1", "u-2"]}}, strict_match=True)],
+    )
+    client.update_context_targets("demo", "production", "vip", remove=["u-1", "u-2"])
+    assert_headers(mock.calls[0].request)
+
+
+def test_update_context_targets_adds_and_removes_in_one_call(client: LaunchDarklyClient, mock: Any) -> None:
+    mock.post(
+        f"{SEGMENTS}/vip/contexts",
+        status=204,
+        match=[
+            matchers.json_params_matcher({"included": {"add": ["a"], "remove": ["b"]}}, strict_match=True)
+        ],
+    )
+    client.update_context_targets("demo", "production", "vip", add=["a"], remove=["b"])
+
+
+def test_update_context_targets_is_not_retried_on_429(
+    client: LaunchDarklyClient, mock: Any, sleeps: list[float]
+) -> None:
+    mock.post(
+        f"{SEGMENTS}/vip/contexts",
+        status=429,
+        json={"code": "rate_limited", "message": "slow down"},
+        headers={"Retry-After": "3"},
+    )
+    with pytest.raises(RateLimited) as caught:
+        client.update_context_targets("demo", "production", "vip", remove=["u-1"])
+    assert caught.value.retry_at == NOW + 3
+    assert len(mock.calls) == 1
+    assert sleeps == []

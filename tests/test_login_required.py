@@ -1,4 +1,5 @@
-"""Every page needs a login, except the login page and /healthz; the sandbox API needs its token."""
+"""Every page needs a login, except the login page, /healthz and /favicon.ico (a redirect to the static
+icon, which browsers ask for on every page, the login page included); the sandbox API needs its token."""
 
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ def test_anonymous_request_is_sent_to_login(client: Any, name: str, path: str) -
     response = client.get(path)
     if path in PUBLIC:
         assert response.status_code == PUBLIC[path]
+    elif path == "/favicon.ico":
+        assert response.status_code == 302
+        assert response["Location"] == "/static/favicon.svg"
     elif path.startswith("/sandbox/api/"):
         # The sandbox API authenticates like LaunchDarkly: by Authorization header, never a cookie.
         assert response.status_code == 401

@@ -15,27 +15,10 @@ from responses import matchers
 from sandbox.models import SandboxSegment
 from segments_app.forms import UNAVAILABLE_NOTHING_CREATED, UNAVAILABLE_NOTHING_DELETED
 from segments_app.models import SegmentActivity
+from tests.launchdarkly_answers import segment_json
 
 LIST = "/api/v2/segments/shop/live"
 PROJECTS = "/api/v2/projects"
-
-
-def segment_json(key: str = "vip", **overrides: Any) -> dict[str, Any]:
-    body = {
-        "key": key,
-        "name": key.upper(),
-        "description": "",
-        "tags": [],
-        "creationDate": 1_700_000_000_000,
-        "lastModifiedDate": 1_700_000_000_000,
-        "version": 1,
-        "rules": [],
-        "deleted": False,
-        "generation": 1,
-        "_links": {},
-    }
-    body.update(overrides)
-    return body
 
 
 def segments_page(count: int, total: int) -> dict[str, Any]:
@@ -177,9 +160,11 @@ def test_htmx_search_returns_only_the_results_fragment(logged_in: Any, real_ld: 
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("?q=abc", "No segments match “abc” — clear filters."),
-        ("?tag=zzz", "No segments match with tag “zzz” — clear filters."),
-        ("", "Live has no segments yet. Create the first one."),
+        ("?q=abc", "No segments match “abc”. The search looks at names, keys and descriptions"),
+        ("?tag=zzz", "No segments match with tag “zzz”."),
+        ("?q=abc", "or clear the filters to see all of Live’s segments."),
+        ("", "Live has no segments yet. A segment is a list of contexts"),
+        ("", "Create the first segment"),
     ],
 )
 def test_helpful_empty_states(logged_in: Any, real_ld: Any, query: str, message: str) -> None:

@@ -152,14 +152,27 @@ def test_invalid_files(tmp_path: Path, name: str, content: bytes, problems: list
 
 
 @pytest.mark.parametrize(
-    "content", [b"PK\x03\x04\x14\x00\x06\x00binary-xlsx", b"a\nb\x00c\n", b"%PDF-1.7\n", b"\x89PNG\r\n\x1a\n"]
+    ("content", "message"),
+    [
+        (b"PK\x03\x04\x14\x00\x06\x00binary-xlsx", "This looks like a ZIP archive, not a CSV file."),
+        (b"%PDF-1.7\n", "This looks like a PDF document, not a CSV file."),
+        (b"\x89PNG\r\n\x1a\n", "This looks like a PNG image, not a CSV file."),
+        (bytes(range(256)) * 4, "This is not a CSV text file: it looks like binary data"),
+    ],
 )
-def test_binary_files_are_refused(tmp_path: Path, content: bytes) -> None:
+def test_binary_files_are_refused(tmp_path: Path, content: bytes, message: str) -> None:
     report = run(tmp_path, content)
     assert not report.ok
     assert report.problem_count == 1
-    assert report.problems[0].message.startswith("This is not a CSV text file: it looks like binary data")
+    assert report.problems[0].message.startswith(message)
     assert report.rows_read == 0
+
+
+def test_a_stray_nul_is_a_problem_on_its_line_not_a_binary_file(tmp_path: Path) -> None:
+    report = run(tmp_path, b"a\nb\x00c\n")
+    assert [(p.line, p.message) for p in report.problems] == [
+        (2, "Line 2 contains a control character (for example a tab, line break or NUL) inside the key.")
+    ]
 
 
 def test_key_longer_than_the_limit(tmp_path: Path) -> None:
@@ -403,12 +416,8 @@ def reference(content: bytes, *, has_header: bool, limits: Limits) -> dict[str, 
     if not content:
         problem(None, "The file is empty.")
         return result
-    if head.startswith(validation.BINARY_SIGNATURES) or b"\x00" in head:
-        problem(
-            1,
-            "This is not a CSV text file: it looks like binary data (for example a spreadsheet, "
-            "archive or image). Export the list as CSV (UTF-8) and try again.",
-        )
+    if validation.not_csv_text(head):  # what the first bytes say is tested on its own
+        problem(1, validation.not_csv_text(head))
         return result
     text = io.TextIOWrapper(io.BytesIO(content), encoding="utf-8-sig", errors="surrogateescape", newline="")
     reader = csv.reader(text)

@@ -17,8 +17,9 @@ def test_picker_lists_the_sandbox_demo_project_and_both_environments(
 ) -> None:
     html = logged_in.get("/").content.decode()
     assert "Demo project" in html
-    assert re.search(r'href="/segments/demo/production/">\s*<span[^>]*></span>Production</a>', html)
-    assert re.search(r'href="/segments/demo/staging/">\s*<span[^>]*></span>Staging</a>', html)
+    swatch = r'<svg class="env-swatch"[^>]*><circle [^>]*fill="#[0-9a-f]{6}"></circle></svg>'
+    assert re.search(rf'href="/segments/demo/production/">\s*{swatch}Production</a>', html)
+    assert re.search(rf'href="/segments/demo/staging/">\s*{swatch}Staging</a>', html)
     assert "Sandbox mode" in html
     assert settings.LD_SANDBOX_TOKEN not in html
     assert "sdk-" not in html
@@ -81,7 +82,12 @@ def test_picker_explains_launchdarkly_failures_in_words(
 def test_healthz_answers_without_login(client: Any) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "worker": "none",  # no worker has checked in (tests/test_operations.py covers the others)
+        "worker_last_seen_seconds": None,
+    }
 
 
 @pytest.mark.django_db

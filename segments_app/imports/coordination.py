@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 from segments_app.models import OFFLINE_STEPS, ImportRecord, UpstreamPause
@@ -44,6 +44,12 @@ def claim(owner: str, *, record_id: int | None = None) -> ImportRecord | None:
         due = due.filter(pk=record_id)
     if active_pause() is not None:
         due = due.filter(status__in=OFFLINE_STEPS)
+    return claim_first(due, owner, now)
+
+
+def claim_first(due: QuerySet, owner: str, now: datetime) -> Any:
+    """Lease the most overdue row of `due` (imports or member snapshots, both with `next_attempt_at`
+    and a lease), or None. The conditional update is the claim: only one process's update touches it."""
     # A plain read first: idle workers poll often, and on SQLite a claim's transaction takes the lock.
     if not due.exists():
         return None
@@ -54,30 +60,31 @@ def claim(owner: str, *, record_id: int | None = None) -> ImportRecord | None:
         if candidate is None:
             return None
         claimed = (
-            ImportRecord.objects.filter(pk=candidate)
+            due.model.objects.filter(pk=candidate)
             .filter(_free(now))
             .update(lease_owner=owner, lease_until=now + _lease_length())
         )
-    return ImportRecord.objects.get(pk=candidate) if claimed else None
+    return due.model.objects.get(pk=candidate) if claimed else None
 
 
 class Lease:
-    """Holds a claimed import's lease: a heartbeat renews it while the work goes on, so only a dead
-    holder loses it, and within one lease length. Released on exit."""
+    """Holds a claimed row's lease (an import's, or a member snapshot's): a heartbeat renews it while
+    the work goes on, so only a dead holder loses it, and within one lease length. Released on exit."""
 
-    def __init__(self, record_id: int, owner: str) -> None:
+    def __init__(self, record_id: int, owner: str, model: type[Model] = ImportRecord) -> None:
         self.record_id = record_id
         self.owner = owner
+        self.model = model
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"lease-{record_id}", daemon=True)
+        name = f"lease-{model._meta.model_name}-{record_id}"
+        self._thread = threading.Thread(target=self._beat, name=name, daemon=True)
+
+    def _held(self) -> QuerySet:
+        return self.model.objects.filter(pk=self.record_id, lease_owner=self.owner)
 
     def renew(self, **fields: Any) -> bool:
-        until = timezone.now() + _lease_length()
-        return bool(
-            ImportRecord.objects.filter(pk=self.record_id, lease_owner=self.owner).update(
-                lease_until=until, **fields
-            )
-        )
+        """Renew the lease, writing `fields` with it, only while this holder has it. False once lost."""
+        return bool(self._held().update(lease_until=timezone.now() + _lease_length(), **fields))
 
     def _beat(self) -> None:
         interval = max(0.2, settings.IMPORT_LEASE_SECONDS / 3)
@@ -86,7 +93,9 @@ class Lease:
                 try:
                     self.renew()
                 except Exception:
-                    logger.exception("Could not renew the lease of import %s", self.record_id)
+                    logger.exception(
+                        "Could not renew the lease of %s %s", self.model._meta.verbose_name, self.record_id
+                    )
         finally:
             connection.close()
 
@@ -98,9 +107,7 @@ class Lease:
         self._stop.set()
         # Bounded: a heartbeat stuck behind a database lock must not hold up the step's end.
         self._thread.join(timeout=settings.IMPORT_LEASE_SECONDS + 5)
-        ImportRecord.objects.filter(pk=self.record_id, lease_owner=self.owner).update(
-            lease_owner="", lease_until=None
-        )
+        self._held().update(lease_owner="", lease_until=None)
 
 
 def active_pause() -> datetime | None:

@@ -1,5 +1,6 @@
 """Receiving an upload: streamed straight into the import's own folder, hashed on the way, refused
-early when too large, and recorded at once. Nothing here reads the file: the worker checks it.
+early when too large, and recorded at once. Only the file's first bytes are looked at here (a picture,
+an archive or UTF-16 text is refused at once, with what it looks like); the worker checks the rest.
 
 Writing into the import's folder (not a temporary file moved later) keeps the time between the last
 byte and the answer independent of the file's size: there is no copy.
@@ -21,9 +22,31 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from segments_app import wakeup
+from segments_app.imports.validation import SNIFF_BYTES, not_csv_text
 from segments_app.models import ImportEvent, ImportRecord, ImportStatus
 
 UPLOAD_NAME = "upload.csv"
+# Room for the form's other fields and the multipart framing around the file.
+FORM_OVERHEAD = 64 * 1024
+ONE_FILE = "Choose one file: this upload held more than one. Nothing was uploaded."
+INTERRUPTED = "The upload stopped before the whole file arrived. Nothing was uploaded; try again."
+
+
+def declared_too_large(request: HttpRequest) -> bool:
+    """Whether the request's Content-Length already says it is larger than an upload may be: then it
+    is refused before a byte of its body is read. (Without one, or with a smaller one, the upload
+    handler counts the bytes as they arrive.)"""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return False
+    return length > settings.IMPORT_MAX_UPLOAD_BYTES + FORM_OVERHEAD
+
+
+def too_large_message() -> str:
+    limit_mb = settings.IMPORT_MAX_UPLOAD_BYTES // (1024 * 1024)
+    return f"The file is larger than the {limit_mb:,} MB limit. Nothing was uploaded."
 
 
 @dataclass(frozen=True)
@@ -38,7 +61,7 @@ class ReceivedFile:
 
 def new_upload_path() -> Path:
     folder = Path(settings.IMPORT_STORAGE_DIR) / uuid.uuid4().hex
-    folder.mkdir(parents=True)
+    folder.mkdir(mode=0o700, parents=True)  # an upload is readable by the dashboard's own user only
     return folder / UPLOAD_NAME
 
 
@@ -57,47 +80,59 @@ class ReceivedUpload(UploadedFile):
 class HashingUploadHandler(FileUploadHandler):
     """Writes the uploaded file into a new import folder (never whole in memory) and hashes it.
 
-    Past `IMPORT_MAX_UPLOAD_BYTES` it stops reading and sets `too_large`, so the view can say so.
+    It stops, keeps nothing, and sets `refusal` to a message for the person, when the file grows past
+    `IMPORT_MAX_UPLOAD_BYTES`, when its first bytes show it is not CSV text, when a second file
+    arrives in the same request, or when the request ends inside the file.
     Whatever the request's outcome, `discard_unclaimed()` removes a file no import took over.
     """
 
     def __init__(self, request: HttpRequest | None = None) -> None:
         super().__init__(request)
         self.max_bytes: int = settings.IMPORT_MAX_UPLOAD_BYTES
-        self.too_large = False
         self.received = 0
         self.upload: ReceivedUpload | None = None
         self.claimed = False
+        self.refusal = ""
+        self.files = 0
+        self._head = b""
+        self._sniffed = False
 
     def handle_raw_input(
         self, input_data: Any, META: Any, content_length: int, boundary: Any, encoding: str | None = None
     ) -> None:
         # The whole request is larger than the limit allows: refuse before reading any of the file.
-        if content_length and content_length > self.max_bytes + 64 * 1024:
-            self.too_large = True
+        if content_length and content_length > self.max_bytes + FORM_OVERHEAD:
+            self._refuse(too_large_message())
 
     def new_file(self, *args: Any, **kwargs: Any) -> None:
         super().new_file(*args, **kwargs)
-        if self.too_large:
+        self.files += 1
+        if self.files > 1 and not self.refusal:
+            # Which of two files the person meant is anyone's guess: keep neither.
+            self._refuse(ONE_FILE)
+        if self.refusal:
             raise StopUpload(connection_reset=False)
-        self.discard_unclaimed()  # a second file field in one form: keep only the last
         self.upload = ReceivedUpload(new_upload_path(), self.file_name, self.content_type, self.charset)
         self.sha256 = hashlib.sha256()
         self.received = 0
+        self._head, self._sniffed = b"", False
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
         assert self.upload is not None
         self.received += len(raw_data)
         if self.received > self.max_bytes:
-            self.too_large = True
-            self.discard_unclaimed()
+            self._refuse(too_large_message())
             raise StopUpload(connection_reset=False)
+        if not self._sniffed:
+            self._head += raw_data[: SNIFF_BYTES - len(self._head)]
+            if len(self._head) >= SNIFF_BYTES and self._sniff():
+                raise StopUpload(connection_reset=False)
         self.sha256.update(raw_data)
         self.upload.write(raw_data)
         return None
 
     def file_complete(self, file_size: int) -> ReceivedUpload | None:
-        if self.upload is None:
+        if self.upload is None or (not self._sniffed and self._sniff()):
             return None
         self.upload.flush()
         self.upload.seek(0)
@@ -108,6 +143,24 @@ class HashingUploadHandler(FileUploadHandler):
     def upload_complete(self) -> None:
         if self.upload is not None:
             self.upload.file.close()
+
+    def upload_interrupted(self) -> None:
+        """The request ended inside the file (a dropped connection, or a Content-Length shorter than
+        the body): what arrived is not the person's file."""
+        if not self.refusal:
+            self._refuse(INTERRUPTED)
+
+    def _sniff(self) -> bool:
+        """Refuse the file if its first bytes show it is not CSV text; True when refused."""
+        self._sniffed = True
+        problem = not_csv_text(self._head)
+        if problem:
+            self._refuse(f"{problem} Nothing was uploaded.")
+        return bool(problem)
+
+    def _refuse(self, message: str) -> None:
+        self.refusal = message
+        self.discard_unclaimed()
 
     def discard_unclaimed(self) -> None:
         """Delete the received file and its folder unless an import has taken them over."""
@@ -163,10 +216,13 @@ def record_upload(
                 record=record,
                 status=ImportStatus.VALIDATING,
                 message=f"Received {upload.original_name} ({upload.size:,} bytes) {what}.",
+                actor=user,
+                action=ImportEvent.Action.UPLOADED,
             )
     except IntegrityError:
         existing = ImportRecord.objects.filter(submission_token=submission_token).first()
         if existing is None:
             raise
         return existing, False
+    transaction.on_commit(wakeup.notify)  # an idle worker starts checking it now (REDIS_URL)
     return record, True

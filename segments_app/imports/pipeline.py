@@ -12,6 +12,7 @@ sender died mid-upload) is never sent again but reported as `unknown`.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -22,20 +23,25 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from segments_app import history, wakeup
 from segments_app.connection import launchdarkly_client
+from segments_app.imports import outcomes, preview, removal, undo
 from segments_app.imports.coordination import Lease, claim, pause_until
 from segments_app.imports.intake import UPLOAD_NAME
 from segments_app.imports.storage import purge_files, remove_files
-from segments_app.imports.validation import Limits, Report, normalise_csv
+from segments_app.imports.validation import Limits, ProblemLog, Report, normalise_csv
 from segments_app.launchdarkly import (
     Conflict,
     LaunchDarklyError,
     NotFound,
+    NotReached,
     RateLimited,
+    RefusedInput,
     UpstreamUnavailable,
 )
 from segments_app.models import (
     RUNNING_AT_LAUNCHDARKLY,
+    ImportEvent,
     ImportPart,
     ImportRecord,
     ImportStatus,
@@ -75,6 +81,8 @@ def step(record: ImportRecord, lease: Lease) -> None:
         _expire_draft(record)
     elif record.status == ImportStatus.QUEUED:
         _submit(record)
+    elif record.status == ImportStatus.SUBMITTING and record.mode == ImportRecord.Mode.REMOVE:
+        removal.send_next(record, _finish)  # the next batch: removing a key twice changes nothing
     elif record.status == ImportStatus.SUBMITTING:
         _interrupted(record)
     elif record.status in RUNNING_AT_LAUNCHDARKLY:
@@ -102,7 +110,12 @@ def _validate(record: ImportRecord, lease: Lease) -> None:
 
     try:
         report = normalise_csv(
-            storage / UPLOAD_NAME, storage, has_header=record.has_header, limits=limits(), progress=progress
+            storage / UPLOAD_NAME,
+            storage,
+            has_header=record.has_header,
+            limits=limits(),
+            progress=progress,
+            problems=ProblemLog(storage / ImportRecord.PROBLEMS_NAME, cell=history.neutralise),
         )
     except Cancelled:
         remove_files(record)
@@ -137,7 +150,7 @@ def _checked(record: ImportRecord, report: Report) -> None:
             error_message="The file is not a valid list of context keys; nothing was sent.",
             **result,
         ):
-            remove_files(record)
+            _keep_only_problems(record)
         return
     if record.send_when_valid and not (report.header_suspected and not record.has_header):
         _queue(record, f"Checked {name}: {_keys_in_parts(report)}, {record.mode}.", **result)
@@ -147,13 +160,34 @@ def _checked(record: ImportRecord, report: Report) -> None:
     else:
         why = "checked only; send it or discard it"
     expires = timezone.now() + timedelta(hours=settings.IMPORT_DRAFT_RETENTION_HOURS)
-    if not record.move(
-        ImportStatus.DRAFT,
-        f"Checked {name}: {_keys_in_parts(report)}. Kept as a draft: {why}.",
-        next_attempt_at=expires,
-        **result,
-    ):
+    # The draft and the request for its preview appear together: a page that saw the draft without
+    # its preview would show none and stop refreshing (a draft waits on a person), never learning of it.
+    with transaction.atomic():
+        drafted = record.move(
+            ImportStatus.DRAFT,
+            f"Checked {name}: {_keys_in_parts(report)}. Kept as a draft: {why}.",
+            next_attempt_at=expires,
+            **result,
+        )
+        if drafted:
+            preview.start(record)  # what sending it would change, compared by the worker meanwhile
+    if not drafted:
         remove_files(record)
+
+
+def _keep_only_problems(record: ImportRecord) -> None:
+    """A rejected file is deleted at once, but the list of its problems stays for people to download,
+    as long as an import's files are kept (`purge_files` removes the folder after the retention time)."""
+    storage = Path(record.storage_dir)
+    if record.problems_path is None:
+        remove_files(record)
+        return
+    for path in storage.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.name != ImportRecord.PROBLEMS_NAME:
+            path.unlink(missing_ok=True)
+    record.parts.update(file_path="")
 
 
 def _keys_in_parts(report: Report) -> str:
@@ -165,6 +199,10 @@ def _queue(record: ImportRecord, message: str, *, source: set[str] | None = None
     """Create the parts and put the import in line for LaunchDarkly, in one transaction."""
     storage = Path(record.storage_dir)
     sizes = (fields.get("report") or record.report).get("part_sizes", [])
+    batches = None
+    if (fields.get("mode") or record.mode) == ImportRecord.Mode.REMOVE:
+        batches = []  # its batches are cut by the worker when its turn comes (removal.start), not here
+        fields["wait_on_approvals"] = False  # context-target updates do not go through approvals
     with transaction.atomic():
         if not record.move(
             ImportStatus.QUEUED,
@@ -176,34 +214,48 @@ def _queue(record: ImportRecord, message: str, *, source: set[str] | None = None
             transaction.set_rollback(True)
             remove_files(record)
             return False
-        ImportPart.objects.bulk_create(
-            ImportPart(
-                record=record,
-                number=number,
-                key_count=size["keys"],
-                size_bytes=size["bytes"],
-                mode=record.mode if number == 1 else ImportRecord.Mode.MERGE,
-                file_path=str(storage / f"part-{number:03d}.csv"),
-            )
-            for number, size in enumerate(sizes, start=1)
-        )
+        if batches is None:
+            batches = [
+                ImportPart(
+                    record=record,
+                    number=number,
+                    key_count=size["keys"],
+                    size_bytes=size["bytes"],
+                    mode=record.mode if number == 1 else ImportRecord.Mode.MERGE,
+                    file_path=str(storage / f"part-{number:03d}.csv"),
+                )
+                for number, size in enumerate(sizes, start=1)
+            ]
+        ImportPart.objects.bulk_create(batches)
     (storage / UPLOAD_NAME).unlink(missing_ok=True)
     return True
 
 
+@wakeup.wakes_workers
 def send_draft(
-    record: ImportRecord, user: Any, *, mode: str, wait_on_approvals: bool, first_row_is_header: bool
+    record: ImportRecord,
+    user: Any,
+    *,
+    mode: str,
+    wait_on_approvals: bool,
+    first_row_is_header: bool,
+    without_preview: bool = False,
 ) -> bool:
     """A person sends a checked draft. If they say its first row is a header after all, the file is
-    checked again without it (by the worker) and then sent. False if the draft is no longer one."""
+    checked again without it (by the worker) and then sent. False if the draft is no longer one.
+    `without_preview`: they chose not to wait for the impact preview, which the timeline says."""
     who = user.get_username()
+    unseen = " Sent without the impact preview." if without_preview else ""
     choices: dict[str, Any] = {"mode": mode, "wait_on_approvals": wait_on_approvals, "sent_by": user}
+    # The timeline names who sent it, whichever way it goes on.
+    sent = {"actor": user, "action": ImportEvent.Action.SENT}
     if first_row_is_header and not record.has_header:
         for part in Path(record.storage_dir).glob("part-*.csv"):
             part.unlink(missing_ok=True)
         return record.move(
             ImportStatus.VALIDATING,
-            f"{who} said the first row is a header: checking the file again without it, then sending it.",
+            f"{who} said the first row is a header: checking the file again without it, then sending it."
+            f"{unseen}",
             source={ImportStatus.DRAFT},
             has_header=True,
             send_when_valid=True,
@@ -211,13 +263,15 @@ def send_draft(
             rows_read=0,
             bytes_read=0,
             **choices,
+            **sent,
         )
     record.mode = mode
     return _queue(
         record,
-        f"Sent by {who}: {record.key_count:,} keys, {mode}.",
+        f"Sent by {who}: {record.key_count:,} keys, {mode}.{unseen}",
         source={ImportStatus.DRAFT},
         **choices,
+        **sent,
     )
 
 
@@ -247,8 +301,24 @@ def _submit(record: ImportRecord) -> None:
             ImportRecord.objects.filter(pk=record.pk).update(**fields)
         return
     part = record.parts.filter(status=ImportStatus.QUEUED).order_by("number").first()
-    if part is None:
+    removing = record.mode == ImportRecord.Mode.REMOVE  # queued only until its batches are cut
+    if part is None and not removing:
         _finish(record, ImportStatus.COMPLETE, f"Import complete: {record.key_count:,} keys.")
+        return
+    first = removing or part.number == 1
+    if first and not undo.ready_to_send(record):
+        return  # the members are being saved first, so this import can be undone (imports/undo.py)
+    counted: dict[str, Any] = {}
+    if first:  # what the segment held just before this import changed it (read on each try)
+        try:
+            before = _member_count(record, "before it was sent", pause_raises=True)
+        except RateLimited as exc:  # LaunchDarkly's pause holds for this call too: send after it
+            ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=pause_until(exc.retry_at))
+            return
+        if before is not None:
+            counted["members_before"] = before
+    if removing:
+        removal.start(record, _finish, **counted)
         return
     part.set(ImportStatus.SUBMITTING)
     record.move(
@@ -259,6 +329,7 @@ def _submit(record: ImportRecord) -> None:
         waiting_behind=None,
         # Due again at once: should this process die mid-upload, the next lease holder reports it.
         next_attempt_at=now,
+        **counted,
     )
     try:
         with launchdarkly_client() as client:
@@ -275,11 +346,17 @@ def _submit(record: ImportRecord) -> None:
         _on_busy(record, part, exc)
     except RateLimited as exc:
         _on_rate_limited(record, part, exc)
+    except NotReached as exc:
+        _on_not_sent(record, part, exc)
     except UpstreamUnavailable as exc:
         if exc.status is None:
             _on_no_answer(record, part, exc)
+        elif exc.status < 400:
+            _on_unclear_answer(record, part, exc)
         else:
             _on_refused(record, part, exc)
+    except RefusedInput as exc:
+        _on_unsendable(record, part, exc)
     except LaunchDarklyError as exc:
         _on_refused(record, part, exc)
     else:
@@ -340,9 +417,45 @@ def _on_rate_limited(record: ImportRecord, part: ImportPart, error: RateLimited)
     )
 
 
+def _on_not_sent(record: ImportRecord, part: ImportPart, error: NotReached) -> None:
+    """No connection could be opened, so nothing left this machine: the part stays queued and is
+    sent again later (the only upload failure that may be retried without risking a second import)."""
+    delay = min(
+        settings.IMPORT_CONFLICT_BACKOFF_MAX,
+        settings.IMPORT_CONFLICT_BACKOFF * 2 ** (record.submit_attempts - 1),
+    )
+    part.set(ImportStatus.QUEUED)
+    record.move(
+        ImportStatus.QUEUED,
+        f"{error.message}; nothing was sent. {record.part_label(part).capitalize()} will be sent again "
+        f"in {delay:.0f} s.",
+        part=part,
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+        error_code="",
+        error_message=error.message,
+    )
+
+
+def _on_unsendable(record: ImportRecord, part: ImportPart, error: RefusedInput) -> None:
+    message = f"{record.part_label(part).capitalize()} was not sent: {error.message}"
+    part.set(ImportStatus.FAILED, error_message=message)
+    _finish(record, ImportStatus.FAILED, message, part=part, error=error)
+
+
 def _on_no_answer(record: ImportRecord, part: ImportPart, error: UpstreamUnavailable) -> None:
     message = (
         f"LaunchDarkly did not answer the upload of {record.part_label(part)} ({error.message}); "
+        "it may or may not have started. Check the segment in LaunchDarkly before uploading again."
+    )
+    part.set(ImportStatus.UNKNOWN, error_message=message)
+    _finish(record, ImportStatus.UNKNOWN, message, part=part, error=error)
+
+
+def _on_unclear_answer(record: ImportRecord, part: ImportPart, error: UpstreamUnavailable) -> None:
+    """A success status with a body LaunchDarkly never sends (a proxy's page): nobody can say
+    whether the upload arrived, so it is never sent again."""
+    message = (
+        f"The answer to the upload of {record.part_label(part)} was not LaunchDarkly's ({error.message}); "
         "it may or may not have started. Check the segment in LaunchDarkly before uploading again."
     )
     part.set(ImportStatus.UNKNOWN, error_message=message)
@@ -460,5 +573,48 @@ def _finish(
 ) -> None:
     if status != ImportStatus.COMPLETE:
         fields.update(error_message=message, error_code=error.code if error is not None else "")
+    if _changed_members(record, status):
+        after = _member_count(record, "after it ended")
+        if after is not None:
+            fields["members_after"] = after
+    if status == ImportStatus.COMPLETE:
+        fields.update(outcomes.exact_changes(record))  # before purge_files may remove the parts
     record.move(status, message, source={record.status}, part=part, **fields)
     purge_files(record)
+
+
+def _changed_members(record: ImportRecord, status: str) -> bool:
+    """Whether LaunchDarkly applied some of this import, so the count after it says what it changed:
+    a complete or stopped import, or a failed one after earlier parts went in. An outcome nobody knows
+    (the part may still be applied later) or a part refused before it started are not counted."""
+    if status in (ImportStatus.COMPLETE, ImportStatus.STOPPED):
+        return True
+    return status == ImportStatus.FAILED and record.parts_done > 0
+
+
+def _member_count(record: ImportRecord, when: str, *, pause_raises: bool = False) -> int | None:
+    """The segment's member count now (LaunchDarkly's `_unboundedMetadata.includedCount`), or None.
+
+    It only tells people what an import changed: whatever goes wrong reading it is logged and the
+    import goes on as it would have without it. Only a 429 counts: its pause is recorded for every
+    call, and with `pause_raises` the caller waits it out before going on."""
+    try:
+        with launchdarkly_client() as client:
+            segment = client.get_segment(record.project_key, record.environment_key, record.segment_key)
+    except RateLimited as exc:
+        pause_until(exc.retry_at)
+        if pause_raises:
+            raise
+        logger.warning("Import %s: the member count %s could not be read: %s", record.pk, when, exc.message)
+        return None
+    except LaunchDarklyError as exc:
+        logger.warning("Import %s: the member count %s could not be read: %s", record.pk, when, exc.message)
+        return None
+    except Exception:
+        logger.exception("Import %s: the member count %s could not be read", record.pk, when)
+        return None
+    count = segment.included_count
+    if type(count) is not int or count < 0:
+        logger.warning("Import %s: LaunchDarkly sent no usable member count %s", record.pk, when)
+        return None
+    return count

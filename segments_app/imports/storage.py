@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from segments_app.models import FINAL_STATUSES, ImportRecord
+from segments_app.models import FINAL_STATUSES, ImportRecord, ImportStatus
 
 
 def remove_files(record: ImportRecord) -> None:
@@ -25,7 +25,10 @@ def purge_files(record: ImportRecord, *, now: datetime | None = None) -> bool:
     if not record.storage_dir or not record.is_final or record.finished_at is None:
         return False
     now = now or timezone.now()
-    if record.finished_at + timedelta(hours=settings.IMPORT_RETENTION_HOURS) > now:
+    hours = settings.IMPORT_RETENTION_HOURS
+    if record.status == ImportStatus.REJECTED:  # only its problems list is left, for the person fixing it
+        hours = max(hours, settings.IMPORT_DRAFT_RETENTION_HOURS)
+    if record.finished_at + timedelta(hours=hours) > now:
         return False
     remove_files(record)
     return True

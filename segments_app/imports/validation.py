@@ -25,6 +25,7 @@ import codecs
 import csv
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import chain, compress, repeat
@@ -44,15 +45,40 @@ HEADER_WORDS = frozenset(
         "member", "member_id", "uuid", "guid",
     }
 )  # fmt: skip
-BINARY_SIGNATURES = (
-    b"PK\x03\x04",
-    b"%PDF",
-    b"\xd0\xcf\x11\xe0",
-    b"\x1f\x8b",
-    b"\x89PNG",
-    b"GIF8",
-    b"\xff\xd8\xff",
+# What an upload that is not CSV text usually is, known by its first bytes and named, so the person
+# knows which file they picked by mistake. Only signatures that no key list plausibly starts with.
+FILE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"PK\x05\x06", "a ZIP archive"),
+    (b"\x1f\x8b", "a gzip-compressed file"),
+    (b"\xfd7zXZ\x00", "an xz-compressed file"),
+    (b"\x28\xb5\x2f\xfd", "a zstd-compressed file"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!\x1a\x07", "a RAR archive"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97–2003 workbook (.xls) or another Office document"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"\x7fELF", "a program"),
 )
+# Inside a ZIP, the names of its first entries say which kind of document it is.
+ZIP_DOCUMENTS = (
+    (b"xl/", "an Excel workbook (.xlsx)"),
+    (b"word/", "a Word document (.docx)"),
+    (b"ppt/", "a PowerPoint presentation (.pptx)"),
+    (b"application/vnd.oasis.opendocument.spreadsheet", "an OpenDocument spreadsheet (.ods)"),
+    (b"application/vnd.apple.numbers", "a Numbers spreadsheet"),
+)
+# Bytes that no text file holds (controls other than tab, line ends, form feed and escape). A stray
+# one is a problem on its line; past this share of the first bytes, the file is not text at all.
+NON_TEXT_BYTES = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x1B), *range(0x1C, 0x20)])
+NON_TEXT_SHARE = 0.05
+NON_TEXT_MIN = 8  # in a tiny file, the rows' own messages (with line numbers) say more
+SAVE_AS_CSV = "Export the list as CSV (UTF-8) and upload that file."
+SAVE_AS_UTF8 = "In Excel: File → Save As → “CSV UTF-8 (Comma delimited)”, then upload that file."
 SNIFF_BYTES = 8192
 SAMPLE_KEYS = 5
 
@@ -66,6 +92,9 @@ RECORD_CAP = 1 << 20
 PROGRESS_ROWS = 100_000
 # Bytes of unchecked parts copied into parts at a time, when some keys repeat.
 COPY_SIZE = 1 << 20
+# A problem row's text in the problems file is cut to this many characters: enough to recognise it.
+ROW_TEXT_CHARS = 200
+PROBLEM_COLUMNS = ("line", "row", "reason")
 
 BOM = codecs.BOM_UTF8
 _C1_CONTROL = re.compile(rb"\xc2[\x80-\x9f]")  # U+0080..U+009F encoded
@@ -73,6 +102,11 @@ _SURROGATE = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of inva
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc, exactly
 _LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 _LINE_END = re.compile(rb"\r\n?|\n")
+_INVISIBLE_OR_FULLWIDTH = re.compile(
+    "[\u00a0\u00ad\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u3000\ufeff\uff01-\uff5e]"
+)
+_GREEK_CYRILLIC = re.compile("[\u0370-\u03ff\u0400-\u052f]")
+_LATIN = re.compile("[A-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -109,6 +143,7 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
     header_suspected: str = ""
+    lookalike_keys: int = 0  # accepted rows whose key has a character that passes for another
     parts: list[PartFile] = field(default_factory=list)
 
     @property
@@ -132,6 +167,81 @@ class Report:
         return data
 
 
+def _shown_char(code: int) -> str:
+    if code < 0x20:
+        return chr(0x2400 + code)  # the control pictures: ␀ ␉ ␊ ␍ …
+    if code == 0x7F:
+        return "\u2421"  # ␡
+    if 0xDC80 <= code <= 0xDCFF:  # an invalid byte, as surrogateescape decoded it
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}"
+
+
+# Controls (C0, DEL, C1), invalid bytes, and the format characters that reorder or hide text.
+_SHOWN = {code: _shown_char(code) for code in (*range(0x20), *range(0x7F, 0xA0), *range(0xDC80, 0xDD00))}
+_SHOWN.update(
+    {code: _shown_char(code) for code in range(0x2000, 0x2070) if unicodedata.category(chr(code)) == "Cf"}
+)
+_SHOWN.update({0xFEFF: "\\ufeff"})
+
+
+def shown_row(text: str) -> str:
+    """A row as a person can safely read it in a spreadsheet or on screen: control characters as
+    their Unicode pictures (a tab is ␉, NUL ␀), invalid UTF-8 bytes as \\xNN, invisible and
+    direction-changing characters as \\uNNNN; cut to ROW_TEXT_CHARS characters."""
+    cut = text[:ROW_TEXT_CHARS]
+    shown = cut.translate(_SHOWN)
+    return shown + "…" if len(text) > ROW_TEXT_CHARS else shown
+
+
+def _without_line_end(text: str) -> str:
+    if text.endswith("\r\n"):
+        return text[:-2]
+    if text.endswith(("\n", "\r")):
+        return text[:-1]
+    return text
+
+
+class ProblemLog:
+    """Every problem of a file, one CSV row each (line, row, reason), written as they are found.
+
+    The report keeps only the first few in memory; this file keeps them all, so a person can fix a
+    file with a million bad rows. It is opened at the first problem (a sound file leaves none), and
+    each cell goes through `cell` first (the caller's spreadsheet-formula neutraliser)."""
+
+    def __init__(self, path: Path, cell: Callable[[Any], Any] = lambda value: value) -> None:
+        self.path = path
+        self._cell = cell
+        self._file: IO[str] | None = None
+        self._writer: Any = None
+        path.unlink(missing_ok=True)  # a file checked again starts a new list
+
+    def add(self, line: int | None, row: str, reason: str) -> None:
+        if self._writer is None:
+            self._file = self.path.open("w", encoding="utf-8", newline="")
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(PROBLEM_COLUMNS)
+        cell = self._cell
+        self._writer.writerow(("" if line is None else line, cell(shown_row(row)), cell(reason)))
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def discard(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _add_problem(
+    report: Report, log: ProblemLog | None, line: int | None, message: str, limits: Limits, row: str = ""
+) -> None:
+    report.add_problem(line, message, limits.max_problems)
+    if log is not None:
+        log.add(line, row, message)
+
+
 def looks_like_header(cell: str) -> bool:
     return cell.strip().strip('"').strip().lower() in HEADER_WORDS
 
@@ -152,15 +262,54 @@ def _key_problem(key: str, limits: Limits) -> str:
     return ""
 
 
-def _binary_problem(path: Path) -> str:
-    with path.open("rb") as raw:
-        head = raw.read(SNIFF_BYTES)
-    if head.startswith(BINARY_SIGNATURES) or b"\x00" in head:
+def not_csv_text(head: bytes) -> str:
+    """Why a file starting with `head` (its first SNIFF_BYTES) cannot be a CSV of keys, in words
+    for the person who chose it; "" when it may be one.
+
+    Shared by the upload (which refuses such a file at once, before storing it) and the worker (which
+    checks every file it validates), so both say the same. UTF-16 and UTF-32 are named, not called
+    binary: they are text, in an encoding a person can change with "Save As"."""
+    for bom, name in (
+        (codecs.BOM_UTF32_LE, "UTF-32"),
+        (codecs.BOM_UTF32_BE, "UTF-32"),
+        (codecs.BOM_UTF16_LE, "UTF-16"),
+        (codecs.BOM_UTF16_BE, "UTF-16"),
+    ):
+        if head.startswith(bom):
+            return _wrong_encoding(name)
+    for signature, what in FILE_SIGNATURES:
+        if head.startswith(signature):
+            if signature.startswith(b"PK"):
+                what = next((kind for marker, kind in ZIP_DOCUMENTS if marker in head), what)
+            how = SAVE_AS_UTF8 if "Excel" in what else SAVE_AS_CSV
+            return f"This looks like {what}, not a CSV file. {how}"
+    if _looks_like_utf16(head):
+        return _wrong_encoding("UTF-16")
+    non_text = len(head) - len(head.translate(None, NON_TEXT_BYTES))
+    if non_text > max(NON_TEXT_SHARE * len(head), NON_TEXT_MIN):
         return (
             "This is not a CSV text file: it looks like binary data (for example a spreadsheet, "
-            "archive or image). Export the list as CSV (UTF-8) and try again."
+            f"archive or image). {SAVE_AS_CSV}"
         )
     return ""
+
+
+def _wrong_encoding(name: str) -> str:
+    return f"This file is {name} text: save as UTF-8. {SAVE_AS_UTF8}"
+
+
+def _looks_like_utf16(head: bytes) -> bool:
+    """UTF-16 without a byte order mark: text in Latin letters has a NUL in every other byte."""
+    pairs = len(head) // 2
+    if pairs < 4:
+        return False
+    even, odd = head[0 : 2 * pairs : 2].count(0), head[1 : 2 * pairs : 2].count(0)
+    return max(even, odd) >= 0.3 * pairs and min(even, odd) <= 0.05 * pairs
+
+
+def _binary_problem(path: Path) -> str:
+    with path.open("rb") as raw:
+        return not_csv_text(raw.read(SNIFF_BYTES))
 
 
 def _record_cap() -> int:
@@ -264,10 +413,12 @@ class _Scanner:
         has_header: bool,
         report: Report,
         progress: Callable[[int, int], None] | None,
+        log: ProblemLog | None = None,
     ) -> None:
         self._stream = _Stream(raw)
         self._limits = limits
         self._report = report
+        self._log = log
         self._progress = progress
         self._next_progress = PROGRESS_ROWS
         self._field_limit = csv.field_size_limit()
@@ -284,6 +435,7 @@ class _Scanner:
         while not self.broken:
             start = self._stream.tell()
             block = self._stream.block()
+            ascii_only = False  # known only for a fast block: then no key of it can be a look-alike
             if block is None:  # a line longer than a block: csv.reader reads it, up to the cap
                 valid = self._slow(b"", start)
             elif not block:
@@ -294,6 +446,9 @@ class _Scanner:
                     valid = self._slow(block, start + len(block))
                 else:
                     self._offset = start + len(block)
+                    ascii_only = block.isascii()
+            if not ascii_only:
+                self._report.lookalike_keys += _lookalikes(valid)
             yield valid
             if self._report.rows_read >= self._next_progress:
                 self._report_progress()
@@ -303,8 +458,11 @@ class _Scanner:
         if self._progress is not None:
             self._progress(self._report.rows_read, self._offset)
 
-    def _row(self, line: int, raw: str, extra: bool, valid: list[str]) -> None:
-        """One record, by the rules in their order: the exact path every other path must agree with."""
+    def _row(
+        self, line: int, raw: str, extra: bool, valid: list[str], text: str | list[str] | None = None
+    ) -> None:
+        """One record, by the rules in their order: the exact path every other path must agree with.
+        `text` is the whole record as read, or its lines (for the problems file); `raw` its first field."""
         report = self._report
         report.rows_read += 1
         key = raw.strip()
@@ -323,7 +481,9 @@ class _Scanner:
             report.extra_columns_rows += 1
         problem = _key_problem(key, self._limits)
         if problem:
-            report.add_problem(line, f"Line {line} {problem}.", self._limits.max_problems)
+            whole = "".join(text) if isinstance(text, list) else text
+            row = raw if whole is None else _without_line_end(whole)
+            _add_problem(report, self._log, line, f"Line {line} {problem}.", self._limits, row)
             return
         if key != raw:
             report.trimmed_keys += 1
@@ -379,8 +539,13 @@ class _Scanner:
         self.line += count
         valid: list[str] = []
         done = 0
+        # Only a suspect block's rows can have a problem, so only then is each row's text needed.
+        texts = (firsts if fields is None and '"' not in text else _split_lines(text)) if suspect else None
         while done < count and (suspect or self._header_pending or self._first_key_pending):
-            self._row(first_line + done + 1, firsts[done], fields is not None and fields[done] > 1, valid)
+            row_text = texts[done] if texts is not None else None
+            self._row(
+                first_line + done + 1, firsts[done], fields is not None and fields[done] > 1, valid, row_text
+            )
             done += 1
         if done == count:
             return valid
@@ -409,7 +574,7 @@ class _Scanner:
         self._new_record()
         try:
             for row in csv.reader(self._lines(first)):
-                self._row(self.line, row[0] if row else "", len(row) > 1, valid)
+                self._row(self.line, row[0] if row else "", len(row) > 1, valid, self._record_lines)
                 if self._report.rows_read >= self._next_progress:
                     self._report_progress()
                 if self._offset >= stop:
@@ -462,8 +627,25 @@ class _Scanner:
             message = f"Line {start} starts a row longer than {_record_cap():,} bytes{quote}."
         else:
             message = f"Line {start} is not valid CSV ({error})."
-        self._report.add_problem(start, message, self._limits.max_problems)
+        row = _without_line_end("".join(lines))
+        _add_problem(self._report, self._log, start, message, self._limits, row)
         self.broken = True
+
+
+def _lookalikes(keys: list[str]) -> int:
+    """How many keys hold a character that passes for another: an invisible or unusual space, a
+    fullwidth form, or Greek or Cyrillic letters among Latin ones ("paypal" with a Cyrillic "a").
+
+    They are accepted (keys are opaque to LaunchDarkly, and a Cyrillic key may be meant), but such a
+    key matches only a context whose key has the very same characters, so the report warns."""
+    joined = "\n".join(keys)
+    if joined.isascii() or not (_INVISIBLE_OR_FULLWIDTH.search(joined) or _GREEK_CYRILLIC.search(joined)):
+        return 0
+    return sum(
+        1
+        for key in keys
+        if _INVISIBLE_OR_FULLWIDTH.search(key) or (_GREEK_CYRILLIC.search(key) and _LATIN.search(key))
+    )
 
 
 def _simple_quoted(text: str) -> list[str] | None:
@@ -639,10 +821,12 @@ def normalise_csv(
     has_header: bool,
     limits: Limits,
     progress: Callable[[int, int], None] | None = None,
+    problems: ProblemLog | None = None,
 ) -> Report:
     """Validate `source`; when `out_dir` is given and the file is sound, write its parts there.
 
-    With problems, nothing is kept: the report lists the first ones with their line numbers.
+    With problems, no parts are kept: the report lists the first ones with their line numbers, and
+    `problems`, when given, receives every one of them as it is found (closed before returning).
     `progress(rows_read, bytes_read)` is called every PROGRESS_ROWS rows or so and at the end, so the
     caller can show it and keep its lease. Whatever is raised (by `progress` too, to cancel), every
     file made here is gone before it propagates.
@@ -658,13 +842,35 @@ def normalise_csv(
         if progress is not None:
             progress(report.rows_read, size)
 
+    try:
+        return _normalise(source, out_dir, size, has_header, limits, progress, problems, report, tell)
+    except BaseException:
+        if problems is not None:
+            problems.discard()
+        raise
+    finally:
+        if problems is not None:
+            problems.close()
+
+
+def _normalise(
+    source: Path,
+    out_dir: Path | None,
+    size: int,
+    has_header: bool,
+    limits: Limits,
+    progress: Callable[[int, int], None] | None,
+    problems: ProblemLog | None,
+    report: Report,
+    tell: Callable[[], None],
+) -> Report:
     if size == 0:
-        report.add_problem(None, "The file is empty.", limits.max_problems)
+        _add_problem(report, problems, None, "The file is empty.", limits)
         tell()
         return report
     binary = _binary_problem(source)
     if binary:
-        report.add_problem(1, binary, limits.max_problems)
+        _add_problem(report, problems, 1, binary, limits)
         tell()
         return report
     created: list[Path] = []
@@ -675,7 +881,7 @@ def normalise_csv(
             try:
                 if out_dir is not None:
                     writers.append(_Parts(out_dir, limits, created, prefix=".unchecked-part-"))
-                for keys in _Scanner(raw, limits, has_header, report, progress).blocks():
+                for keys in _Scanner(raw, limits, has_header, report, progress, problems).blocks():
                     if not keys:
                         continue
                     if len(report.sample_keys) < SAMPLE_KEYS:
@@ -688,8 +894,12 @@ def normalise_csv(
                 duplicates.close()
         report.keys_accepted = duplicates.count - report.duplicates
         if report.keys_accepted == 0 and report.problem_count == 0:
-            report.add_problem(
-                None, "The file has no context keys: every row is blank or a header.", limits.max_problems
+            _add_problem(
+                report,
+                problems,
+                None,
+                "The file has no context keys: every row is blank or a header.",
+                limits,
             )
         tell()
         if writers and out_dir is not None:

@@ -5,45 +5,123 @@ asks for the most overdue import, claims it with a conditional update, does the 
 transaction open, and loops. So N workers never take the same step twice, a restart adds no work
 (there is nothing to re-enqueue: what is due is in the database), and a dead worker's import is taken
 over as soon as its lease runs out.
+
+An idle loop waits for a wake-up (`segments_app.wakeup`: the database polled every 50 ms, or a Redis
+list when REDIS_URL is set). Each process checks in every WORKER_CHECKIN_SECONDS (`WorkerCheckin`), so
+/healthz can say whether imports are moving. While a loop steps an import, its log lines carry the
+import's id.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import time
 import uuid
+from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.db.models import F
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
 
+from segments_app import snapshots, wakeup
 from segments_app.imports.coordination import Lease, claim
+from segments_app.imports.intake import UPLOAD_NAME
 from segments_app.imports.pipeline import step
-from segments_app.imports.storage import purge_expired_files
+from segments_app.imports.storage import purge_expired_files, remove_files
+from segments_app.models import ImportRecord, ImportStatus, WorkerCheckin
+from segments_app.request_log import import_context
 
 logger = logging.getLogger(__name__)
 HOUSEKEEPING_EVERY_SECONDS = 60.0
-IDLE_WAIT_SECONDS = 0.05
+IDLE_WAIT_SECONDS = wakeup.POLL_SECONDS
+# Check-ins of processes gone this long are deleted by the housekeeping of those still running.
+FORGET_CHECKINS_AFTER = timedelta(days=1)
 
 
 def run_once(owner: str) -> bool:
-    """Take one step of the most overdue import. False if nothing was due."""
+    """Take one step of the most overdue import, or else of the most overdue member snapshot. False if
+    nothing was due."""
     record = claim(owner)
     if record is None:
-        return False
-    with Lease(record.pk, owner) as lease:
+        return snapshots.run_once(owner)
+    with import_context(record.pk), Lease(record.pk, owner) as lease:
         try:
-            step(record, lease)
+            if not _fail_if_file_missing(record):
+                step(record, lease)
         except Exception:
             # A bug or a database hiccup must not kill the worker; the import is retried when due.
             logger.exception("Import %s: step failed; it will be tried again", record.pk)
     return True
 
 
+def _fail_if_file_missing(record: ImportRecord) -> bool:
+    """Fail an import whose file this worker cannot see, saying why. True if it did.
+
+    With web processes and workers on several machines, IMPORT_STORAGE_DIR must be one folder they all
+    share: an upload is written by whichever web process received it and read by whichever worker
+    claims it. A worker that cannot see the file must say so plainly, not retry forever or send part
+    of a list."""
+    if record.status == ImportStatus.VALIDATING:
+        needed = Path(record.storage_dir) / UPLOAD_NAME if record.storage_dir else None
+    elif record.status == ImportStatus.QUEUED:
+        part = record.parts.filter(status=ImportStatus.QUEUED).order_by("number").first()
+        needed = Path(part.file_path) if part is not None and part.file_path else None
+    else:
+        return False
+    if needed is None or needed.is_file():
+        return False
+    logger.error(
+        "Import %s: its file %s is not on this worker's disk (host %s). IMPORT_STORAGE_DIR must be a "
+        "folder every web and worker machine shares; see README, Scaling out.",
+        record.pk,
+        needed,
+        socket.gethostname(),
+    )
+    moved = record.move(
+        ImportStatus.FAILED,
+        "The uploaded file could not be found by the import worker, so nothing (more) was sent. "
+        "This is a server set-up problem: tell your administrator (the upload folder must be shared "
+        "by every server). Then upload the file again.",
+        source={record.status},
+        error_code="file_missing",
+        error_message="The uploaded file could not be found on the server; nothing (more) was sent.",
+    )
+    if moved:
+        remove_files(record)
+    return True
+
+
+def seconds_until_due() -> float:
+    """How long until the next import is due and free: how long an idle worker with an instant
+    wake-up transport may sleep (never more than IMPORT_POLL_SECONDS, the safety net)."""
+    safety_net = settings.IMPORT_POLL_SECONDS
+    due = (
+        ImportRecord.objects.filter(next_attempt_at__isnull=False)
+        .annotate(free_at=Greatest(F("next_attempt_at"), Coalesce(F("lease_until"), F("next_attempt_at"))))
+        .order_by("free_at")
+        .values_list("free_at", flat=True)
+        .first()
+    )
+    snapshot_due = snapshots.seconds_until_due()
+    if due is None:
+        return safety_net if snapshot_due is None else min(safety_net, snapshot_due)
+    seconds = max(0.0, min(safety_net, (due - timezone.now()).total_seconds()))
+    return seconds if snapshot_due is None else min(seconds, snapshot_due)
+
+
 def work(stop: threading.Event, *, idle_wait: float | None = None) -> None:
-    """Step imports until `stop` is set; between steps that found nothing due, wait a little."""
+    """Step imports until `stop` is set; between steps that found nothing due, wait for a wake-up
+    (or, with `idle_wait`, just that long)."""
     owner_prefix = f"{uuid.uuid4().hex[:12]}-{threading.get_ident()}"
     # Short: a new upload should be picked up at once; an idle poll is one indexed read.
     idle = idle_wait if idle_wait is not None else min(IDLE_WAIT_SECONDS, settings.IMPORT_POLL_SECONDS / 2)
+    wakeups = wakeup.backend()
     try:
         while not stop.is_set():
             close_old_connections()
@@ -52,22 +130,49 @@ def work(stop: threading.Event, *, idle_wait: float | None = None) -> None:
             except Exception:
                 logger.exception("The import worker could not claim work; trying again shortly")
                 busy = False
-            if not busy:
+            if busy:
+                continue
+            if wakeups.instant and idle_wait is None:
+                try:
+                    sleep = seconds_until_due()
+                except Exception:
+                    sleep = idle
+                wakeups.wait(stop, sleep)
+            else:
                 stop.wait(idle)
     finally:
         connection.close()
 
 
-def housekeeping(stop: threading.Event) -> None:
-    """Delete final imports' files once their retention time has passed, every minute."""
+def housekeeping(stop: threading.Event, *, name: str | None = None) -> None:
+    """Check this process in every WORKER_CHECKIN_SECONDS, and every minute delete final imports'
+    files once their retention time has passed (and check-ins of processes long gone)."""
+    name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    started = timezone.now()
+    next_purge = time.monotonic()
     try:
         while not stop.is_set():
             close_old_connections()
             try:
-                purge_expired_files()
+                WorkerCheckin.check_in(name, host=socket.gethostname(), pid=os.getpid(), started_at=started)
             except Exception:
-                logger.exception("Could not purge expired import files")
-            stop.wait(HOUSEKEEPING_EVERY_SECONDS)
+                logger.exception("Could not record this worker's check-in")
+            if time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + HOUSEKEEPING_EVERY_SECONDS
+                try:
+                    purge_expired_files()
+                    snapshots.purge_expired()
+                    WorkerCheckin.objects.filter(
+                        last_seen__lt=timezone.now() - FORGET_CHECKINS_AFTER
+                    ).delete()
+                except Exception:
+                    logger.exception("Could not purge expired import files")
+            stop.wait(settings.WORKER_CHECKIN_SECONDS)
+        # A process that stops cleanly is not a stale worker: /healthz then looks at the others.
+        try:
+            WorkerCheckin.objects.filter(name=name).delete()
+        except Exception:
+            logger.exception("Could not remove this worker's check-in")
     finally:
         connection.close()
 
@@ -78,7 +183,9 @@ def run(stop: threading.Event, *, threads: int = 2) -> None:
     loops.append(threading.Thread(target=housekeeping, args=(stop,), name="imports-housekeeping"))
     for loop in loops:
         loop.start()
-    logger.info("Import worker started with %d thread(s).", threads)
+    logger.info(
+        "Import worker started with %d thread(s); wake-ups: %s.", threads, type(wakeup.backend()).__name__
+    )
     while any(loop.is_alive() for loop in loops):
         for loop in loops:
             loop.join(timeout=0.5)

@@ -2,6 +2,9 @@
 (function () {
   "use strict";
 
+  // Styles that apply only when these enhancements run (e.g. the live search hides its submit button).
+  document.documentElement.classList.add("js");
+
   function slugify(text) {
     return text.toLowerCase().trim()
       .normalize("NFKD").replace(/[\u0300-\u036f]/g, "")
@@ -22,6 +25,44 @@
   document.addEventListener("submit", function (event) {
     event.target.querySelectorAll("button[data-once]").forEach(function (button) {
       setTimeout(function () { button.disabled = true; button.setAttribute("aria-busy", "true"); }, 0);
+    });
+  });
+
+  // htmx swaps in no 4xx/5xx answer, so a search or form that met an error page would do nothing at all.
+  // Show that page's content in place of the page's content, as a page load would; a poll (hx-trigger
+  // "every ...") keeps its part as it is and tries again.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var detail = event.detail;
+    if (detail.xhr.status < 400 || detail.xhr.getResponseHeader("HX-Refresh")) return;
+    var trigger = detail.requestConfig && detail.requestConfig.elt && detail.requestConfig.elt.getAttribute("hx-trigger");
+    if (trigger && trigger.indexOf("every ") === 0) return;
+    var main = document.getElementById("main");
+    if (!main || String(detail.serverResponse).indexOf('id="main"') === -1) return;
+    detail.shouldSwap = true;
+    detail.isError = false;
+    detail.target = main;
+    detail.selectOverride = "#main";
+    detail.swapOverride = "outerHTML";
+  });
+
+  // htmx keeps a copy of the page's HTML for Back and Forward. What was typed or chosen lives in
+  // properties that HTML leaves out, so without this the search box would come back empty above
+  // results filtered by it: write the current values into the page before the copy is taken.
+  document.addEventListener("htmx:beforeHistorySave", function () {
+    // An empty style attribute left by a tool that styled an element for a moment (axe-core does)
+    // would make the restored copy break the Content-Security-Policy, which allows no inline style.
+    document.querySelectorAll("[style='']").forEach(function (element) { element.removeAttribute("style"); });
+    document.querySelectorAll("input, textarea, select").forEach(function (field) {
+      if (field.type === "file" || field.type === "password" || field.type === "hidden") return;
+      if (field.type === "checkbox" || field.type === "radio") {
+        field.toggleAttribute("checked", field.checked);
+      } else if (field.tagName === "SELECT") {
+        field.querySelectorAll("option").forEach(function (option) { option.toggleAttribute("selected", option.selected); });
+      } else if (field.tagName === "TEXTAREA") {
+        field.textContent = field.value;
+      } else {
+        field.setAttribute("value", field.value);
+      }
     });
   });
 
@@ -72,9 +113,12 @@
       });
     }
     var confirm = form.querySelector(".replace-confirm");
+    var approvals = form.querySelector(".approvals-choice");
     function toggle() {
       var chosen = form.querySelector("[name=mode]:checked");
       if (confirm) confirm.hidden = !(chosen && chosen.value === "replace");
+      // Remove goes as context-target updates, which LaunchDarkly's import approvals do not cover.
+      if (approvals) approvals.hidden = !!(chosen && chosen.value === "remove");
     }
     form.querySelectorAll("[name=mode]").forEach(function (radio) { radio.addEventListener("change", toggle); });
     toggle();
@@ -100,7 +144,10 @@
       message.id = typed.id + "_client_error";
       message.setAttribute("role", "alert");
       typed.insertAdjacentElement("afterend", message);
-      typed.setAttribute("aria-describedby", message.id);
+      // Read with the field's help (and any error from the server), not instead of it.
+      var described = (typed.getAttribute("aria-describedby") || "").split(" ").filter(Boolean);
+      described.push(message.id);
+      typed.setAttribute("aria-describedby", described.join(" "));
     }
     message.textContent = "Type \u201c" + key + "\u201d to confirm that the segment will contain exactly the keys in this file.";
     typed.setAttribute("aria-invalid", "true");
@@ -110,4 +157,13 @@
   function scan() { document.querySelectorAll("form[data-upload-form]").forEach(setUp); }
   document.addEventListener("DOMContentLoaded", scan);
   document.addEventListener("htmx:load", scan);
+
+  // The upload form came back from htmx with something to correct: focus goes to the first field
+  // that says so, where its message is read with it, instead of staying on a button that is gone.
+  document.addEventListener("htmx:load", function (event) {
+    var form = event.target;
+    if (!form.matches || !form.matches("form[data-upload-form]")) return;
+    var invalid = form.querySelector("[aria-invalid=true]");
+    if (invalid) invalid.focus();
+  });
 })();

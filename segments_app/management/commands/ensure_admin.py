@@ -1,3 +1,5 @@
+"""`make run`'s first administrator: a superuser, so someone can give people their roles."""
+
 from __future__ import annotations
 
 import secrets
@@ -15,7 +17,15 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, username: str, **options: Any) -> None:
         users = get_user_model()
-        if users.objects.filter(is_superuser=True).exists():
+        # A superuser, not a staff account: only a superuser manages users and their roles (groups).
+        if users.objects.filter(is_superuser=True, is_active=True).exists():
+            return
+        if users.objects.filter(username=username).exists():
+            # Never turn an existing account into an administrator behind its owner's back.
+            self.stderr.write(
+                f"No active administrator exists, and an account named {username!r} already does, so no "
+                f"administrator was created. Create one with: manage.py ensure_admin --username <new name>"
+            )
             return
         password = secrets.token_urlsafe(12)
         users.objects.create_superuser(username=username, email="", password=password)

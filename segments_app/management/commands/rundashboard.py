@@ -52,6 +52,9 @@ class Command(BaseCommand):
 
         call_command("migrate", interactive=False, verbosity=1)
         call_command("collectstatic", interactive=False, verbosity=0)
+        # From here on every file this process and its children write (uploads, the sandbox's files,
+        # the database's journals) is readable by the dashboard's own user only.
+        os.umask(0o077)
         call_command("ensure_admin")
         purge_expired_files()
         env = dict(os.environ)

@@ -1,0 +1,221 @@
+"""Impact preview: what a checked draft will change in its big segment, before anyone sends it.
+
+People upload lists without knowing how many members a Replace will drop; this says it in numbers.
+When a draft is made (`start`), a PREVIEW member snapshot is asked for; the worker exports it and,
+once its file is on disk, calls `run_for` — still the one driver, pages only read — which compares
+the draft's normalised part files with the members (`compare.compare`) and keeps the answer in the
+record's `report["impact"]`, so no new table is needed. A page reads it through `state(record)`.
+
+One comparison serves every mode a person may still choose at Send: compared as a replace, the keys
+not yet members are what a merge adds, the keys already members what it leaves unchanged, and the
+members not listed what a replace removes. A remove takes out the listed keys that are members (a
+replace's unchanged) and ignores the listed keys that are not (a merge's added).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from segments_app import snapshots
+from segments_app.connection import launchdarkly_client
+from segments_app.imports.compare import CompareError, compare
+from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot, SnapshotStatus
+
+logger = logging.getLogger(__name__)
+REPORT_KEY = "impact"
+SAMPLES = 5
+PROGRESS_EVERY_SECONDS = 0.5
+
+
+def start(record: ImportRecord) -> MemberSnapshot | None:
+    """Ask for the members a new draft is compared with. Never fails the draft: without a snapshot
+    the draft simply has no preview and can be sent as before."""
+    if not settings.IMPORT_PREVIEW_ENABLED:
+        return None
+    try:
+        with transaction.atomic():  # a failure here must not undo the draft it is asked within
+            return snapshots.request_snapshot(
+                record.user,
+                record.project_key,
+                record.environment_key,
+                record.segment_key,
+                purpose=MemberSnapshot.Purpose.PREVIEW,
+                import_record=record,
+            )
+    except Exception:
+        logger.exception("Import %s: the impact preview could not be asked for", record.pk)
+        return None
+
+
+def _latest(record: ImportRecord) -> MemberSnapshot | None:
+    return (
+        MemberSnapshot.objects.filter(import_record=record, purpose=MemberSnapshot.Purpose.PREVIEW)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def _store(record_id: int, impact: dict[str, Any]) -> bool:
+    """Write `report["impact"]` of a record that is still a draft (a sent or discarded one keeps what
+    it had). False if it is no longer a draft."""
+    record = ImportRecord.objects.filter(pk=record_id, status=ImportStatus.DRAFT).only("report").first()
+    if record is None:
+        return False
+    report = dict(record.report or {})
+    report[REPORT_KEY] = impact
+    return bool(ImportRecord.objects.filter(pk=record_id, status=ImportStatus.DRAFT).update(report=report))
+
+
+def run_for(snapshot: MemberSnapshot) -> None:
+    """The worker, once a PREVIEW snapshot is ready: compare its draft's keys with the members and
+    keep the counts on the draft. Any failure is kept as the preview's failure, never raised: the
+    person may still send the draft."""
+    if snapshot.purpose != MemberSnapshot.Purpose.PREVIEW or snapshot.import_record_id is None:
+        return
+    record = ImportRecord.objects.filter(pk=snapshot.import_record_id, status=ImportStatus.DRAFT).first()
+    if record is None or not snapshot.file_path:
+        return
+    latest = _latest(record)
+    if latest is None or latest.pk != snapshot.pk:
+        return  # the draft was checked again and asked for a newer one
+    parts = sorted(Path(record.storage_dir).glob("part-*.csv"))
+    last_write = 0.0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal last_write
+        if time.monotonic() - last_write >= PROGRESS_EVERY_SECONDS:
+            last_write = time.monotonic()
+            _store(record.pk, {"snapshot": snapshot.pk, "state": "comparing", "done": done, "total": total})
+
+    try:
+        with tempfile.TemporaryDirectory(dir=record.storage_dir or None) as workdir:
+            impact = compare(
+                parts,
+                Path(snapshot.file_path),
+                mode="replace",
+                samples=SAMPLES,
+                workdir=Path(workdir),
+                progress=progress,
+            )
+    except CompareError as exc:
+        _store(record.pk, {"snapshot": snapshot.pk, "state": "failed", "message": str(exc)})
+        return
+    except Exception:
+        logger.exception("Import %s: the impact preview could not be computed", record.pk)
+        message = "The members could not be compared with the file on the server."
+        _store(record.pk, {"snapshot": snapshot.pk, "state": "failed", "message": message})
+        return
+    ready = {"snapshot": snapshot.pk, "state": "ready", **impact.to_json(), "flags": _flags(record)}
+    _store(record.pk, ready)
+    logger.info("Import %s: impact preview ready (snapshot %s)", record.pk, snapshot.pk)
+
+
+def _flags(record: ImportRecord) -> list[dict[str, str]] | None:
+    """The flags that use the segment (its `_flags`), read once by the worker so the page need not ask
+    LaunchDarkly; None if they could not be read (the preview still stands without them)."""
+    try:
+        with launchdarkly_client() as client:
+            segment = client.get_segment(record.project_key, record.environment_key, record.segment_key)
+    except Exception:
+        logger.warning("Import %s: the flags that use the segment could not be read", record.pk)
+        return None
+    return [{"key": flag.key, "name": flag.name} for flag in segment.flags]
+
+
+@dataclass(frozen=True)
+class ModeImpact:
+    """What sending in one mode will do."""
+
+    mode: str
+    label: str
+    add: int | None
+    remove: int | None
+    unchanged: int | None
+    after: int
+    not_members: int | None = None  # listed keys that are not members (a remove ignores them)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a draft's page shows: `state` is "exporting", "comparing", "ready" or "failed"."""
+
+    state: str
+    message: str = ""
+    percent: int = 0
+    members: int | None = None
+    modes: list[ModeImpact] = field(default_factory=list)
+    samples: dict[str, list[str]] = field(default_factory=dict)
+    flags: list[dict[str, str]] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("exporting", "comparing")
+
+    @property
+    def remove_mode(self) -> ModeImpact | None:
+        """What a remove does (for the sentence under the table), when the preview knows it."""
+        return next((impact for impact in self.modes if impact.mode == "remove"), None)
+
+    @property
+    def removed_on_replace(self) -> int | None:
+        """How many members a replace removes, when the preview knows it (what Send asks to confirm)."""
+        for impact in self.modes:
+            if impact.mode == "replace":
+                return impact.remove
+        return None
+
+
+def state(record: ImportRecord) -> Preview | None:
+    """The preview of a draft, as far as the worker got; None when it has none (asked for before
+    previews existed, or could not be asked for)."""
+    snapshot = _latest(record)
+    if snapshot is None:
+        return None
+    impact = (record.report or {}).get(REPORT_KEY) or {}
+    if impact.get("snapshot") != snapshot.pk:
+        impact = {}
+    if impact.get("state") == "ready":
+        return _ready(impact)
+    if impact.get("state") == "failed":
+        return Preview("failed", message=str(impact.get("message") or ""))
+    if snapshot.status == SnapshotStatus.FAILED:
+        return Preview("failed", message=snapshot.error_message)
+    if snapshot.status == SnapshotStatus.READY and not _comparing(snapshot):
+        # Nobody holds the snapshot, so nobody is comparing: its worker died mid-way, or just finished.
+        record.refresh_from_db(fields=["report"])
+        latest = (record.report or {}).get(REPORT_KEY) or {}
+        if latest.get("snapshot") == snapshot.pk and latest.get("state") in ("ready", "failed"):
+            return state(record)
+        return Preview("failed", message="The comparison was interrupted.")
+    if snapshot.status == SnapshotStatus.READY:
+        total = int(impact.get("total") or 0)
+        percent = min(99, int(100 * int(impact.get("done") or 0) / total)) if total else 0
+        return Preview("comparing", percent=percent, members=snapshot.member_count)
+    return Preview("exporting")
+
+
+def _comparing(snapshot: MemberSnapshot) -> bool:
+    """Whether a worker still holds the snapshot: it compares under the snapshot's lease."""
+    return snapshot.lease_until is not None and snapshot.lease_until > timezone.now()
+
+
+def _ready(impact: dict[str, Any]) -> Preview:
+    members = int(impact["members"])
+    add, remove, unchanged = int(impact["add"]), int(impact["remove"]), int(impact["unchanged"])
+    modes = [
+        ModeImpact("merge", "Merge", add, None, unchanged, members + add),
+        ModeImpact("replace", "Replace", add, remove, unchanged, add + unchanged),
+        ModeImpact("remove", "Remove", 0, unchanged, members - unchanged, members - unchanged, add),
+    ]
+    return Preview(
+        "ready", members=members, modes=modes, samples=impact.get("samples") or {}, flags=impact.get("flags")
+    )

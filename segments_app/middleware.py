@@ -1,0 +1,45 @@
+"""Pages for people with a role: a signed-in account in no role group gets an explanation instead.
+
+Runs after Django's LoginRequiredMiddleware, so only signed-in users reach it. It leaves alone what a
+person without a role still needs (logging in and out, changing their password), views marked
+`login_not_required` (health checks, the sandbox API, which checks its own token) and Django's admin,
+which keeps its own staff-only rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from segments_app import access
+
+# URL names a signed-in user without a role may still use.
+ROLE_FREE_URL_NAMES = frozenset({"login", "logout", "password_change", "password_change_done"})
+
+
+class RoleRequiredMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> HttpResponse | None:
+        if not request.user.is_authenticated or not getattr(view_func, "login_required", True):
+            return None
+        match = request.resolver_match
+        if match is not None and (match.url_name in ROLE_FREE_URL_NAMES or "admin" in match.namespaces):
+            return None
+        if access.may_view(request.user):
+            return None
+        from segments_app.views import forbidden  # views import this app's models; load them late
+
+        return forbidden(request, no_role=True)

@@ -1,0 +1,242 @@
+"""Member snapshots: a big segment's members at one moment, through LaunchDarkly's export API.
+
+Pages only record a request (`request_snapshot`) and read `MemberSnapshot` rows; the worker moves them
+(`run_once`, called by the import worker's loop when no import is due): start the export, follow it,
+then stream its file to IMPORT_STORAGE_DIR/snapshots/. A snapshot is claimed like an import — the
+oldest due row, taken with a conditional update under a lease that a heartbeat renews — so two
+workers never both work on it, and a crashed worker's snapshot is taken over when its lease runs out.
+Each download goes to a file of its own holder and is kept only if that holder still has the lease.
+
+For the impact preview and undo: `iter_member_keys(snapshot)` reads the members of a ready snapshot,
+one key at a time, from `snapshot.file_path` (CSV, the key in the first column).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from segments_app import wakeup
+from segments_app.connection import launchdarkly_client
+from segments_app.error_messages import describe
+from segments_app.imports.coordination import Lease, active_pause, claim_first, pause_until
+from segments_app.launchdarkly import LaunchDarklyError, NotFound, RateLimited
+from segments_app.models import ImportRecord, MemberSnapshot, SnapshotStatus
+
+logger = logging.getLogger(__name__)
+UNFINISHED = (SnapshotStatus.REQUESTED, SnapshotStatus.EXPORTING)
+
+
+def snapshot_dir() -> Path:
+    path = Path(settings.IMPORT_STORAGE_DIR) / "snapshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --- what pages call ----------------------------------------------------------------------------------
+
+
+def request_snapshot(
+    user: Any,
+    project_key: str,
+    environment_key: str,
+    segment_key: str,
+    *,
+    purpose: str = MemberSnapshot.Purpose.DOWNLOAD,
+    import_record: ImportRecord | None = None,
+) -> MemberSnapshot:
+    """Record that a snapshot is wanted and wake a worker. A download asked for again while one of the
+    same segment is still being taken returns that one (a second click starts no second export)."""
+    if purpose == MemberSnapshot.Purpose.DOWNLOAD and import_record is None:
+        running = latest_snapshot(project_key, environment_key, segment_key, purpose=purpose)
+        if running is not None and running.status in UNFINISHED:
+            return running
+    snapshot = MemberSnapshot.objects.create(
+        project_key=project_key,
+        environment_key=environment_key,
+        segment_key=segment_key,
+        requested_by=user if getattr(user, "is_authenticated", False) else None,
+        purpose=purpose,
+        import_record=import_record,
+        next_attempt_at=timezone.now(),
+    )
+    transaction.on_commit(wakeup.notify)
+    return snapshot
+
+
+def latest_snapshot(
+    project_key: str, environment_key: str, segment_key: str, *, purpose: str | None = None
+) -> MemberSnapshot | None:
+    found = MemberSnapshot.objects.filter(
+        project_key=project_key, environment_key=environment_key, segment_key=segment_key
+    )
+    if purpose is not None:
+        found = found.filter(purpose=purpose)
+    return found.order_by("-created_at", "-id").first()
+
+
+def iter_member_keys(snapshot: MemberSnapshot) -> Iterator[str]:
+    """The members of a ready snapshot, one key at a time (the file is never read whole)."""
+    if not snapshot.is_ready:
+        raise ValueError(f"Snapshot {snapshot.pk} has no file to read")
+    with Path(snapshot.file_path).open(encoding="utf-8", newline="") as source:
+        for row in csv.reader(source):
+            if row and row[0]:
+                yield row[0]
+
+
+# --- what the worker calls ------------------------------------------------------------------------------
+
+
+def claim(owner: str) -> MemberSnapshot | None:
+    """Take the lease of the most overdue snapshot; None if none is due (or LaunchDarkly asked for a
+    pause: every step of a snapshot calls it)."""
+    now = timezone.now()
+    due = MemberSnapshot.objects.filter(status__in=UNFINISHED, next_attempt_at__lte=now).filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    )
+    if active_pause() is not None:
+        return None
+    return claim_first(due, owner, now)
+
+
+def seconds_until_due() -> float | None:
+    due = (
+        MemberSnapshot.objects.filter(status__in=UNFINISHED, next_attempt_at__isnull=False)
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
+    return None if due is None else max(0.0, (due - timezone.now()).total_seconds())
+
+
+def run_once(owner: str) -> bool:
+    """Take one step of the most overdue snapshot. False if none was due."""
+    snapshot = claim(owner)
+    if snapshot is None:
+        return False
+    with Lease(snapshot.pk, owner, MemberSnapshot) as lease:
+        try:
+            advance(snapshot, lease)
+        except Exception:
+            # A bug or a database hiccup must not kill the worker; the snapshot is tried again when due.
+            logger.exception("Snapshot %s: step failed; it will be tried again", snapshot.pk)
+            lease.renew(next_attempt_at=timezone.now() + timedelta(seconds=settings.SNAPSHOT_POLL_SECONDS))
+    return True
+
+
+def advance(snapshot: MemberSnapshot, lease: Lease) -> None:
+    """One step: start the export, or look at it and, once it is complete, download its file."""
+    try:
+        with launchdarkly_client() as client:
+            if snapshot.status == SnapshotStatus.REQUESTED:
+                _start(snapshot, lease, client)
+            elif snapshot.status == SnapshotStatus.EXPORTING:
+                _follow(snapshot, lease, client)
+    except RateLimited as exc:
+        until = pause_until(exc.retry_at)
+        logger.info("Snapshot %s: LaunchDarkly asked for a pause until %s", snapshot.pk, until)
+        lease.renew(next_attempt_at=until)
+    except LaunchDarklyError as exc:
+        if exc.retryable and snapshot.attempts + 1 < settings.SNAPSHOT_MAX_ATTEMPTS:
+            delay = min(300.0, settings.SNAPSHOT_POLL_SECONDS * 2 ** (snapshot.attempts + 1))
+            logger.warning("Snapshot %s: %s; trying again in %.0f s", snapshot.pk, exc.message, delay)
+            lease.renew(
+                attempts=snapshot.attempts + 1, next_attempt_at=timezone.now() + timedelta(seconds=delay)
+            )
+        elif isinstance(exc, NotFound) and snapshot.status == SnapshotStatus.EXPORTING:
+            _fail(lease, "LaunchDarkly no longer knows this export. Ask for the members again.")
+        else:
+            _fail(lease, describe(exc))
+    except OSError:
+        logger.exception("Snapshot %s: the file could not be written", snapshot.pk)
+        _fail(lease, "The members could not be saved on the server. Tell your administrator.")
+
+
+def _start(snapshot: MemberSnapshot, lease: Lease, client: Any) -> None:
+    started = client.start_export(snapshot.project_key, snapshot.environment_key, snapshot.segment_key)
+    if started.export_id is None:
+        _fail(lease, "LaunchDarkly accepted the export but did not say where to find it. Ask again.")
+        return
+    logger.info("Snapshot %s: export %s started", snapshot.pk, started.export_id)
+    lease.renew(
+        status=SnapshotStatus.EXPORTING,
+        export_id=started.export_id,
+        attempts=0,
+        next_attempt_at=timezone.now() + timedelta(seconds=settings.SNAPSHOT_POLL_SECONDS),
+    )
+
+
+def _follow(snapshot: MemberSnapshot, lease: Lease, client: Any) -> None:
+    export = client.get_export(
+        snapshot.project_key, snapshot.environment_key, snapshot.segment_key, snapshot.export_id
+    )
+    if export.has_failed:
+        _fail(lease, f"LaunchDarkly could not export the members (its status: {export.status[:80]}).")
+        return
+    if not export.is_complete or not export.file_url:
+        if timezone.now() - snapshot.created_at > timedelta(hours=settings.SNAPSHOT_TIMEOUT_HOURS):
+            _fail(lease, "LaunchDarkly did not finish the export in time. Ask for the members again.")
+        else:
+            lease.renew(next_attempt_at=timezone.now() + timedelta(seconds=settings.SNAPSHOT_POLL_SECONDS))
+        return
+    # A file of this holder's own: should the lease be lost mid-way, a second worker never writes into it.
+    target = snapshot_dir() / f"{snapshot.pk}-{uuid.uuid4().hex[:12]}.csv"
+    size = client.download_export(export.file_url, target)
+    count = _count_members(target)
+    kept = lease.renew(
+        status=SnapshotStatus.READY,
+        file_path=str(target),
+        size_bytes=size,
+        member_count=count,
+        finished_at=timezone.now(),
+        next_attempt_at=None,
+        error_message="",
+    )
+    if not kept:
+        target.unlink(missing_ok=True)
+        logger.warning("Snapshot %s: lease lost during the download; its file was dropped", snapshot.pk)
+        return
+    logger.info("Snapshot %s: %d members, %d bytes", snapshot.pk, count, size)
+    if snapshot.purpose == MemberSnapshot.Purpose.PREVIEW:
+        from segments_app.imports import preview  # it imports this module
+
+        snapshot.refresh_from_db()
+        preview.run_for(snapshot)  # the draft's impact, compared while this worker holds the lease
+
+
+def _count_members(path: Path) -> int:
+    with path.open(encoding="utf-8", newline="") as source:
+        return sum(1 for row in csv.reader(source) if row and row[0])
+
+
+def _fail(lease: Lease, message: str) -> None:
+    lease.renew(
+        status=SnapshotStatus.FAILED, error_message=message, finished_at=timezone.now(), next_attempt_at=None
+    )
+
+
+# --- housekeeping ----------------------------------------------------------------------------------------
+
+
+def purge_expired(now: datetime | None = None) -> int:
+    """Delete the files of snapshots finished more than SNAPSHOT_RETENTION_DAYS ago (their rows stay, as
+    a record that there was one). Returns how many files went."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.SNAPSHOT_RETENTION_DAYS)
+    purged = 0
+    for snapshot in MemberSnapshot.objects.exclude(file_path="").filter(finished_at__lt=cutoff):
+        Path(snapshot.file_path).unlink(missing_ok=True)
+        MemberSnapshot.objects.filter(pk=snapshot.pk).update(file_path="")
+        purged += 1
+    return purged

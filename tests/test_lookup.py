@@ -1,0 +1,481 @@
+"""Looking keys up in a big segment: the list's rules, the exact membership calls, "last sent by" from
+the imports' kept files, the CSV download, and who may."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+
+from segments_app import lookup, lookup_views
+from segments_app.models import ImportPart, ImportRecord
+from tests.launchdarkly_answers import big_segment_json
+
+pytestmark = pytest.mark.django_db
+
+SEGMENT_PATH = "/api/v2/segments/shop/live/vip"
+PAGE = "/segments/shop/live/vip/lookup/"
+
+
+def big_segment(real_ld: Any) -> None:
+    real_ld.add_projects()
+    real_ld.mock.get(
+        real_ld.url(SEGMENT_PATH),
+        json=big_segment_json(name="VIP", included=2),
+    )
+
+
+def membership(real_ld: Any, key: str, included: bool, quoted: str | None = None) -> None:
+    real_ld.mock.get(
+        real_ld.url(f"{SEGMENT_PATH}/contexts/{quoted or key}"),
+        json={"userKey": key, "included": included, "excluded": False},
+    )
+
+
+def listed(text: str) -> lookup.KeyList:
+    form_data = {"keys": text}
+    from segments_app.forms import LookupForm
+
+    form = LookupForm(form_data)
+    assert form.is_valid(), form.errors
+    return form.cleaned_data["listed"]
+
+
+def parse(body: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(body.decode())))
+
+
+# --- the list --------------------------------------------------------------------------------------
+
+
+def test_the_list_is_normalised_like_an_import() -> None:
+    keys = listed('email\n  alice  \n\nbob\nalice\n"c,d"\n\n')
+    assert keys.keys == ["alice", "bob", "c,d"]
+    assert keys.duplicates == 1
+    assert keys.blank_rows == 2
+    assert keys.header_left_out == "email"
+
+
+def test_ten_thousand_keys_are_taken_and_one_more_is_refused() -> None:
+    from segments_app.forms import LookupForm
+
+    assert len(listed("\n".join(f"k{n}" for n in range(10_000))).keys) == 10_000
+    # Repeats do not count towards the limit.
+    assert len(listed("\n".join(f"k{n % 10_000}" for n in range(10_500))).keys) == 10_000
+    form = LookupForm({"keys": "\n".join(f"k{n}" for n in range(10_001))})
+    assert not form.is_valid()
+    assert form.errors["keys"] == [
+        "The list has 10,001 different keys; at most 10,000 can be looked up at once. "
+        "Split it, or look up the first part."
+    ]
+
+
+def test_a_row_that_is_no_key_is_refused_with_its_line() -> None:
+    from segments_app.forms import LookupForm
+
+    form = LookupForm({"keys": "a\nb\tc\n"})
+    assert not form.is_valid()
+    assert "Line 2 contains a control character" in form.errors["keys"][0]
+
+
+def test_keys_come_from_an_uploaded_file_but_not_with_pasted_ones_too() -> None:
+    from segments_app.forms import LookupForm
+
+    upload = SimpleUploadedFile("keys.csv", b"alice,extra\nbob\n", content_type="text/csv")
+    form = LookupForm({}, {"file": upload})
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["listed"].keys == ["alice", "bob"]
+    both = LookupForm({"keys": "x"}, {"file": SimpleUploadedFile("k.csv", b"y\n")})
+    assert not both.is_valid()
+    assert both.non_field_errors() == ["Paste keys or choose a file, not both."]
+    assert LookupForm({}).is_valid() is False
+
+
+# --- membership, exactly ---------------------------------------------------------------------------
+
+
+def test_each_key_is_asked_of_launchdarkly_exactly_once(real_ld: Any) -> None:
+    membership(real_ld, "alice", True)
+    membership(real_ld, "bob", False)
+    membership(real_ld, "c/d e", True, quoted="c%2Fd%20e")
+    ask = lookup.MembershipEndpoint("shop", "live", "vip", threads=2)
+    assert ask(["alice", "bob", "c/d e", ".."]) == {"alice": True, "bob": False, "c/d e": True, "..": None}
+    calls = sorted(call.request.url for call in real_ld.mock.calls)
+    assert calls == [
+        real_ld.url(f"{SEGMENT_PATH}/contexts/alice"),
+        real_ld.url(f"{SEGMENT_PATH}/contexts/bob"),
+        real_ld.url(f"{SEGMENT_PATH}/contexts/c%2Fd%20e"),
+    ]
+    for call in real_ld.mock.calls:
+        assert call.request.method == "GET"
+        assert call.request.headers["Authorization"] == real_ld.token
+
+
+def test_a_429_is_waited_out_as_launchdarkly_asks(real_ld: Any) -> None:
+    from segments_app.launchdarkly import ClientConfig, LaunchDarklyClient
+
+    url = real_ld.url(f"{SEGMENT_PATH}/contexts/alice")
+    real_ld.mock.get(
+        url, status=429, headers={"Retry-After": "3"}, json={"code": "rate_limited", "message": "slow"}
+    )
+    real_ld.mock.get(url, json={"userKey": "alice", "included": True, "excluded": False})
+    slept: list[float] = []
+    config = ClientConfig(base_url=real_ld.base, token=real_ld.token, max_retries=2, backoff_base=0.0)
+
+    def client() -> LaunchDarklyClient:
+        return LaunchDarklyClient(config, sleep=slept.append)
+
+    ask = lookup.MembershipEndpoint("shop", "live", "vip", threads=1, client_factory=client)
+    assert ask(["alice"]) == {"alice": True}
+    assert slept == [3.0]
+    assert len(real_ld.calls_to(f"{SEGMENT_PATH}/contexts/alice")) == 2
+
+
+def test_a_key_launchdarkly_has_never_seen_is_not_a_member(real_ld: Any) -> None:
+    """The membership call answers 404 for a key that was never a target; one such key among many must
+    not fail the whole lookup."""
+    membership(real_ld, "alice", True)
+    real_ld.mock.get(
+        real_ld.url(f"{SEGMENT_PATH}/contexts/stranger"),
+        status=404,
+        json={"code": "not_found", "message": "Unknown context"},
+    )
+    ask = lookup.MembershipEndpoint("shop", "live", "vip", threads=2)
+    assert ask(["alice", "stranger"]) == {"alice": True, "stranger": False}
+    assert len(real_ld.calls_to(f"{SEGMENT_PATH}/contexts/stranger")) == 1
+
+
+def test_an_upstream_failure_stops_the_lookup(real_ld: Any) -> None:
+    from segments_app.launchdarkly import Unauthorized
+
+    real_ld.mock.get(
+        real_ld.url(f"{SEGMENT_PATH}/contexts/a"), status=401, json={"code": "unauthorized", "message": "no"}
+    )
+    with pytest.raises(Unauthorized):
+        lookup.MembershipEndpoint("shop", "live", "vip", threads=1)(["a", "b"])
+    # The first failure stops the rest: "b" was never asked.
+    assert [call.request.url for call in real_ld.mock.calls] == [real_ld.url(f"{SEGMENT_PATH}/contexts/a")]
+
+
+# --- last sent by ----------------------------------------------------------------------------------
+
+
+def finished_import(
+    user: Any, tmp_path: Path, name: str, parts: list[list[str]] | None, minutes_ago: int
+) -> ImportRecord:
+    """A completed import of shop/live/vip; `parts` None: its files are no longer kept."""
+    folder = tmp_path / name
+    record = ImportRecord.objects.create(
+        user=user,
+        project_key="shop",
+        environment_key="live",
+        segment_key="vip",
+        original_filename=f"{name}.csv",
+        size_bytes=10,
+        sha256="0" * 64,
+        mode="merge",
+        status="complete",
+        key_count=sum(map(len, parts or [])),
+        part_count=len(parts or [[]]),
+        finished_at=timezone.now() - timedelta(minutes=minutes_ago),
+        storage_dir=str(folder) if parts is not None else "",
+    )
+    for number, keys in enumerate(parts or [[]], start=1):
+        path = ""
+        if parts is not None:
+            folder.mkdir(exist_ok=True)
+            part = folder / f"part-{number:03d}.csv"
+            part.write_text("".join(f'"{k}"\n' if "," in k else f"{k}\n" for k in keys))
+            path = str(part)
+        ImportPart.objects.create(
+            record=record, number=number, key_count=len(keys), size_bytes=10, mode="merge", file_path=path
+        )
+    return record
+
+
+def test_the_most_recent_import_holding_a_key_is_named(user: Any, tmp_path: Path) -> None:
+    newer = finished_import(user, tmp_path, "newer", [["a"], ["b,c"]], minutes_ago=1)
+    older = finished_import(user, tmp_path, "older", [["a", "d"]], minutes_ago=5)
+    found, complete, read = lookup.last_sent("shop", "live", "vip", ["a", "b,c", "d", "e"])
+    assert {key: sent.record_id for key, sent in found.items()} == {
+        "a": newer.pk,
+        "b,c": newer.pk,
+        "d": older.pk,
+    }
+    assert (complete, read) == (True, 2)
+
+
+def test_a_key_last_removed_is_not_named_as_sent_by_the_remove_import(user: Any, tmp_path: Path) -> None:
+    finished_import(user, tmp_path, "older", [["a", "b"]], minutes_ago=5)
+    removal = finished_import(user, tmp_path, "removal", [["a"]], minutes_ago=1)
+    ImportRecord.objects.filter(pk=removal.pk).update(mode=ImportRecord.Mode.REMOVE)
+    found, complete, read = lookup.last_sent("shop", "live", "vip", ["a", "b"])
+    # "a" was taken out last: no import sent it since, and the older one must not be named either.
+    assert {key: sent.record_id for key, sent in found.items()} == {
+        "b": ImportRecord.objects.get(original_filename="older.csv").pk
+    }
+    assert (complete, read) == (True, 2)
+
+
+def test_an_import_whose_files_are_gone_ends_the_trail(user: Any, tmp_path: Path) -> None:
+    newest = finished_import(user, tmp_path, "newest", [["a"]], minutes_ago=1)
+    finished_import(user, tmp_path, "purged", None, minutes_ago=3)
+    finished_import(user, tmp_path, "oldest", [["b"]], minutes_ago=5)
+    found, complete, read = lookup.last_sent("shop", "live", "vip", ["a", "b"])
+    # "b" is in the oldest import's files, but the purged one between may have sent it: unknown.
+    assert {key: sent.record_id for key, sent in found.items()} == {"a": newest.pk}
+    assert (complete, read) == (False, 1)
+
+
+def test_at_most_the_newest_imports_are_read(user: Any, tmp_path: Path) -> None:
+    for n in range(3):
+        finished_import(user, tmp_path, f"i{n}", [[f"k{n}"]], minutes_ago=n)
+    found, complete, read = lookup.last_sent("shop", "live", "vip", ["k0", "k1", "k2"], limit=2)
+    assert sorted(found) == ["k0", "k1"]
+    assert (complete, read) == (False, 2)
+
+
+# --- the page and the download ---------------------------------------------------------------------
+
+
+def test_the_page_answers_and_the_download_has_every_key(
+    logged_in: Any, real_ld: Any, user: Any, tmp_path: Path
+) -> None:
+    big_segment(real_ld)
+    membership(real_ld, "alice", True)
+    membership(real_ld, "=1+1", False, quoted="%3D1%2B1")
+    membership(real_ld, "bob", True)
+    sent = finished_import(user, tmp_path, "crm", [["alice"]], minutes_ago=2)
+    response = logged_in.post(PAGE, {"keys": "alice\n=1+1\nbob\nalice\n"}, follow=True)
+    assert response.redirect_chain == [(f"{PAGE}?answer={response.context['token']}", 302)]
+    page = response.content.decode()
+    assert "<strong>2</strong> are members of VIP now" in page
+    assert f"Import #{sent.pk}</a> · crm.csv" in page
+    token = response.context["token"]
+    download = logged_in.get(f"{PAGE}{token}.csv")
+    assert download.status_code == 200
+    assert download["Content-Type"] == "text/csv; charset=utf-8"
+    assert download["Content-Disposition"] == 'attachment; filename="lookup-vip.csv"'
+    rows = parse(b"".join(download.streaming_content))
+    assert rows == [
+        lookup.ANSWER_COLUMNS,
+        ["alice", "yes", f"#{sent.pk}", sent.finished_at.isoformat(), "crm.csv"],
+        ["'=1+1", "no", "none", "", ""],  # formula-safe: a spreadsheet shows it as text
+        ["bob", "yes", "none", "", ""],
+    ]
+
+
+def test_an_answer_downloads_only_to_the_session_that_asked(
+    logged_in: Any, real_ld: Any, make_user: Any, client: Any
+) -> None:
+    big_segment(real_ld)
+    membership(real_ld, "alice", True)
+    token = logged_in.post(PAGE, {"keys": "alice"}, follow=True).context["token"]
+    from django.test import Client
+
+    other = Client()
+    other.force_login(make_user("viewer"))
+    refused = other.get(f"{PAGE}{token}.csv")
+    assert refused.status_code == 302
+    assert refused["Location"] == PAGE
+
+
+def test_answers_older_than_an_hour_are_removed(settings: Any, tmp_path: Path) -> None:
+    settings.IMPORT_STORAGE_DIR = str(tmp_path)
+    answer = lookup.Answer(answers=[lookup.KeyAnswer("a", True, None)], trail_complete=True, imports_read=0)
+    old = lookup.new_token()
+    lookup.keep_answer(old, answer, lookup.KeyList(["a"]))
+    assert lookup.kept_answer(old) == (answer, lookup.KeyList([]))
+    hour_ago = time.time() - lookup.ANSWER_KEEP_SECONDS - 1
+    for path in (tmp_path / "lookups").iterdir():
+        os.utime(path, (hour_ago, hour_ago))
+    new = lookup.new_token()
+    lookup.keep_answer(new, answer, lookup.KeyList(["a"]))
+    assert lookup.kept_csv(old) is None
+    assert lookup.kept_answer(old) is None
+    assert lookup.kept_csv(new) is not None
+    assert lookup.kept_csv("../../etc/passwd") is None
+
+
+def test_a_paste_larger_than_a_form_takes_is_refused_in_words(
+    logged_in: Any, real_ld: Any, settings: Any
+) -> None:
+    big_segment(real_ld)
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = logged_in.post(PAGE, {"keys": "k" * 2000})
+    assert response.status_code == 400
+    assert lookup_views.TOO_BIG in html.unescape(response.content.decode())
+
+
+def test_launchdarkly_down_is_said_on_the_form(logged_in: Any, real_ld: Any) -> None:
+    big_segment(real_ld)
+    real_ld.mock.get(
+        real_ld.url(f"{SEGMENT_PATH}/contexts/alice"), status=503, json={"code": "x", "message": "down"}
+    )
+    response = logged_in.post(PAGE, {"keys": "alice"})
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Nothing was looked up; try again." in page
+    assert real_ld.token not in page
+    assert "token" not in response.context
+
+
+def test_a_viewer_may_look_keys_up_and_an_account_without_a_role_may_not(
+    client: Any, make_user: Any, real_ld: Any
+) -> None:
+    big_segment(real_ld)
+    membership(real_ld, "alice", True)
+    client.force_login(make_user("no_group"))
+    refused = client.post(PAGE, {"keys": "alice"})
+    assert refused.status_code == 403
+    assert "Your account has no role yet" in refused.content.decode()
+    assert real_ld.calls_to(f"{SEGMENT_PATH}/contexts/alice") == []
+    client.force_login(make_user("viewer"))
+    assert "Look keys up" in client.get("/segments/shop/live/vip/").content.decode()
+    answered = client.post(PAGE, {"keys": "alice"}, follow=True)
+    assert answered.status_code == 200
+    assert answered.context["answer"].members == 1
+
+
+# --- a long list waits for a member snapshot -------------------------------------------------------
+
+
+def long_list(count: int = lookup.IN_REQUEST_MAX_KEYS + 1) -> list[str]:
+    return [f"user-{n:05d}" for n in range(count)]
+
+
+def ready(snapshot: Any, members: list[str], tmp_path: Path) -> None:
+    """What the worker does to a snapshot once LaunchDarkly's export is downloaded."""
+    from segments_app.models import MemberSnapshot
+
+    path = tmp_path / f"snapshot-{snapshot.pk}.csv"
+    path.write_text("".join(f"{key}\n" for key in members))
+    MemberSnapshot.objects.filter(pk=snapshot.pk).update(
+        status="ready", file_path=str(path), finished_at=timezone.now(), member_count=len(members)
+    )
+
+
+def test_a_long_list_waits_for_a_snapshot_then_is_answered_from_it(
+    logged_in: Any, real_ld: Any, tmp_path: Path
+) -> None:
+    from segments_app.models import MemberSnapshot
+
+    big_segment(real_ld)
+    keys = long_list()
+    posted = logged_in.post(PAGE, {"keys": "\n".join(keys)})
+    assert posted.status_code == 302
+    snapshot = MemberSnapshot.objects.get()
+    assert (snapshot.project_key, snapshot.environment_key, snapshot.segment_key) == ("shop", "live", "vip")
+    assert snapshot.status == "requested"
+    waiting = logged_in.get(posted["Location"])
+    page = waiting.content.decode()
+    assert f"Looking {len(keys)} keys up" in page
+    assert 'hx-trigger="every 2s"' in page
+    # htmx's poll gets the block alone, still waiting.
+    poll = logged_in.get(posted["Location"], headers={"HX-Request": "true"})
+    assert poll.content.decode().lstrip().startswith('<section id="lookup-answer"')
+    assert "hx-trigger" in poll.content.decode()
+
+    ready(snapshot, ["user-00003", "user-00500", "someone-else"], tmp_path)
+    answered = logged_in.get(posted["Location"], headers={"HX-Request": "true"})
+    body = answered.content.decode()
+    assert "hx-trigger" not in body  # the polling stops
+    assert "<strong>2</strong> are members of VIP now" in body
+    # Not one key was asked of LaunchDarkly one by one.
+    assert [c for c in real_ld.mock.calls if "/contexts/" in c.request.url] == []
+    token = posted["Location"].split("answer=")[1]
+    rows = parse(b"".join(logged_in.get(f"{PAGE}{token}.csv").streaming_content))
+    assert [row[0] for row in rows[1:]] == keys
+    assert {row[0] for row in rows[1:] if row[1] == "yes"} == {"user-00003", "user-00500"}
+
+
+def test_a_failed_snapshot_sends_the_person_back_to_the_form_with_why(logged_in: Any, real_ld: Any) -> None:
+    from segments_app.models import MemberSnapshot
+
+    big_segment(real_ld)
+    posted = logged_in.post(PAGE, {"keys": "\n".join(long_list())})
+    MemberSnapshot.objects.update(status="failed", error_message="LaunchDarkly refused the export.")
+    back = logged_in.get(posted["Location"], follow=True)
+    assert back.redirect_chain == [(PAGE, 302)]
+    assert "LaunchDarkly's members could not be read: LaunchDarkly refused the export." in html.unescape(
+        back.content.decode()
+    )
+
+
+# --- 10,000 keys against the sandbox ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_ten_thousand_keys_against_the_sandbox_answer_correctly_and_download(
+    sandbox: str, logged_in: Any, settings: Any
+) -> None:
+    """The whole way: the form, a snapshot the import worker exports from the sandbox, the polled
+    answer, and the CSV, every row checked."""
+    import threading
+
+    from sandbox.models import SandboxMember, SandboxSegment
+    from segments_app.imports import worker
+
+    settings.IMPORT_POLL_SECONDS = 0.2
+    segment = SandboxSegment.objects.get(key="churn-risk", environment__key="staging")
+    members = {f"user-{n:05d}" for n in range(0, 10_000, 3)}  # every third key: 3,334 members
+    SandboxMember.objects.bulk_create(
+        [
+            SandboxMember(segment=segment, context_key=key, generation=segment.live_generation)
+            for key in members
+        ]
+    )
+    SandboxSegment.objects.filter(pk=segment.pk).update(included_count=len(members))
+    keys = long_list(10_000)
+    page = "/segments/demo/staging/churn-risk/lookup/"
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.work, args=(stop,), kwargs={"idle_wait": 0.05})
+    thread.start()
+    try:
+        started = time.monotonic()
+        posted = logged_in.post(page, {"file": SimpleUploadedFile("keys.csv", "\n".join(keys).encode())})
+        assert posted.status_code == 302, posted.content[:500]
+        while True:
+            response = logged_in.get(posted["Location"])
+            assert response.status_code == 200
+            if "answer" in response.context:
+                break
+            assert time.monotonic() - started < 120, "no answer within 120 s"
+            time.sleep(0.2)
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    answer = response.context["answer"]
+    assert answer.members == len(members) == 3_334
+    assert answer.non_members == 10_000 - 3_334
+    rows = parse(b"".join(logged_in.get(f"{page}{response.context['token']}.csv").streaming_content))
+    assert rows[0] == lookup.ANSWER_COLUMNS
+    assert [row[0] for row in rows[1:]] == keys
+    for row in rows[1:]:
+        assert row[1:] == ["yes" if row[0] in members else "no", "none", "", ""], row
+    print(f"10,000 keys looked up in {took:.1f} s")
+
+
+def test_only_one_poll_at_a_time_reads_a_snapshot_for_a_lookup(settings: Any, tmp_path: Path) -> None:
+    settings.IMPORT_STORAGE_DIR = str(tmp_path)
+    token = lookup.new_token()
+    assert lookup.claim_answering(token) is True
+    assert lookup.claim_answering(token) is False  # a second poll waits for the first one's answer
+    lookup.release_answering(token)
+    assert lookup.claim_answering(token) is True
+    # A claim left by a request that died is taken over once it is stale.
+    marker = tmp_path / "lookups" / f"{token}.answering"
+    old = time.time() - lookup.CLAIM_STALE_SECONDS - 1
+    os.utime(marker, (old, old))
+    assert lookup.claim_answering(token) is True

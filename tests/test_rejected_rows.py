@@ -1,0 +1,245 @@
+"""Every rejected row, downloadable: the worker writes each problem of a file to a CSV beside it while
+it reads, and the import's page offers that list (issue 10, point 6)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import tracemalloc
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from segments_app import imports
+from segments_app.imports.intake import new_upload_path
+from segments_app.imports.validation import Limits, ProblemLog, normalise_csv, shown_row
+from segments_app.models import ImportRecord, ImportStatus
+
+pytestmark = pytest.mark.django_db
+
+
+def rejected_import(user: Any, content: bytes, name: str = "keys.csv") -> ImportRecord:
+    """An upload as the view records it, checked by one worker step (no LaunchDarkly call)."""
+    path = new_upload_path()
+    path.write_bytes(content)
+    record, created = imports.record_upload(
+        user=user,
+        project="shop",
+        environment="live",
+        segment="vip",
+        upload=imports.ReceivedFile(
+            path=path, original_name=name, size=len(content), sha256=hashlib.sha256(content).hexdigest()
+        ),
+        mode="merge",
+        wait_on_approvals=False,
+        has_header=False,
+        send=True,
+    )
+    assert created
+    record = imports.advance(record.pk)
+    assert record.status == ImportStatus.REJECTED
+    return record
+
+
+def download(client: Any, record: ImportRecord) -> list[list[str]]:
+    response = client.get(reverse("import_problems", args=[record.pk]))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert "attachment" in response["Content-Disposition"]
+    assert response.streaming  # a FileResponse: read from disk a block at a time, never whole
+    return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8"))))
+
+
+def thousand_bad_rows() -> tuple[bytes, dict[int, str]]:
+    """A file of good keys with 1,000 bad rows among them, of every kind; the bad rows' line numbers
+    and what each should say."""
+    lines: list[bytes] = []
+    bad: dict[int, str] = {}
+    for n in range(1, 1001):
+        lines.append(f"good-{n}".encode())
+        kind = n % 4
+        if kind == 0:
+            lines.append(f"user\t{n}".encode())  # a tab inside the key
+            reason = "control character"
+        elif kind == 1:
+            lines.append(f'=HYPERLINK("http://evil")\x07{n}'.encode())  # a formula, with a BEL
+            reason = "control character"
+        elif kind == 2:
+            lines.append(b"caf\xe9-" + str(n).encode())  # Latin-1, not UTF-8
+            reason = "not valid UTF-8"
+        else:
+            lines.append(("k" * 600 + str(n)).encode())  # over the key length limit
+            reason = "characters; the limit is 512"
+        bad[len(lines)] = reason
+    return b"\n".join(lines) + b"\n", bad
+
+
+def test_a_file_with_1000_bad_rows_offers_every_problem_as_csv(logged_in: Any, user: Any) -> None:
+    content, bad = thousand_bad_rows()
+    record = rejected_import(user, content)
+    assert record.report["problem_count"] == 1000
+    assert len(record.report["problems"]) == 20  # the page still lists only the first ones
+
+    page = logged_in.get(reverse("import_detail", args=[record.pk])).content.decode()
+    assert "Download all 1,000 problems (CSV)" in page
+    assert reverse("import_problems", args=[record.pk]) in page
+
+    rows = download(logged_in, record)
+    assert rows[0] == ["line", "row", "reason"]
+    problems = rows[1:]
+    assert len(problems) == 1000
+    assert [int(line) for line, _, _ in problems] == sorted(bad)
+    for line, _, reason in problems:
+        assert reason.startswith(f"Line {line} ")
+        assert bad[int(line)] in reason
+    by_line = {int(line): text for line, text, _ in problems}
+    tab_line = next(n for n, why in bad.items() if "control" in why and by_line[n].startswith("user"))
+    number = content.splitlines()[tab_line - 1].split(b"\t")[1].decode()
+    assert by_line[tab_line] == f"user␉{number}"
+    # A cell a spreadsheet would run is text; its BEL is shown as a picture, not sent raw.
+    formula = [text for text in by_line.values() if "HYPERLINK" in text]
+    assert len(formula) == 250
+    assert all(text.startswith("'=HYPERLINK(") and "␇" in text and "\x07" not in text for text in formula)
+    # An invalid byte is shown by its value; an over-long row is cut short.
+    assert any(text.startswith("caf\\xe9-") for text in by_line.values())
+    long_rows = [text for text in by_line.values() if text.startswith("kkk")]
+    assert len(long_rows) == 250
+    assert all(len(text) == 201 and text.endswith("…") for text in long_rows)
+
+
+def test_the_rejected_files_upload_is_deleted_but_its_problems_are_kept(user: Any) -> None:
+    record = rejected_import(user, b"ok\nbad\x00key\n")
+    folder = Path(record.storage_dir)
+    assert [path.name for path in folder.iterdir()] == [ImportRecord.PROBLEMS_NAME]
+    assert record.problems_path == folder / ImportRecord.PROBLEMS_NAME
+
+
+def test_problems_without_a_line_are_listed_too(logged_in: Any, user: Any) -> None:
+    record = rejected_import(user, b"\n  \n\n")
+    rows = download(logged_in, record)
+    assert rows[1:] == [["", "", "The file has no context keys: every row is blank or a header."]]
+
+
+def test_a_row_that_breaks_csv_is_listed_with_its_text(logged_in: Any, user: Any) -> None:
+    record = rejected_import(user, b'a\nb\n"c\x00d\n')
+    page = logged_in.get(reverse("import_detail", args=[record.pk])).content.decode()
+    assert "Download the problem (CSV)" in page  # one problem is not "all 1 problems"
+    rows = download(logged_in, record)
+    assert len(rows) == 2
+    line, text, reason = rows[1]
+    assert line == "3"
+    assert reason.startswith("Line 3 ")
+    assert "\x00" not in text
+    assert "c␀d" in text
+
+
+def test_viewers_may_download_and_accounts_without_a_role_may_not(
+    client: Any, make_user: Any, user: Any
+) -> None:
+    record = rejected_import(user, b"bad\x01\n")
+    url = reverse("import_problems", args=[record.pk])
+    assert client.get(url).status_code == 302  # to log in
+    assert client.get(url)["Location"].startswith("/accounts/login/")
+    client.force_login(make_user("no_group"))
+    refused = client.get(url)
+    assert refused.status_code == 403
+    assert b"line,row,reason" not in refused.content
+    client.force_login(make_user("viewer"))
+    assert len(download(client, record)) == 2
+    assert client.post(url).status_code == 405
+
+
+def test_once_the_files_are_purged_the_link_says_so(logged_in: Any, user: Any, settings: Any) -> None:
+    settings.IMPORT_RETENTION_HOURS = 0
+    settings.IMPORT_DRAFT_RETENTION_HOURS = 24
+    record = rejected_import(user, b"bad\x01\n")
+    # A rejected file's problems outlive a retention of 0 hours: the person needs time to fix it.
+    assert not imports.purge_files(record, now=timezone.now() + timedelta(hours=23))
+    assert record.problems_path is not None
+    assert imports.purge_files(record, now=timezone.now() + timedelta(hours=25))
+    record.refresh_from_db()
+    assert record.problems_path is None
+    page = logged_in.get(reverse("import_detail", args=[record.pk])).content.decode()
+    assert "Download all" not in page
+    assert "no longer kept" in page
+    response = logged_in.get(reverse("import_problems", args=[record.pk]), follow=True)
+    assert response.redirect_chain[-1][0] == reverse("import_detail", args=[record.pk])
+    assert "no longer kept" in response.content.decode()
+
+
+def test_a_sound_file_leaves_no_problems_file(user: Any, real_ld: Any) -> None:
+    path = new_upload_path()
+    path.write_bytes(b"a\nb\n")
+    record, _ = imports.record_upload(
+        user=user,
+        project="shop",
+        environment="live",
+        segment="vip",
+        upload=imports.ReceivedFile(path=path, original_name="k.csv", size=4, sha256="0" * 64),
+        mode="merge",
+        wait_on_approvals=False,
+        has_header=False,
+        send=False,
+    )
+    record = imports.advance(record.pk)
+    assert record.status == ImportStatus.DRAFT
+    assert record.problems_path is None
+    assert not (Path(record.storage_dir) / ImportRecord.PROBLEMS_NAME).exists()
+
+
+def test_shown_row_makes_every_control_character_visible() -> None:
+    assert shown_row("a\tb\x00c\r\n") == "a␉b␀c␍␊"
+    assert shown_row("x\x7f\x85y") == "x␡\\u0085y"
+    assert shown_row("\u202eevil\u200b") == "\\u202eevil\\u200b"  # reorders or hides text
+    assert shown_row("bad\udce9") == "bad\\xe9"  # an invalid byte, as surrogateescape read it
+    assert shown_row("é" * 300) == "é" * 200 + "…"
+
+
+def test_problems_are_written_as_found_not_held(tmp_path: Path) -> None:
+    """30,000 bad rows: every one is in the file, while the report holds 20 and memory stays flat
+    (holding them all in the report takes about 11 MB at the peak; writing them, under 3 MB)."""
+    source = tmp_path / "bad.csv"
+    source.write_bytes(b"".join(b"bad\t%d\n" % n for n in range(30_000)))
+    log = ProblemLog(tmp_path / "problems.csv")
+    tracemalloc.start()
+    try:
+        report = normalise_csv(source, None, has_header=False, limits=Limits(), problems=log)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert report.problem_count == 30_000
+    assert len(report.problems) == 20
+    with (tmp_path / "problems.csv").open(newline="") as written:
+        assert sum(1 for _ in csv.reader(written)) == 30_001
+    assert peak < 6 * 1024 * 1024, f"{peak / 1e6:.1f} MB"
+
+
+def test_the_download_is_named_after_the_file_without_breaking_the_header(logged_in: Any, user: Any) -> None:
+    record = rejected_import(user, b"bad\x01\n", name='a"b\r\nX-Evil: 1.csv')
+    response = logged_in.get(reverse("import_problems", args=[record.pk]))
+    assert response.status_code == 200
+    disposition = response["Content-Disposition"]
+    assert disposition.startswith("attachment; filename")
+    assert "\r" not in disposition
+    assert "\n" not in disposition
+    assert f"import-{record.pk}-" in disposition
+    assert "X-Evil" not in response.headers
+
+
+def test_the_upload_form_correcting_the_file_offers_the_whole_list(
+    logged_in: Any, user: Any, real_ld: Any
+) -> None:
+    from tests.test_htmx import UPLOAD, big_segment
+
+    big_segment(real_ld)
+    content, _ = thousand_bad_rows()
+    record = rejected_import(user, content)
+    html = logged_in.get(f"{UPLOAD}?corrects={record.pk}").content.decode()
+    assert "…and 980 more like them." in html
+    url = reverse("import_problems", args=[record.pk])
+    assert f'<a href="{url}" download>Download all 1,000 problems (CSV)</a>' in html

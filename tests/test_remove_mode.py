@@ -1,0 +1,315 @@
+"""Remove mode: the listed keys leave the segment through batched `included.remove` context-target
+updates, one batch per worker step, resumable after a crash, pausing on 429."""
+
+from __future__ import annotations
+
+import html as html_lib
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from segments_app import imports
+from segments_app.forms import SendChoicesForm
+from segments_app.imports import pipeline
+from segments_app.models import ImportPart, ImportRecord, ImportStatus, UpstreamPause
+from tests.test_imports import new_import, received
+
+pytestmark = pytest.mark.django_db
+
+CONTEXTS = "/api/v2/segments/shop/live/vip/contexts"
+
+
+class WorkerKilled(BaseException):
+    """The worker process dies (not an error the pipeline could catch)."""
+
+
+def due(record_id: int) -> None:
+    ImportRecord.objects.filter(pk=record_id).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1), lease_owner="", lease_until=None
+    )
+
+
+def run(record_id: int, steps: int = 20) -> ImportRecord:
+    record = ImportRecord.objects.get(pk=record_id)
+    for _ in range(steps):
+        if record.is_final:
+            break
+        due(record_id)
+        record = imports.advance(record_id)
+    return record
+
+
+def sent_batches(real_ld: Any) -> list[list[str]]:
+    return [json.loads(call.request.body)["included"]["remove"] for call in real_ld.calls_to(CONTEXTS)]
+
+
+def answer(real_ld: Any, *statuses: int) -> None:
+    """LaunchDarkly's answers to the context-target POSTs, in turn (the last repeats)."""
+    queue = list(statuses)
+
+    def reply(request: Any) -> tuple[int, dict[str, str], str]:
+        status = queue.pop(0) if len(queue) > 1 else queue[0]
+        if status == 429:
+            return 429, {"Retry-After": "30"}, json.dumps({"code": "rate_limited", "message": "slow"})
+        if status >= 400:
+            return status, {}, json.dumps({"code": "invalid_request", "message": "no such context kind"})
+        return 204, {}, ""
+
+    real_ld.mock.add_callback("POST", real_ld.url(CONTEXTS), callback=reply)
+
+
+@pytest.fixture
+def small_batches(settings: Any) -> None:
+    settings.REMOVE_BATCH_KEYS = 2
+
+
+def test_each_batch_is_one_exact_included_remove_post(
+    user: Any, tmp_path: Path, real_ld: Any, small_batches: None
+) -> None:
+    answer(real_ld, 204)
+    record = new_import(user, tmp_path, b"a\nb\nc\nd\ne\n", mode="remove", wait=True)
+    assert not record.wait_on_approvals  # context-target updates do not go through approvals
+    assert not record.parts.exists()  # batches are cut by the worker when the import's turn comes
+    record = run(record.pk)
+    assert record.part_count == 3
+    assert not list(Path(record.storage_dir).glob("part-*.csv"))  # the checked parts became batches
+    assert record.status == ImportStatus.COMPLETE
+    assert sent_batches(real_ld) == [["a", "b"], ["c", "d"], ["e"]]
+    for call in real_ld.calls_to(CONTEXTS):
+        assert call.request.method == "POST"
+        assert call.request.headers["Authorization"] == real_ld.token
+        assert call.request.headers["Content-Type"] == "application/json"
+        assert set(json.loads(call.request.body)) == {"included"}
+    assert not real_ld.calls_to("/api/v2/segments/shop/live/vip/imports")  # never the CSV upload
+    messages = list(record.events.values_list("message", flat=True))
+    assert "Removed batch 1 of 3: 2 keys." in messages
+    assert "Removed batch 3 of 3: 1 key." in messages
+    assert record.parts_done == 3
+    assert list(record.parts.values_list("status", "key_count", "mode")) == [
+        ("complete", 2, "remove"),
+        ("complete", 2, "remove"),
+        ("complete", 1, "remove"),
+    ]
+
+
+def test_a_crash_after_batch_2_resumes_at_batch_3(
+    user: Any, tmp_path: Path, real_ld: Any, small_batches: None, monkeypatch: Any
+) -> None:
+    answer(real_ld, 204)
+    record = new_import(user, tmp_path, b"a\nb\nc\nd\ne\nf\n", mode="remove")
+    original = pipeline.removal.send_next
+
+    def dies_after_batch_2(record: ImportRecord, finish: Any) -> None:
+        original(record, finish)
+        if len(real_ld.calls_to(CONTEXTS)) == 2:
+            raise WorkerKilled
+
+    monkeypatch.setattr(pipeline.removal, "send_next", dies_after_batch_2)
+    with pytest.raises(WorkerKilled):
+        run(record.pk)
+    monkeypatch.setattr(pipeline.removal, "send_next", original)
+    record = run(record.pk)  # a fresh worker
+    assert record.status == ImportStatus.COMPLETE
+    assert sent_batches(real_ld) == [["a", "b"], ["c", "d"], ["e", "f"]]  # batches 1 and 2 once each
+
+
+def test_a_batch_whose_post_went_before_the_crash_is_sent_again_and_said_so(
+    user: Any, tmp_path: Path, real_ld: Any, small_batches: None, monkeypatch: Any
+) -> None:
+    answer(real_ld, 204)
+    record = new_import(user, tmp_path, b"a\nb\nc\nd\ne\nf\n", mode="remove")
+    original = ImportPart.set
+
+    def dies_marking_batch_2_done(part: ImportPart, status: str, **fields: Any) -> None:
+        if part.number == 2 and status == ImportStatus.COMPLETE:
+            raise WorkerKilled
+        original(part, status, **fields)
+
+    monkeypatch.setattr(ImportPart, "set", dies_marking_batch_2_done)
+    with pytest.raises(WorkerKilled):
+        run(record.pk)
+    monkeypatch.setattr(ImportPart, "set", original)
+    assert ImportPart.objects.get(record=record, number=2).status == ImportStatus.SUBMITTING
+    record = run(record.pk)
+    assert record.status == ImportStatus.COMPLETE
+    assert sent_batches(real_ld) == [["a", "b"], ["c", "d"], ["c", "d"], ["e", "f"]]
+    assert record.events.filter(message__contains="Batch 2 of 3 may have reached LaunchDarkly").count() == 1
+
+
+def test_a_429_on_batch_2_pauses_then_completes(
+    user: Any, tmp_path: Path, real_ld: Any, small_batches: None
+) -> None:
+    answer(real_ld, 204, 429, 204)
+    record = new_import(user, tmp_path, b"a\nb\nc\nd\ne\n", mode="remove")
+    due(record.pk)
+    record = imports.advance(record.pk)  # batch 1
+    due(record.pk)
+    record = imports.advance(record.pk)  # batch 2: 429
+    assert record.status == ImportStatus.SUBMITTING
+    assert UpstreamPause.objects.get().until > timezone.now() + timedelta(seconds=25)
+    assert ImportPart.objects.get(record=record, number=2).status == ImportStatus.QUEUED
+    assert record.next_attempt_at > timezone.now() + timedelta(seconds=25)
+    due(record.pk)
+    imports.advance(record.pk)  # the pause holds for every call
+    assert len(real_ld.calls_to(CONTEXTS)) == 2
+    UpstreamPause.objects.update(until=timezone.now() - timedelta(seconds=1))
+    record = run(record.pk)
+    assert record.status == ImportStatus.COMPLETE
+    assert sent_batches(real_ld) == [["a", "b"], ["c", "d"], ["c", "d"], ["e"]]
+    assert record.events.filter(message__contains="asked us to slow down; batch 2 of 3").exists()
+
+
+def test_a_refused_batch_fails_the_import_in_words(
+    user: Any, tmp_path: Path, real_ld: Any, small_batches: None
+) -> None:
+    answer(real_ld, 204, 400)
+    record = run(new_import(user, tmp_path, b"a\nb\nc\nd\ne\n", mode="remove").pk)
+    assert record.status == ImportStatus.FAILED
+    assert record.error_message == (
+        "LaunchDarkly refused batch 2 of 3: no such context kind. 1 earlier batch was removed; the rest were "
+        "not sent."
+    )
+    assert len(real_ld.calls_to(CONTEXTS)) == 2
+
+
+def test_no_answer_is_tried_again_later(user: Any, tmp_path: Path, real_ld: Any, small_batches: None) -> None:
+    answer(real_ld, 503, 204)
+    record = new_import(user, tmp_path, b"a\nb\n", mode="remove")
+    due(record.pk)
+    record = imports.advance(record.pk)
+    assert record.status == ImportStatus.SUBMITTING
+    assert record.next_attempt_at > timezone.now()
+    assert record.events.filter(message__contains="will be sent again in").exists()
+    record = run(record.pk)
+    assert record.status == ImportStatus.COMPLETE
+    assert sent_batches(real_ld) == [["a", "b"], ["a", "b"]]
+
+
+def test_a_batch_never_confirmed_fails_after_the_last_try_and_says_what_to_do(
+    user: Any, tmp_path: Path, real_ld: Any, small_batches: None, settings: Any
+) -> None:
+    settings.REMOVE_MAX_ATTEMPTS = 2
+    answer(real_ld, 503)
+    record = run(new_import(user, tmp_path, b"a\nb\n", mode="remove").pk)
+    assert record.status == ImportStatus.FAILED
+    assert len(real_ld.calls_to(CONTEXTS)) == 2
+    assert record.error_message.startswith("LaunchDarkly did not confirm batch 1 of 1 after 2 tries (")
+    assert "it may or may not have been applied. Upload the file again as Remove" in record.error_message
+
+
+def test_remove_needs_no_segment_key_confirmation() -> None:
+    form = SendChoicesForm({"mode": "remove"}, segment_key="vip")
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["mode"] == "remove"
+
+
+def test_the_page_and_history_say_remove(
+    logged_in: Any, user: Any, tmp_path: Path, real_ld: Any, small_batches: None
+) -> None:
+    answer(real_ld, 204)
+    record = run(new_import(user, tmp_path, b"a\nb\nc\n", mode="remove").pk)
+    page = logged_in.get(f"/imports/{record.pk}/").content.decode()
+    assert "Remove listed keys" in page
+    assert "Removed batch 2 of 2: 1 key." in page
+    history = logged_in.get("/imports/").content.decode()
+    assert "Remove listed keys" in history
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sandbox_removes_exactly_the_listed_members(
+    user: Any, sandbox: str, settings: Any, tmp_path: Path
+) -> None:
+    from sandbox.models import SandboxSegment
+
+    settings.REMOVE_BATCH_KEYS = 15
+    segment = SandboxSegment.objects.get(environment__key="production", key="churn-risk")
+    keys = [f"m-{n:03d}" for n in range(120)]
+    segment.members.all().delete()
+    segment.members.bulk_create(
+        [
+            segment.members.model(segment=segment, context_key=key, generation=segment.live_generation)
+            for key in keys
+        ]
+    )
+    SandboxSegment.objects.filter(pk=segment.pk).update(included_count=120)
+    listed = keys[:40] + [f"stranger-{n}" for n in range(10)]
+    record, _ = imports.record_upload(
+        user=user,
+        project="demo",
+        environment="production",
+        segment="churn-risk",
+        upload=received(tmp_path, "\n".join(listed).encode() + b"\n"),
+        mode="remove",
+        wait_on_approvals=False,
+        has_header=False,
+        send=True,
+    )
+    record = run(record.pk, steps=30)
+    assert record.status == ImportStatus.COMPLETE, record.error_message
+    assert record.part_count == 4
+    remaining = set(segment.visible_members().values_list("context_key", flat=True))
+    assert remaining == set(keys[40:])
+
+
+def test_the_preview_says_how_many_listed_keys_are_members_and_a_draft_is_sent_as_remove(
+    logged_in: Any, real_ld: Any, tmp_path: Path, small_batches: None, settings: Any
+) -> None:
+    from tests.test_preview import draft, members_ready, row
+
+    settings.IMPORT_PREVIEW_ENABLED = True  # off in tests/settings.py
+
+    record = draft(logged_in, real_ld, mode="remove")  # a, b, alice, d against a, b, c, Alice, <b>x</b>
+    members_ready(record, tmp_path)
+    html = html_lib.unescape(logged_in.get(f"/imports/{record.pk}/").content.decode())
+    assert row(html, "remove") == ["Remove", "0", "2", "3", "3"]
+    assert (
+        "If sent as Remove: 2 of the listed keys are members now and will leave; 2 are not members." in html
+    )
+    response = logged_in.post(f"/imports/{record.pk}/send/", {"mode": "remove"})
+    assert response.status_code in (200, 302), response.content
+    record.refresh_from_db()
+    assert (record.status, record.mode) == (ImportStatus.QUEUED, "remove")
+    answer(real_ld, 204)
+    record = run(record.pk)
+    assert (record.status, record.part_count) == (ImportStatus.COMPLETE, 2)
+    assert list(record.parts.values_list("key_count", flat=True)) == [2, 2]
+    assert sent_batches(real_ld) == [["a", "b"], ["alice", "d"]]
+
+
+def test_a_remove_import_saves_the_members_first_so_it_can_be_undone(
+    user: Any, tmp_path: Path, real_ld: Any, settings: Any
+) -> None:
+    settings.UNDO_SNAPSHOTS_ENABLED = True
+    answer(real_ld, 204)
+    real_ld.mock.post(
+        real_ld.url("/api/v2/segments/shop/live/vip/exports"),
+        status=201,
+        headers={"Location": "/api/v2/segments/shop/live/vip/exports/exp-1"},
+    )
+    record = new_import(user, tmp_path, b"a\nb\n", mode="remove")
+    due(record.pk)
+    record = imports.advance(record.pk)
+    assert record.undo_snapshot_id is not None  # asked for before any key leaves
+    assert record.status == ImportStatus.QUEUED
+    assert not real_ld.calls_to(CONTEXTS)
+
+
+def test_a_finished_remove_offers_to_restore_the_members_it_saved(
+    user: Any, logged_in: Any, tmp_path: Path, real_ld: Any, settings: Any, small_batches: None
+) -> None:
+    from segments_app.imports import undo
+    from tests.test_undo import ready_snapshot
+
+    settings.UNDO_SNAPSHOTS_ENABLED = True
+    answer(real_ld, 204)
+    record = new_import(user, tmp_path, b"a\nb\nc\n", mode="remove")
+    ready_snapshot(user, record, b"a\nb\nc\nd\n")
+    record = run(record.pk)
+    assert record.status == ImportStatus.COMPLETE
+    assert undo.undo_state(record) == "ready"
+    page = logged_in.get(f"/imports/{record.pk}/").content.decode()
+    assert "Restore the members as they were before this import" in page

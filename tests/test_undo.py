@@ -1,0 +1,412 @@
+"""Undo: the members are saved before a replace import's first part goes (LaunchDarkly mocked, then the
+sandbox end to end), and “Restore the members as they were before this import” makes a new replace
+import of exactly those keys — its exact multipart asserted — linked both ways, refused to viewers, and
+gone with the snapshot's file."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.utils import timezone
+
+from segments_app import imports, snapshots
+from segments_app.imports import undo, worker
+from segments_app.imports.intake import new_upload_path
+from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot, SnapshotStatus
+from tests.test_imports import multipart
+
+SEGMENT_PATH = "/api/v2/segments/shop/live/vip"
+IMPORTS = f"{SEGMENT_PATH}/imports"
+FILE_URL = "https://files.example.net/exports/e-1.csv?sig=abc"
+
+
+@pytest.fixture(autouse=True)
+def _undo_on(settings: Any) -> None:
+    settings.UNDO_SNAPSHOTS_ENABLED = True
+    settings.UNDO_SNAPSHOT_ALL_IMPORTS = False
+
+
+def upload(user: Any, content: bytes, *, mode: str = "replace", send: bool = True) -> ImportRecord:
+    path = new_upload_path()
+    path.write_bytes(content)
+    record, _ = imports.record_upload(
+        user=user,
+        project="shop",
+        environment="live",
+        segment="vip",
+        upload=imports.ReceivedFile(path, "keys.csv", len(content), hashlib.sha256(content).hexdigest()),
+        mode=mode,
+        wait_on_approvals=False,
+        has_header=False,
+        send=send,
+    )
+    return imports.advance(record.pk)  # checked: queued
+
+
+def due(record: ImportRecord) -> ImportRecord:
+    ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    return imports.advance(record.pk)
+
+
+def step_snapshot(snapshot: MemberSnapshot) -> MemberSnapshot:
+    MemberSnapshot.objects.filter(pk=snapshot.pk).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert snapshots.run_once("worker-a")
+    return MemberSnapshot.objects.get(pk=snapshot.pk)
+
+
+def mock_export(real_ld: Any, members: bytes) -> None:
+    real_ld.mock.post(
+        real_ld.url(f"{SEGMENT_PATH}/exports"),
+        status=200,
+        headers={"Location": f"{SEGMENT_PATH}/exports/e-1"},
+    )
+    real_ld.mock.get(
+        real_ld.url(f"{SEGMENT_PATH}/exports/e-1"),
+        json={
+            "id": "e-1",
+            "segmentKey": "vip",
+            "creationTime": 1,
+            "status": "complete",
+            "sizeBytes": len(members),
+            "size": f"{len(members)} B",
+            "initiator": {"name": "Ann", "email": "ann@example.com"},
+            "_links": {
+                "self": {"href": f"{SEGMENT_PATH}/exports/e-1"},
+                "file": {"href": FILE_URL, "type": "text/csv"},
+            },
+        },
+    )
+    real_ld.mock.get("https://files.example.net/exports/e-1.csv", body=members)
+
+
+def accept(real_ld: Any) -> None:
+    real_ld.mock.post(real_ld.url(IMPORTS), status=204, headers={"Location": f"{IMPORTS}/imp-1"})
+
+
+def ready_snapshot(user: Any, record: ImportRecord, keys: bytes) -> MemberSnapshot:
+    """An UNDO snapshot of `record`'s segment, ready, with its file."""
+    folder = snapshots.snapshot_dir()
+    snapshot = MemberSnapshot.objects.create(
+        project_key="shop",
+        environment_key="live",
+        segment_key="vip",
+        requested_by=user,
+        purpose=MemberSnapshot.Purpose.UNDO,
+        import_record=record,
+        status=SnapshotStatus.READY,
+        finished_at=timezone.now(),
+    )
+    path = folder / f"undo-test-{snapshot.pk}.csv"
+    path.write_bytes(keys)
+    MemberSnapshot.objects.filter(pk=snapshot.pk).update(file_path=str(path), member_count=keys.count(b"\n"))
+    ImportRecord.objects.filter(pk=record.pk).update(undo_snapshot=snapshot)
+    record.undo_snapshot = MemberSnapshot.objects.get(pk=snapshot.pk)
+    return record.undo_snapshot
+
+
+def finished_replace(user: Any) -> ImportRecord:
+    """A replace import that went to LaunchDarkly and completed."""
+    return ImportRecord.objects.create(
+        user=user,
+        project_key="shop",
+        environment_key="live",
+        segment_key="vip",
+        original_filename="new-list.csv",
+        size_bytes=10,
+        sha256="0" * 64,
+        mode="replace",
+        status=ImportStatus.COMPLETE,
+        key_count=1,
+        part_count=1,
+        parts_done=1,
+        submit_attempts=1,
+        finished_at=timezone.now(),
+    )
+
+
+# --- the snapshot before the first part --------------------------------------------------------------
+
+
+def test_a_replace_import_saves_the_members_before_its_first_part_goes(
+    user: Any, real_ld: Any, logged_in: Any
+) -> None:
+    mock_export(real_ld, b"m-1\nm-2\n")
+    accept(real_ld)
+    record = upload(user, b"a\nb\n")
+    assert record.status == "queued"
+    record = due(record)
+    # Nothing went to LaunchDarkly's imports: the worker asked for the members first and waits for them.
+    assert real_ld.calls_to(IMPORTS) == []
+    assert record.status == "queued"
+    snapshot = MemberSnapshot.objects.get()
+    assert (snapshot.purpose, snapshot.import_record_id, record.undo_snapshot_id) == (
+        "undo",
+        record.pk,
+        snapshot.pk,
+    )
+    assert due(record).status == "queued"  # still exporting: still waiting
+    page = logged_in.get(f"/imports/{record.pk}/").content.decode()
+    assert "It is sent as soon as they are saved." in page  # the notice, beside the timeline's line
+    assert real_ld.calls_to(IMPORTS) == []
+    snapshot = step_snapshot(step_snapshot(snapshot))
+    assert snapshot.status == SnapshotStatus.READY
+    assert list(snapshots.iter_member_keys(snapshot)) == ["m-1", "m-2"]
+    record = due(record)
+    assert record.status == "preparing"
+    (call,) = real_ld.calls_to(IMPORTS)
+    assert multipart(call)["mode"] == b"replace"
+    messages = list(record.events.values_list("message", flat=True))
+    assert undo.SAVING in messages
+    assert undo.SAVED.format(count="2") in messages
+    # The export was asked for (and finished) before the import.
+    urls = [c.request.url for c in real_ld.mock.calls]
+    assert urls.index(real_ld.url(f"{SEGMENT_PATH}/exports")) < urls.index(real_ld.url(IMPORTS))
+
+
+def test_a_failed_snapshot_lets_the_import_go_and_says_it_cannot_be_undone(
+    user: Any, real_ld: Any, logged_in: Any
+) -> None:
+    real_ld.mock.post(real_ld.url(f"{SEGMENT_PATH}/exports"), status=200)  # no Location: the export fails
+    accept(real_ld)
+    record = due(upload(user, b"a\n"))
+    snapshot = step_snapshot(MemberSnapshot.objects.get())
+    assert snapshot.status == SnapshotStatus.FAILED
+    record = due(record)
+    assert record.status == "preparing"
+    assert record.events.filter(message__startswith=undo.NOT_SAVED).count() == 1
+    ImportRecord.objects.filter(pk=record.pk).update(status="complete", finished_at=timezone.now())
+    page = logged_in.get(f"/imports/{record.pk}/").content.decode()
+    assert "This import cannot be undone here" in page
+    assert "Restore the members" not in page
+
+
+def test_a_merge_takes_no_snapshot_unless_the_setting_says_every_import(
+    user: Any, real_ld: Any, settings: Any
+) -> None:
+    accept(real_ld)
+    first = due(upload(user, b"a\n", mode="merge"))
+    assert first.status == "preparing"
+    assert MemberSnapshot.objects.count() == 0
+    ImportRecord.objects.filter(pk=first.pk).update(status="complete")  # out of the environment's way
+    settings.UNDO_SNAPSHOT_ALL_IMPORTS = True
+    record = due(upload(user, b"b\n", mode="merge"))
+    assert record.status == "queued"
+    assert MemberSnapshot.objects.get().import_record_id == record.pk
+
+
+def test_switched_off_no_snapshot_is_taken(user: Any, real_ld: Any, settings: Any) -> None:
+    settings.UNDO_SNAPSHOTS_ENABLED = False
+    accept(real_ld)
+    assert due(upload(user, b"a\n")).status == "preparing"
+    assert MemberSnapshot.objects.count() == 0
+
+
+# --- restoring ---------------------------------------------------------------------------------------
+
+
+def test_restore_sends_exactly_the_snapshots_keys_as_a_replace_import(
+    user: Any, real_ld: Any, logged_in: Any, settings: Any
+) -> None:
+    original = finished_replace(user)
+    ready_snapshot(user, original, b'm-1\n"m,2"\nm-3\n')
+    page = logged_in.get(f"/imports/{original.pk}/").content.decode()
+    assert "Restore the members as they were before this import" in page
+    response = logged_in.post(f"/imports/{original.pk}/restore/", {"submission_token": "r" * 32})
+    restoring = ImportRecord.objects.exclude(pk=original.pk).get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/imports/{restoring.pk}/"
+    assert (restoring.restores_id, restoring.user_id, restoring.mode) == (original.pk, user.pk, "replace")
+    assert restoring.send_when_valid is False
+    # A second POST of the same form finds the first restore.
+    logged_in.post(f"/imports/{original.pk}/restore/", {"submission_token": "r" * 32})
+    assert ImportRecord.objects.count() == 2
+
+    restoring = imports.advance(restoring.pk)  # checked: a draft, sent only once confirmed
+    assert restoring.status == "draft"
+    assert restoring.key_count == 3
+    settings.UNDO_SNAPSHOTS_ENABLED = False  # (the restore's own undo snapshot is the first test's matter)
+    assert imports.send_draft(
+        restoring, user, mode="replace", wait_on_approvals=False, first_row_is_header=False
+    )
+    accept(real_ld)
+    restoring = due(restoring)
+    (call,) = real_ld.calls_to(IMPORTS)
+    assert call.request.url == real_ld.url(IMPORTS)
+    assert multipart(call) == {
+        "file": b'm-1\n"m,2"\nm-3\n',
+        "filename": f"members-before-import-{original.pk}.csv".encode(),
+        "mode": b"replace",
+        "waitOnApprovals": b"false",
+    }
+    assert restoring.status == "preparing"
+
+
+def test_both_records_link_on_their_pages_and_in_the_history(user: Any, logged_in: Any) -> None:
+    original = finished_replace(user)
+    ready_snapshot(user, original, b"m-1\n")
+    restoring = undo.restore(original, user)
+    original_page = logged_in.get(f"/imports/{original.pk}/").content.decode()
+    assert f'Restored by <a href="/imports/{restoring.pk}/">import #{restoring.pk}</a>' in original_page
+    restore_page = logged_in.get(f"/imports/{restoring.pk}/").content.decode()
+    assert (
+        f'Restores the members as they were before <a href="/imports/{original.pk}/">import #{original.pk}</a>'
+        in restore_page
+    )
+    for page in (original_page, restore_page):  # who acted is listed once, each with what they did
+        assert "<dt> by</dt>" not in page
+    history = logged_in.get("/imports/").content.decode()
+    assert f'Restores <a href="/imports/{original.pk}/">#{original.pk}</a>' in history
+    assert f'Restored by <a href="/imports/{restoring.pk}/">#{restoring.pk}</a>' in history
+    assert original.events.filter(message__contains=f"import #{restoring.pk}").exists()
+    export = b"".join(logged_in.get("/imports/export.csv").streaming_content).decode()
+    rows = {row["id"]: row for row in csv.DictReader(io.StringIO(export))}
+    assert (rows[str(restoring.pk)]["restores_import"], rows[str(restoring.pk)]["restored_by_import"]) == (
+        str(original.pk),
+        "",
+    )
+    assert (rows[str(original.pk)]["restores_import"], rows[str(original.pk)]["restored_by_import"]) == (
+        "",
+        str(restoring.pk),
+    )
+
+
+def test_a_restore_cannot_be_sent_as_a_merge(user: Any, logged_in: Any) -> None:
+    original = finished_replace(user)
+    ready_snapshot(user, original, b"m-1\n")
+    restoring = imports.advance(undo.restore(original, user).pk)
+    assert restoring.status == "draft"
+    page = logged_in.get(f"/imports/{restoring.pk}/").content.decode()
+    assert 'name="mode" value="replace"' in page
+    assert 'value="merge"' not in page  # the form offers Replace only
+    response = logged_in.post(f"/imports/{restoring.pk}/send/", {"mode": "merge"})
+    assert response.status_code == 400
+    assert "A restore is sent as a replace" in response.content.decode()
+    restoring.refresh_from_db()
+    assert restoring.status == "draft"
+
+
+@pytest.mark.parametrize("role", ["viewer", "editor"])
+def test_restoring_is_refused_without_the_right_to_import(
+    role: str, user: Any, client: Any, make_user: Any, settings: Any
+) -> None:
+    settings.PROTECTED_ENVIRONMENTS = ["live"]  # an editor may not import into it
+    original = finished_replace(user)
+    ready_snapshot(user, original, b"m-1\n")
+    client.force_login(make_user(role))
+    page = client.get(f"/imports/{original.pk}/").content.decode()
+    assert "Restore the members as they were before this import" not in page
+    assert "Restoring them needs the right to import" in page
+    response = client.post(f"/imports/{original.pk}/restore/", {"submission_token": "v" * 32})
+    assert response.status_code == 403
+    assert ImportRecord.objects.count() == 1
+
+
+def test_a_gone_snapshot_hides_the_button_and_restores_nothing(
+    user: Any, logged_in: Any, settings: Any
+) -> None:
+    original = finished_replace(user)
+    snapshot = ready_snapshot(user, original, b"m-1\n")
+    later = snapshot.finished_at + timedelta(days=settings.SNAPSHOT_RETENTION_DAYS + 1)
+    assert snapshots.purge_expired(now=later) == 1
+    page = logged_in.get(f"/imports/{original.pk}/").content.decode()
+    assert "Restore the members as they were before this import" not in page
+    assert "can no longer be undone here" in page
+    uploads_before = set(Path(django_settings.IMPORT_STORAGE_DIR).glob("*/upload.csv"))
+    response = logged_in.post(f"/imports/{original.pk}/restore/", follow=True)
+    assert "no longer kept" in response.content.decode()
+    assert ImportRecord.objects.count() == 1
+    assert set(Path(django_settings.IMPORT_STORAGE_DIR).glob("*/upload.csv")) == uploads_before
+
+
+def test_an_empty_snapshot_is_not_restored_as_a_replace(user: Any, logged_in: Any) -> None:
+    original = finished_replace(user)
+    ready_snapshot(user, original, b"")
+    response = logged_in.post(f"/imports/{original.pk}/restore/", follow=True)
+    assert "had no members before this import" in response.content.decode()
+    assert ImportRecord.objects.count() == 1
+
+
+def test_an_import_that_never_went_offers_no_undo(user: Any, logged_in: Any) -> None:
+    original = finished_replace(user)
+    ImportRecord.objects.filter(pk=original.pk).update(status=ImportStatus.CANCELLED, submit_attempts=0)
+    ready_snapshot(user, original, b"m-1\n")
+    page = logged_in.get(f"/imports/{original.pk}/").content.decode()
+    assert "Undo this import" not in page
+
+
+# --- end to end against the sandbox ------------------------------------------------------------------
+
+
+def run(record_id: int, until: set[str], timeout: float = 60) -> ImportRecord:
+    """The worker's loop without its waits: a step of the import, then (as when no import is due) one
+    of the snapshot it waits for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ImportRecord.objects.filter(pk=record_id).exclude(next_attempt_at=None).update(
+            next_attempt_at=timezone.now() - timedelta(seconds=1)
+        )
+        worker.run_once("undo-e2e")
+        MemberSnapshot.objects.exclude(next_attempt_at=None).update(
+            next_attempt_at=timezone.now() - timedelta(seconds=1)
+        )
+        snapshots.run_once("undo-e2e")
+        record = ImportRecord.objects.get(pk=record_id)
+        if record.status in until or time.monotonic() > deadline:
+            return record
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replace_then_restore_end_to_end_against_the_sandbox(logged_in: Any, sandbox: str, user: Any) -> None:
+    from sandbox.models import SandboxSegment
+
+    def members() -> set[str]:
+        segment = SandboxSegment.objects.get(key="vip-customers", environment__key="production")
+        return set(segment.visible_members().values_list("context_key", flat=True))
+
+    before = members()
+    assert len(before) == 120
+    content = b"new-1\nnew-2\n"
+    path = new_upload_path()
+    path.write_bytes(content)
+    record, _ = imports.record_upload(
+        user=user,
+        project="demo",
+        environment="production",
+        segment="vip-customers",
+        upload=imports.ReceivedFile(path, "two.csv", len(content), hashlib.sha256(content).hexdigest()),
+        mode="replace",
+        wait_on_approvals=False,
+        has_header=False,
+        send=True,
+    )
+    record = run(record.pk, {"complete", "failed", "unknown", "stopped"})
+    assert record.status == "complete", record.error_message
+    assert members() == {"new-1", "new-2"}
+    snapshot = record.undo_snapshot
+    assert snapshot is not None
+    assert snapshot.is_ready
+    assert set(snapshots.iter_member_keys(snapshot)) == before
+    assert snapshot.finished_at <= record.parts.get().submitted_at
+
+    logged_in.post(f"/imports/{record.pk}/restore/", {"submission_token": "e" * 32})
+    restoring = ImportRecord.objects.get(restores=record)
+    restoring = run(restoring.pk, {"draft", "rejected"})
+    assert restoring.status == "draft"
+    assert imports.send_draft(
+        restoring, user, mode="replace", wait_on_approvals=False, first_row_is_header=False
+    )
+    restoring = run(restoring.pk, {"complete", "failed", "unknown", "stopped"})
+    assert restoring.status == "complete", restoring.error_message
+    assert members() == before
+    # The restore, a replace itself, kept the members before it too: it can be undone in turn.
+    assert set(snapshots.iter_member_keys(restoring.undo_snapshot)) == {"new-1", "new-2"}
