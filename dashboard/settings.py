@@ -65,6 +65,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Pages take GET, HEAD and POST only: a 405 for anything else, before CSRF, sign-in and roles.
+    "segments_app.middleware.PageMethodsMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Single sign-on by a trusted proxy header; not used unless SSO_HEADER is set (dashboard/signin.py).

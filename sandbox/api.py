@@ -66,6 +66,7 @@ def endpoint(*methods: str) -> Callable[[View], View]:
             except ApiError as exc:
                 return exc.response()
 
+        wrapper.checks_its_own_methods = True  # type: ignore[attr-defined]  # PATCH, DELETE: see middleware
         return wrapper
 
     return decorate

@@ -1,7 +1,13 @@
-"""Pages for people with a role: a signed-in account in no role group gets an explanation instead.
+"""Who may reach a page at all, before any view runs.
 
-Runs after Django's LoginRequiredMiddleware, so only signed-in users reach it. It leaves alone what a
-person without a role still needs (logging in and out, changing their password), views marked
+`PageMethodsMiddleware`: the site's pages take GET, HEAD and POST only; anything else is a 405 for
+everyone, before sign-in, CSRF or role checks, so no view has to think about PUT or DELETE (Django's
+form views would otherwise take PUT as POST). APIs that check their own methods (the sandbox's
+LaunchDarkly API) say so with `checks_its_own_methods`.
+
+`RoleRequiredMiddleware`: a signed-in account in no role group gets an explanation instead. It runs
+after Django's LoginRequiredMiddleware, so only signed-in users reach it. It leaves alone what a person
+without a role still needs (logging in and out, changing their password), views marked
 `login_not_required` (health checks, the sandbox API, which checks its own token) and Django's admin,
 which keeps its own staff-only rules.
 """
@@ -11,12 +17,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 
 from segments_app import access
 
 # URL names a signed-in user without a role may still use.
 ROLE_FREE_URL_NAMES = frozenset({"login", "logout", "password_change", "password_change_done"})
+
+
+PAGE_METHODS = ("GET", "HEAD", "POST")
+
+
+class PageMethodsMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> HttpResponse | None:
+        if request.method in PAGE_METHODS or getattr(view_func, "checks_its_own_methods", False):
+            return None
+        return HttpResponseNotAllowed(PAGE_METHODS)
 
 
 class RoleRequiredMiddleware:
