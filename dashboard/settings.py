@@ -71,7 +71,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Single sign-on by a trusted proxy header; not used unless SSO_HEADER is set (dashboard/signin.py).
     "dashboard.signin.TrustedHeaderMiddleware",
-    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Django's LoginRequiredMiddleware, asking the view first (no session read for /healthz).
+    "segments_app.middleware.LoginRequiredMiddleware",
     # Signed in but in no role group: an explanation page instead of the product (segments_app/access.py).
     "segments_app.middleware.RoleRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",

@@ -252,7 +252,8 @@ def _detail_context(
         "announcement": announcement(record),
         # Undo (imports/undo.py): whether the members before it can be restored, and the restores of it.
         "undo": undo.undo_state(record) if record.is_final else "",
-        "restored_by": list(record.restored_by.order_by("pk")),
+        # Only a finished import can be restored: a live one's polls skip the query.
+        "restored_by": list(record.restored_by.order_by("pk")) if record.is_final else [],
         "restore_token": uuid.uuid4().hex,
         "preview": impact,
     }
@@ -261,9 +262,9 @@ def _detail_context(
 @require_GET
 def import_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The import page; to its own htmx poll it answers with just the live part of the page."""
-    record = get_object_or_404(
-        ImportRecord.objects.select_related("user", "sent_by", "cancelled_by", "waiting_behind"), pk=pk
-    )
+    # Only the uploader is on every page; who sent or cancelled it and what a queued import waits
+    # behind are loaded when the page shows them (joining them made every poll build five records).
+    record = get_object_or_404(ImportRecord.objects.select_related("user"), pk=pk)
     context = _detail_context(request, record)
     if wants_fragment(request) and request.GET.get("part") == "preview":
         # The impact preview's own poll: just that block; once it is done it has the live block reload.

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.utils.functional import SimpleLazyObject, empty
 
 request_id: ContextVar[str] = ContextVar("request_id", default="")
 user: ContextVar[str] = ContextVar("user", default="")
@@ -80,13 +81,17 @@ class RequestIdMiddleware:
             user.reset(tokens[1])
             request_id.reset(tokens[0])
 
-    def process_view(self, request: HttpRequest, *args: Any) -> None:
-        # By now AuthenticationMiddleware has run: the view's own log lines carry the user too.
-        self._name_user(request)
+    def process_view(self, request: HttpRequest, view_func: Callable[..., Any], *args: Any) -> None:
+        # By now AuthenticationMiddleware has run: the view's own log lines carry the user too. A view
+        # that needs no login (/healthz, asked every few seconds) is not made to read the session.
+        if getattr(view_func, "login_required", True):
+            self._name_user(request)
 
     @staticmethod
     def _name_user(request: HttpRequest) -> None:
         who = getattr(request, "user", None)
+        if isinstance(who, SimpleLazyObject) and who._wrapped is empty:
+            return  # nothing asked who it was: finding out would cost the session and user queries
         if who is not None and who.is_authenticated:
             user.set(who.get_username())
 

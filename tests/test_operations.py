@@ -152,6 +152,23 @@ def test_a_request_logs_one_line_with_its_request_id_and_user(logged_in: Any, lo
     assert {"time", "level", "logger", "message"} <= set(line)
 
 
+def test_healthz_reads_no_session_even_for_a_signed_in_caller(
+    logged_in: Any, django_assert_num_queries: Any
+) -> None:
+    """Load balancers ask it every few seconds; naming the caller for the log line once cost it the
+    session and user queries on every ask."""
+    with django_assert_num_queries(1) as captured:  # the newest worker check-in, nothing else
+        assert logged_in.get("/healthz").status_code == 200
+    assert "django_session" not in captured.captured_queries[0]["sql"]
+
+
+def test_a_page_after_sign_in_still_logs_its_user_on_the_views_own_lines(
+    logged_in: Any, log_lines: Lines
+) -> None:
+    logged_in.get("/imports/")
+    assert {x["user"] for x in log_lines.json() if x["logger"] == "segments_app.requests"} == {"pm"}
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "incoming", ["", "short", "evil\nforged line", "x" * 101, "<script>alert(1)</script>xx"]
