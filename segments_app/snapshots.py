@@ -31,7 +31,7 @@ from segments_app.connection import launchdarkly_client
 from segments_app.error_messages import describe
 from segments_app.imports.coordination import Lease, active_pause, claim_first, pause_until
 from segments_app.launchdarkly import LaunchDarklyError, NotFound, RateLimited
-from segments_app.models import ImportRecord, MemberSnapshot, SnapshotStatus
+from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot, SnapshotStatus
 
 logger = logging.getLogger(__name__)
 UNFINISHED = (SnapshotStatus.REQUESTED, SnapshotStatus.EXPORTING)
@@ -137,6 +137,9 @@ def run_once(owner: str) -> bool:
 
 def advance(snapshot: MemberSnapshot, lease: Lease) -> None:
     """One step: start the export, or look at it and, once it is complete, download its file."""
+    if not _still_wanted(snapshot):
+        _fail(lease, "No longer needed: its draft was sent or discarded before the comparison.")
+        return
     try:
         with launchdarkly_client() as client:
             if snapshot.status == SnapshotStatus.REQUESTED:
@@ -215,6 +218,14 @@ def _follow(snapshot: MemberSnapshot, lease: Lease, client: Any) -> None:
         preview.run_for(snapshot)  # the draft's impact, compared while this worker holds the lease
 
 
+def _still_wanted(snapshot: MemberSnapshot) -> bool:
+    """A preview's members matter only while its draft waits to be sent: exporting a segment of
+    millions for a draft already sent or discarded would only load LaunchDarkly and fill the disk."""
+    if snapshot.purpose != MemberSnapshot.Purpose.PREVIEW:
+        return True
+    return ImportRecord.objects.filter(pk=snapshot.import_record_id, status=ImportStatus.DRAFT).exists()
+
+
 def _count_members(path: Path) -> int:
     with path.open(encoding="utf-8", newline="") as source:
         return sum(1 for row in csv.reader(source) if row and row[0])
@@ -230,12 +241,21 @@ def _fail(lease: Lease, message: str) -> None:
 
 
 def purge_expired(now: datetime | None = None) -> int:
-    """Delete the files of snapshots finished more than SNAPSHOT_RETENTION_DAYS ago (their rows stay, as
-    a record that there was one). Returns how many files went."""
+    """Delete the files of snapshots finished more than SNAPSHOT_RETENTION_DAYS ago, and of previews
+    whose draft has been sent or discarded (their rows stay, as a record that there was one).
+    Returns how many files went."""
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.SNAPSHOT_RETENTION_DAYS)
+    # A preview's file is of no use once its draft is sent or discarded (nobody holding it to compare).
+    previews_done = (
+        Q(purpose=MemberSnapshot.Purpose.PREVIEW)
+        & ~Q(import_record__status=ImportStatus.DRAFT)
+        & (Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+    )
     purged = 0
-    for snapshot in MemberSnapshot.objects.exclude(file_path="").filter(finished_at__lt=cutoff):
+    for snapshot in MemberSnapshot.objects.exclude(file_path="").filter(
+        Q(finished_at__lt=cutoff) | previews_done
+    ):
         Path(snapshot.file_path).unlink(missing_ok=True)
         MemberSnapshot.objects.filter(pk=snapshot.pk).update(file_path="")
         purged += 1

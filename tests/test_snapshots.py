@@ -235,6 +235,82 @@ def test_retention_deletes_old_files_and_keeps_new_ones(user: Any, settings: Any
     assert new.is_ready
 
 
+def preview_of(user: Any, draft_status: str, **fields: Any) -> MemberSnapshot:
+    from segments_app.models import ImportRecord
+
+    record = ImportRecord.objects.create(
+        user=user,
+        project_key="shop",
+        environment_key="live",
+        segment_key="vip",
+        original_filename="k.csv",
+        size_bytes=1,
+        sha256="0" * 64,
+        mode="replace",
+        status=draft_status,
+    )
+    return MemberSnapshot.objects.create(
+        project_key="shop",
+        environment_key="live",
+        segment_key="vip",
+        purpose=MemberSnapshot.Purpose.PREVIEW,
+        import_record=record,
+        **fields,
+    )
+
+
+@pytest.mark.parametrize(("draft_status", "kept"), [("draft", True), ("queued", False), ("cancelled", False)])
+def test_a_previews_file_goes_once_its_draft_is_sent_or_discarded(
+    user: Any, db: Any, draft_status: str, kept: bool
+) -> None:
+    path = snapshots.snapshot_dir() / f"preview-{draft_status}.csv"
+    path.write_text("u-1\n")
+    made = preview_of(user, draft_status, status="ready", file_path=str(path), finished_at=timezone.now())
+    download = MemberSnapshot.objects.create(  # a person's download of the same moment stays
+        project_key="shop",
+        environment_key="live",
+        segment_key="vip",
+        status="ready",
+        file_path=str(path.with_suffix(".download")),
+        finished_at=timezone.now(),
+    )
+    path.with_suffix(".download").write_text("u-1\n")
+    assert snapshots.purge_expired() == (0 if kept else 1)
+    made.refresh_from_db()
+    assert made.is_ready is kept
+    assert path.exists() is kept
+    download.refresh_from_db()
+    assert download.is_ready
+
+
+def test_a_preview_being_compared_keeps_its_file_until_the_worker_lets_go(user: Any, db: Any) -> None:
+    path = snapshots.snapshot_dir() / "preview-held.csv"
+    path.write_text("u-1\n")
+    held = preview_of(
+        user,
+        "queued",
+        status="ready",
+        file_path=str(path),
+        finished_at=timezone.now(),
+        lease_owner="worker-a",
+        lease_until=timezone.now() + timedelta(minutes=1),
+    )
+    assert snapshots.purge_expired() == 0
+    MemberSnapshot.objects.filter(pk=held.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert snapshots.purge_expired() == 1
+    assert not path.exists()
+
+
+def test_a_preview_whose_draft_was_sent_is_never_exported(real_ld: Any, user: Any) -> None:
+    unwanted = preview_of(user, "queued", status="requested", next_attempt_at=timezone.now())
+    unwanted = step(unwanted)
+    assert unwanted.status == "failed"
+    assert unwanted.error_message == (
+        "No longer needed: its draft was sent or discarded before the comparison."
+    )
+    assert len(real_ld.mock.calls) == 0  # LaunchDarkly was not asked to export anything
+
+
 # --- the pages ----------------------------------------------------------------------------------------
 
 
