@@ -8,6 +8,7 @@ import time
 
 from segments_app.launchdarkly import (
     Conflict,
+    FileLinkRefused,
     InvalidRequest,
     LaunchDarklyError,
     NotFound,
@@ -23,6 +24,11 @@ def describe(error: LaunchDarklyError) -> str:
     value); the client has already cleaned them of the token and cut them short."""
     if isinstance(error, RefusedInput):  # refused here, before LaunchDarkly was asked
         return error.message
+    if isinstance(error, FileLinkRefused):
+        return (
+            "The link to the exported members file was refused where the file is stored; such links "
+            "expire. Ask for the members again."
+        )
     if isinstance(error, Unauthorized):
         if error.status == 403:
             return (

@@ -121,6 +121,11 @@ class NotReached(UpstreamUnavailable):
     Nothing was sent, so even a POST may be sent again: the change cannot have been made."""
 
 
+class FileLinkRefused(LaunchDarklyError):
+    """The storage host holding an export's file refused its link (401, 403, 404, 410…): a signed link
+    expires, so the export must be asked for again. Not a token problem: the token never goes there."""
+
+
 class RefusedInput(LaunchDarklyError):
     """The dashboard refused a value before any request was built; `message` is written for people."""
 
@@ -543,6 +548,13 @@ class LaunchDarklyClient:
                 timeout=(self.config.connect_timeout, self.config.read_timeout),
             )
             with response:
+                if not trusted and 400 <= response.status_code < 500 and response.status_code != 429:
+                    raise FileLinkRefused(
+                        "The storage host refused the export's file link",
+                        status=response.status_code,
+                        method="GET",
+                        path=shown_path,
+                    )
                 if response.status_code >= 400:
                     raise error_from_response(
                         response, "GET", shown_path, now=self._clock(), redact=self._redact

@@ -19,6 +19,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 from segments_app.launchdarkly import (
     ClientConfig,
     Conflict,
+    FileLinkRefused,
     InvalidRequest,
     LaunchDarklyClient,
     LaunchDarklyError,
@@ -807,10 +808,22 @@ def test_a_refused_download_leaves_no_file_and_raises_a_typed_error(
     client: LaunchDarklyClient, mock: Any, tmp_path: Any
 ) -> None:
     mock.get("https://storage.example.net/exp-1.csv", status=403, body="expired")
-    with pytest.raises(Unauthorized) as caught:
+    with pytest.raises(FileLinkRefused) as caught:
         client.download_export("https://storage.example.net/exp-1.csv?sig=s3cr3t", tmp_path / "m.csv")
     assert "s3cr3t" not in str(caught.value)
+    assert caught.value.status == 403
+    assert not isinstance(caught.value, Unauthorized)  # the token never went there: not its fault
+    assert "Authorization" not in mock.calls[0].request.headers
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_download_on_launchdarklys_own_host_is_still_a_token_problem(
+    client: LaunchDarklyClient, mock: Any, tmp_path: Any
+) -> None:
+    mock.get(f"{BASE}/files/exp-1.csv", status=403, json={"code": "forbidden", "message": "no"})
+    with pytest.raises(Unauthorized):
+        client.download_export(f"{BASE}/files/exp-1.csv", tmp_path / "m.csv")
+    assert mock.calls[0].request.headers["Authorization"] == TOKEN
 
 
 def test_a_download_is_streamed_not_read_whole(client: LaunchDarklyClient, tmp_path: Any) -> None:

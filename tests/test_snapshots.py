@@ -154,6 +154,10 @@ def test_a_refused_download_fails_and_leaves_no_file(real_ld: Any, requested: Me
     before = set(snapshots.snapshot_dir().iterdir())
     snapshot = step(requested)
     assert snapshot.status == SnapshotStatus.FAILED
+    assert snapshot.error_message == (
+        "The link to the exported members file was refused where the file is stored; such links "
+        "expire. Ask for the members again."
+    )
     assert set(snapshots.snapshot_dir().iterdir()) == before
 
 
