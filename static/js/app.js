@@ -167,3 +167,157 @@
     if (invalid) invalid.focus();
   });
 })();
+
+// When the server cannot be reached, answers with an error or does not answer, say so in one place under
+// the header. Without this a poll that fails leaves the last status on screen as if nothing were wrong,
+// and a search or form sent through htmx that fails does nothing at all.
+(function () {
+  "use strict";
+  var REGION_ID = "connection-status";
+  // "Reconnected." stays this long (app.css fades it out over its last second), then the notice is empty.
+  var RECOVERED_MS = 4000;
+  // htmx waits for ever by default, and a poll still waiting holds back every later poll of its element:
+  // a connection that hangs instead of failing would freeze the statuses without a word.
+  var MIN_POLL_TIMEOUT_MS = 10000;
+  var POLL_WORDS = " — the statuses on this page may be out of date. Retrying…";
+  var PROBLEM_TEXT = {
+    poll: {
+      connection: "Connection lost" + POLL_WORDS,
+      timeout: "The server is not answering" + POLL_WORDS,
+      server: "The server had a problem" + POLL_WORDS
+    },
+    action: {
+      connection: "Connection lost — the server could not be reached. Check your connection, then try again.",
+      timeout: "The server took too long to answer. Reload the page to see whether it was done before you try again.",
+      server: "The server had a problem and could not do that. Try again in a minute; if it keeps happening, tell an administrator.",
+      refused: "The server did not accept that (error {status}). Reload the page, then try again; if it keeps happening, tell an administrator."
+    }
+  };
+  var RECOVERED_TEXT = { connection: "Reconnected.", timeout: "Reconnected.", server: "The server is answering again." };
+
+  var problem = null;  // {kind, poll}: what the notice says is wrong, or null
+  var shown = { text: "", tone: "" };
+  var clearTimer = null;
+
+  // The element that asked: htmx names another in `elt` when the one that asked was swapped away.
+  function asker(event) {
+    var detail = event.detail || {};
+    return (detail.requestConfig && detail.requestConfig.elt) || detail.elt || event.target;
+  }
+
+  function isPoll(elt) {
+    var trigger = elt && elt.getAttribute && elt.getAttribute("hx-trigger");
+    return !!trigger && /^\s*every\s/.test(trigger);
+  }
+
+  function pollIntervalMs(elt) {
+    var match = /^\s*every\s+(\d+(?:\.\d+)?)\s*(ms|s|m)?/.exec(elt.getAttribute("hx-trigger"));
+    if (!match) return 0;
+    var unit = match[2] === "ms" ? 1 : match[2] === "m" ? 60000 : 1000;
+    return parseFloat(match[1]) * unit;
+  }
+
+  // The live region exists, empty, from the start: a screen reader announces changes to a region it
+  // already knows, not one that appears with its words already in it. A page htmx brings back from its
+  // history (or fetches whole) may hold a stale copy of it, or none.
+  function region() {
+    var box = document.getElementById(REGION_ID);
+    if (box) return box;
+    box = document.createElement("div");
+    box.id = REGION_ID;
+    box.className = "container connection-status";
+    box.setAttribute("role", "status");
+    box.setAttribute("aria-live", "polite");
+    var header = document.querySelector("body > header");
+    if (header) header.insertAdjacentElement("afterend", box);
+    else document.body.insertAdjacentElement("afterbegin", box);
+    return box;
+  }
+
+  function render() {
+    var box = region();
+    var current = box.firstElementChild;
+    if (!shown.text) {
+      if (box.firstChild) box.textContent = "";
+      return;
+    }
+    if (current && current.textContent === shown.text && current.classList.contains("connection-" + shown.tone)) return;
+    var line = document.createElement("p");
+    line.className = "connection-" + shown.tone;
+    line.textContent = shown.text;
+    box.replaceChildren(line);
+  }
+
+  function show(text, tone) {
+    clearTimeout(clearTimer);
+    shown = { text: text, tone: tone };
+    render();
+  }
+
+  // A form whose answer never came must not stay locked: its once-only buttons work again and the
+  // upload's progress bar no longer claims a transfer is under way.
+  function release(elt) {
+    var form = elt.closest ? elt.closest("form") : null;
+    var scope = form || elt;
+    if (!scope.querySelectorAll) return;
+    scope.querySelectorAll("button[data-once]").forEach(function (button) {
+      button.disabled = false;
+      button.removeAttribute("aria-busy");
+    });
+    var progress = scope.querySelector("#upload-progress");
+    if (progress) {
+      progress.hidden = true;
+      progress.value = 0;
+    }
+  }
+
+  function failed(event, kind) {
+    var detail = event.detail || {};
+    var elt = asker(event);
+    var poll = isPoll(elt);
+    var status = detail.xhr ? detail.xhr.status : 0;
+    // A poll refused (4xx) is not a connection problem; the page's own answer deals with it.
+    if (kind === "refused" && poll) return;
+    if (!poll) release(elt);
+    // What went wrong with what the person just did says more than the poll failing beside it.
+    if (poll && problem && !problem.poll) return;
+    problem = { kind: kind, poll: poll };
+    show(PROBLEM_TEXT[poll ? "poll" : "action"][kind].replace("{status}", status), "problem");
+  }
+
+  function succeeded(elt) {
+    if (!problem) return;
+    var poll = isPoll(elt);
+    var connectionBack = problem.kind === "connection" || problem.kind === "timeout";
+    // A poll answering says nothing about the search or form that met a server error: that notice
+    // stays until the person's next request goes through.
+    if (!connectionBack && !problem.poll && poll) return;
+    var was = problem;
+    problem = null;
+    if (!connectionBack && !was.poll) {
+      show("", "");
+      return;
+    }
+    show(RECOVERED_TEXT[was.kind], "ok");
+    clearTimer = setTimeout(function () { show("", ""); }, RECOVERED_MS);
+  }
+
+  document.addEventListener("htmx:configRequest", function (event) {
+    var detail = event.detail;
+    if (detail.timeout || !isPoll(detail.elt)) return;
+    detail.timeout = Math.max(MIN_POLL_TIMEOUT_MS, 5 * pollIntervalMs(detail.elt));
+  });
+  document.addEventListener("htmx:sendError", function (event) { failed(event, "connection"); });
+  document.addEventListener("htmx:timeout", function (event) { failed(event, "timeout"); });
+  document.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr ? event.detail.xhr.status : 0;
+    failed(event, status >= 500 ? "server" : "refused");
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var xhr = event.detail.xhr;
+    if (xhr && xhr.status >= 200 && xhr.status < 400) succeeded(asker(event));
+  });
+  // Back and Forward bring back a copy of the page taken earlier, with the notice as it was then.
+  document.addEventListener("htmx:historyRestore", render);
+  region();
+})();
