@@ -164,6 +164,13 @@ def test_a_search_that_cannot_reach_the_server_says_so_and_the_page_stays_usable
     expect(notice(page)).to_have_text("Reconnected.")
     expect(notice(page)).to_have_text("")
 
+    # htmx kept a copy of the "churn" page taken while it said the connection was lost: Back brings the
+    # page back, not that stale notice.
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"\?q=churn(&|$)"))
+    expect(notice(page)).to_have_count(1)
+    expect(notice(page)).to_have_text("")
+
 
 def test_a_form_that_cannot_be_sent_can_be_sent_again(
     app: str, page: Any, login: Any, tmp_path: Path
