@@ -18,7 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import middleware as auth_middleware
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django_htmx.http import HttpResponseClientRedirect
 
 from segments_app import access
 
@@ -44,6 +46,19 @@ class LoginRequiredMiddleware(auth_middleware.LoginRequiredMiddleware):
         if not getattr(view_func, "login_required", True):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
+
+    def handle_no_permission(self, request: HttpRequest, view_func: Callable[..., Any]) -> HttpResponse:
+        """A poll or live search whose session has ended would get the sign-in page swapped into a
+        status cell; htmx is told to go to the sign-in page instead, coming back to the page (not
+        the fragment's address) once signed in."""
+        htmx = getattr(request, "htmx", None)
+        if not htmx:
+            return super().handle_no_permission(request, view_func)
+        page = htmx.current_url_abs_path or "/"
+        login = redirect_to_login(
+            page, self.get_login_url(view_func), self.get_redirect_field_name(view_func)
+        )
+        return HttpResponseClientRedirect(login.url)
 
 
 class PageMethodsMiddleware:

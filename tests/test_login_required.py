@@ -61,3 +61,27 @@ def test_login_page_has_a_labelled_form(client: Any) -> None:
     assert '<label for="id_username">' in html
     assert '<label for="id_password">' in html
     assert "csrfmiddlewaretoken" in html
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "path", ["/imports/statuses/?id=1&status=1.queued", "/imports/1/", "/segments/shop/live/"]
+)
+def test_an_htmx_request_after_the_session_ended_sends_the_whole_page_to_sign_in(
+    client: Any, path: str
+) -> None:
+    """Not the sign-in page swapped into a status cell: htmx goes there, and back to the page after."""
+    response = client.get(
+        path, HTTP_HX_REQUEST="true", HTTP_HX_CURRENT_URL="http://testserver/imports/?status=failed&page=2"
+    )
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == "/accounts/login/?next=/imports/%3Fstatus%3Dfailed%26page%3D2"
+    assert response.content == b""
+
+
+@pytest.mark.django_db
+def test_an_htmx_request_from_another_site_is_sent_to_sign_in_without_its_address(client: Any) -> None:
+    response = client.get(
+        "/imports/statuses/", HTTP_HX_REQUEST="true", HTTP_HX_CURRENT_URL="https://evil.example/steal"
+    )
+    assert response["HX-Redirect"] == "/accounts/login/?next=/"
