@@ -48,12 +48,35 @@
   // htmx keeps a copy of the page's HTML for Back and Forward. What was typed or chosen lives in
   // properties that HTML leaves out, so without this the search box would come back empty above
   // results filtered by it: write the current values into the page before the copy is taken.
-  document.addEventListener("htmx:beforeHistorySave", function () {
+  // A search or filter form (method GET) is what its page's address says: the copy is taken when the
+  // answer to the next search arrives, by when the box already holds the next words, so its fields
+  // are written from the address the copy is saved under, not from what they hold now.
+  function fromAddress(field, params) {
+    if (field.type === "checkbox" || field.type === "radio") {
+      field.toggleAttribute("checked", params.getAll(field.name).indexOf(field.value) !== -1);
+    } else if (field.tagName === "SELECT") {
+      var wanted = params.has(field.name) ? params.get(field.name) : "";
+      field.querySelectorAll("option").forEach(function (option) { option.toggleAttribute("selected", option.value === wanted); });
+    } else if (field.tagName === "TEXTAREA") {
+      field.textContent = params.get(field.name) || "";
+    } else {
+      field.setAttribute("value", params.get(field.name) || "");
+    }
+  }
+
+  document.addEventListener("htmx:beforeHistorySave", function (event) {
     // An empty style attribute left by a tool that styled an element for a moment (axe-core does)
     // would make the restored copy break the Content-Security-Policy, which allows no inline style.
     document.querySelectorAll("[style='']").forEach(function (element) { element.removeAttribute("style"); });
+    // The address the copy is saved under (on Back, the browser's address has already moved on).
+    var saved = (event.detail && event.detail.path) || window.location.pathname + window.location.search;
+    var params = new URL(saved, window.location.href).searchParams;
     document.querySelectorAll("input, textarea, select").forEach(function (field) {
       if (field.type === "file" || field.type === "password" || field.type === "hidden") return;
+      if (field.form && field.name && field.form.method === "get") {
+        fromAddress(field, params);
+        return;
+      }
       if (field.type === "checkbox" || field.type === "radio") {
         field.toggleAttribute("checked", field.checked);
       } else if (field.tagName === "SELECT") {

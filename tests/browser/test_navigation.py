@@ -134,6 +134,28 @@ def test_back_after_a_search_shows_the_words_its_results_are_for(app: str, page:
     expect(page.get_by_role("searchbox", name="Search")).to_have_value("campaign")
 
 
+def test_back_after_two_searches_shows_the_first_searchs_words(app: str, page: Any, login: Any) -> None:
+    """htmx copies the page for Back when the second search's answer arrives, when the box already
+    holds the second search's words: the copy must still say what its results are for."""
+    login()
+    add_campaign_segments("staging", 3)
+    page.goto(f"{app}/segments/demo/staging/")
+    search = page.get_by_role("searchbox", name="Search")
+    search.fill("campaign")
+    expect(page).to_have_url(re.compile(r"q=campaign"))
+    expect(page.get_by_role("link", name="Campaign 01")).to_be_visible()
+    search.fill("beta")
+    expect(page).to_have_url(re.compile(r"q=beta"))
+    expect(page.get_by_role("link", name="Beta testers")).to_be_visible()
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"q=campaign"))
+    expect(page.get_by_role("link", name="Campaign 01")).to_be_visible()
+    expect(page.get_by_role("searchbox", name="Search")).to_have_value("campaign")
+    page.go_forward()
+    expect(page).to_have_url(re.compile(r"q=beta"))
+    expect(page.get_by_role("searchbox", name="Search")).to_have_value("beta")
+
+
 def test_create_a_big_segment_see_it_in_the_list_and_open_it(app: str, page: Any, login: Any) -> None:
     login()
     page.goto(f"{app}/segments/demo/staging/")
