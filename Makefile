@@ -69,11 +69,12 @@ clean:
 
 ## make bench: the benchmarks (not part of make test), each against a baseline measured in the same run:
 ## upload path (100k/1M/3M keys), validation, polling under 200 viewers, history on SQLite and PostgreSQL
-## (BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test), the impact preview (3M x 3M keys).
+## (BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test), the impact preview (3M x 3M keys),
+## and what an idle import worker costs.
 ## Figures go in bench/RESULTS.md.
 .PHONY: bench
 bench: install-test
-	@status=0; for script in upload_path validation polling history compare; do \
+	@status=0; for script in upload_path validation polling history compare idle_worker; do \
 		echo "=== bench/$$script.py"; \
 		timeout 1500 $(PY) bench/$$script.py || { echo "bench/$$script.py failed"; status=1; }; \
 	done; exit $$status

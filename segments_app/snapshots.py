@@ -105,7 +105,7 @@ def claim(owner: str) -> MemberSnapshot | None:
     due = MemberSnapshot.objects.filter(status__in=UNFINISHED, next_attempt_at__lte=now).filter(
         Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     )
-    if active_pause() is not None:
+    if not due.exists() or active_pause() is not None:  # nothing due needs no look at the pause
         return None
     return claim_first(due, owner, now)
 

@@ -65,6 +65,34 @@ def test_run_once_takes_the_most_overdue_import_and_nothing_when_none_is_due(use
 
 
 @pytest.mark.django_db
+@pytest.mark.django_db
+def test_an_idle_look_for_work_is_two_reads(django_assert_num_queries: Any) -> None:
+    """Idle workers look every 50 ms: one read for imports, one for member snapshots, nothing else
+    (the pause is looked at only when something is due)."""
+    UpstreamPause.objects.create(name=coordination.PAUSE_NAME, until=timezone.now() + timedelta(minutes=1))
+    with django_assert_num_queries(2):
+        assert worker.run_once("idle") is False
+
+
+@pytest.mark.django_db
+def test_an_idle_worker_keeps_its_connection_between_looks(monkeypatch: Any) -> None:
+    refreshed: list[float] = []
+    monkeypatch.setattr(worker, "close_old_connections", lambda: refreshed.append(time.monotonic()))
+    looks: list[str] = []
+
+    def look(owner: str) -> bool:
+        looks.append(owner)
+        if len(looks) >= 10:
+            stop.set()
+        return False
+
+    monkeypatch.setattr(worker, "run_once", look)
+    stop = threading.Event()
+    worker.work(stop, idle_wait=0.001)
+    assert len(looks) == 10
+    assert len(refreshed) == 1  # not once a look
+
+
 def test_a_rate_limit_pause_holds_launchdarkly_steps_but_not_file_checks(user: Any) -> None:
     queued = validating(user)
     imports.advance(queued.pk)

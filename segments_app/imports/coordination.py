@@ -42,6 +42,9 @@ def claim(owner: str, *, record_id: int | None = None) -> ImportRecord | None:
     due = ImportRecord.objects.filter(next_attempt_at__lte=now).filter(_free(now))
     if record_id is not None:
         due = due.filter(pk=record_id)
+    # A plain read first: idle workers poll often, and nothing due needs no look at the pause either.
+    if not due.exists():
+        return None
     if active_pause() is not None:
         due = due.filter(status__in=OFFLINE_STEPS)
     return claim_first(due, owner, now)
@@ -50,7 +53,7 @@ def claim(owner: str, *, record_id: int | None = None) -> ImportRecord | None:
 def claim_first(due: QuerySet, owner: str, now: datetime) -> Any:
     """Lease the most overdue row of `due` (imports or member snapshots, both with `next_attempt_at`
     and a lease), or None. The conditional update is the claim: only one process's update touches it."""
-    # A plain read first: idle workers poll often, and on SQLite a claim's transaction takes the lock.
+    # A plain read first: on SQLite a claim's transaction takes the database's write lock.
     if not due.exists():
         return None
     with transaction.atomic():

@@ -40,6 +40,8 @@ from segments_app.request_log import import_context
 logger = logging.getLogger(__name__)
 HOUSEKEEPING_EVERY_SECONDS = 60.0
 IDLE_WAIT_SECONDS = wakeup.POLL_SECONDS
+# How long an idle worker keeps its database connection between looks for work.
+IDLE_CONNECTION_SECONDS = 10.0
 # Check-ins of processes gone this long are deleted by the housekeeping of those still running.
 FORGET_CHECKINS_AFTER = timedelta(days=1)
 
@@ -122,15 +124,22 @@ def work(stop: threading.Event, *, idle_wait: float | None = None) -> None:
     # Short: a new upload should be picked up at once; an idle poll is one indexed read.
     idle = idle_wait if idle_wait is not None else min(IDLE_WAIT_SECONDS, settings.IMPORT_POLL_SECONDS / 2)
     wakeups = wakeup.backend()
+    # An idle worker looks every 50 ms: opening a database connection for each look was most of
+    # its cost (a sixth of a core doing nothing), so an idle one keeps its connection a while.
+    next_refresh = 0.0
     try:
         while not stop.is_set():
-            close_old_connections()
+            if time.monotonic() >= next_refresh:
+                close_old_connections()
+                next_refresh = time.monotonic() + IDLE_CONNECTION_SECONDS
             try:
                 busy = run_once(f"{owner_prefix}-{uuid.uuid4().hex[:8]}")
             except Exception:
                 logger.exception("The import worker could not claim work; trying again shortly")
+                connection.close()  # a broken connection is not kept: the next look opens a new one
                 busy = False
             if busy:
+                next_refresh = 0.0  # after work, as after a request: a fresh connection for the next
                 continue
             if wakeups.instant and idle_wait is None:
                 try:
