@@ -124,6 +124,31 @@ def test_titles_name_the_import_pages(logged_in: Any, user: Any) -> None:
     assert title(logged_in.get("/sandbox/approvals/")) == "Sandbox approvals · Segment Dashboard"
 
 
+NOSCRIPT_REFRESH = '<noscript><meta http-equiv="refresh" content="5"></noscript>'
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("status", "reloads"),
+    [
+        (ImportStatus.VALIDATING, True),
+        (ImportStatus.QUEUED, True),
+        (ImportStatus.IN_PROGRESS, True),
+        (ImportStatus.DRAFT, False),  # waits on a person (no preview running here)
+        (ImportStatus.COMPLETE, False),
+        (ImportStatus.REJECTED, False),
+    ],
+)
+def test_without_javascript_a_running_imports_page_reloads_itself(
+    logged_in: Any, user: Any, status: str, reloads: bool
+) -> None:
+    """Nothing polls without JavaScript: the page said "Checking the file — 0%" until reloaded by hand."""
+    page = logged_in.get(f"/imports/{make_record(user, status=status).pk}/").content.decode()
+    assert (NOSCRIPT_REFRESH in page) is reloads
+    if reloads:
+        assert page.index(NOSCRIPT_REFRESH) < page.index("</head>")
+
+
 # --- numbers and times ---------------------------------------------------------------------------------
 
 
