@@ -24,6 +24,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
 
@@ -103,6 +104,11 @@ class ContextFilter(logging.Filter):
         record.request_id = request_id.get()
         record.user = user.get()
         record.import_id = import_id.get()
+        # Django logs each refused request ("Forbidden (Permission denied)") with the exception's
+        # traceback: a refusal is an answer, not a fault, so its one line is enough.
+        if record.exc_info and isinstance(record.exc_info[1], PermissionDenied):
+            record.exc_info = None
+            record.exc_text = None
         return True
 
 

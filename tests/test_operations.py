@@ -169,6 +169,16 @@ def test_a_page_after_sign_in_still_logs_its_user_on_the_views_own_lines(
     assert {x["user"] for x in log_lines.json() if x["logger"] == "segments_app.requests"} == {"pm"}
 
 
+def test_a_refused_request_logs_one_line_without_a_traceback(
+    client: Any, make_user: Any, log_lines: Lines
+) -> None:
+    client.force_login(make_user("viewer"))
+    assert client.post("/segments/shop/live/new/", {}).status_code == 403
+    refusals = [x for x in log_lines.json() if x["logger"] == "django.request"]
+    assert [x["message"] for x in refusals] == ["Forbidden (Permission denied): /segments/shop/live/new/"]
+    assert "Traceback" not in log_lines.text
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "incoming", ["", "short", "evil\nforged line", "x" * 101, "<script>alert(1)</script>xx"]
