@@ -4,8 +4,9 @@ would in LaunchDarkly."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from functools import wraps
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import reduce, wraps
 from typing import Any
 
 from django.conf import settings
@@ -13,8 +14,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import BadRequest, PermissionDenied
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.html import format_html
 from django.views.decorators.http import require_http_methods
 
 from sandbox import imports
@@ -22,6 +26,7 @@ from sandbox.errors import ApiError, not_found
 from sandbox.models import SandboxImport
 from segments_app import access
 from segments_app.imports.approvals import record_approval
+from segments_app.models import ImportPart
 
 
 def sandbox_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -42,6 +47,45 @@ def _waiting() -> Any:
     ).select_related("segment", "environment__project")
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """One import waiting for approval, with what a reviewer needs to judge it: the dashboard's part
+    that sent it (None for an import sent to the sandbox's API directly), hence who asked and where
+    the import's page is."""
+
+    item: SandboxImport
+    part: ImportPart | None
+
+    @property
+    def requester(self) -> str:
+        """The person who sent the file to LaunchDarkly: whoever sent the checked draft, else the
+        uploader (a file sent as soon as it was checked)."""
+        if self.part is None:
+            return ""
+        record = self.part.record
+        return (record.sent_by or record.user).get_username()
+
+
+def _dashboard_parts(items: Iterable[SandboxImport]) -> dict[str, ImportPart]:
+    """The dashboard's parts that sent these sandbox imports, by LaunchDarkly import ID — the same
+    match `record_approval` makes, narrowed by segment so the query uses the records' indexes."""
+    wanted = [
+        Q(
+            record__project_key=item.environment.project.key,
+            record__environment_key=item.environment.key,
+            record__segment_key=item.segment.key,
+            ld_import_id=str(item.pk),
+        )
+        for item in items
+    ]
+    if not wanted:
+        return {}
+    parts = ImportPart.objects.filter(reduce(lambda a, b: a | b, wanted)).select_related(
+        "record__user", "record__sent_by"
+    )
+    return {part.ld_import_id: part for part in parts}
+
+
 @sandbox_only
 @require_http_methods(["GET", "POST"])
 def approvals(request: HttpRequest) -> HttpResponse:
@@ -49,11 +93,13 @@ def approvals(request: HttpRequest) -> HttpResponse:
     protected environment), each with an Approve button; a POST approves one."""
     if request.method == "POST":
         return _approve(request)
-    waiting = [
+    items = [
         item
         for item in _waiting().order_by("created_ms")
         if access.may_approve(request.user, item.environment.key)
     ]
+    parts = _dashboard_parts(items)
+    waiting = [Waiting(item, parts.get(str(item.pk))) for item in items]
     return render(request, "sandbox/approvals.html", {"waiting": waiting, "nav": "approvals"})
 
 
@@ -70,20 +116,32 @@ def _approve(request: HttpRequest) -> HttpResponse:
         return redirect("sandbox:approvals")
     if not access.may_approve(request.user, item.environment.key):
         raise PermissionDenied(access.refusal("Approving imports", item.environment.key))
+    record = None
     with transaction.atomic():
         # Both or neither: the sandbox's approval and the dashboard's record of who gave it.
         approved = imports.approve(import_id, approved_by=request.user.get_username())
         if approved:
-            record_approval(
+            record = record_approval(
                 request.user,
                 project_key=item.environment.project.key,
                 environment_key=item.environment.key,
                 segment_key=item.segment.key,
                 ld_import_id=str(import_id),
             )
-    if approved:
+    if approved and record is not None:
         messages.success(
-            request, "Import approved. The sandbox runs it now; its page in the dashboard shows the progress."
+            request,
+            format_html(
+                'Import approved. The sandbox runs it now; <a href="{}">import #{}</a> shows its progress.',
+                reverse("import_detail", args=[record.pk]),
+                record.pk,
+            ),
+        )
+    elif approved:
+        messages.success(
+            request,
+            "Import approved. The sandbox runs it now. It was not sent from this dashboard, "
+            "so no import page here follows it.",
         )
     else:
         messages.error(

@@ -255,3 +255,124 @@ def test_with_a_real_token_the_sites_sandbox_api_does_not_exist(
     settings.LD_SANDBOX_ENABLED = False
     assert client.get(path, **authorised).status_code == 404
     assert client.get(path).status_code == 404
+
+
+# --- what the list tells a reviewer ----------------------------------------------------------------
+
+
+def rows(html: str) -> list[str]:
+    """The list's body rows, each as its HTML."""
+    body = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    return [row.split("</tr>", 1)[0] for row in body.split("<tr>")[1:]]
+
+
+def test_each_row_says_who_asked_the_mode_and_links_the_dashboards_import(
+    as_role: Any, django_user_model: Any
+) -> None:
+    uploader = member_of(django_user_model, "uploader", EDITORS)
+    merge = waiting("staging")
+    record = dashboard_import(uploader, merge)
+    replace = waiting("staging", segment="vip-customers")
+    replace.mode = "replace"
+    replace.save()
+    client = as_role(EDITORS)
+    merge_row, replace_row = rows(client.get(PAGE).content.decode())
+
+    assert '<span class="actor">uploader</span>' in merge_row
+    assert "Merge — adds the file’s keys; no member is removed" in merge_row
+    assert f'<a href="/imports/{record.pk}/">Import #{record.pk}</a>' in merge_row
+    assert "Replace" not in merge_row
+    # Sent to the sandbox's API directly: no one of this dashboard asked, and no import page follows it.
+    assert '<strong class="status status-danger">Replace</strong> — removes every member not in the file' in (
+        replace_row
+    )
+    assert "Not known" in replace_row
+    assert "Not from this dashboard" in replace_row
+    assert "/imports/" not in replace_row
+
+
+def test_the_person_who_sent_a_checked_draft_is_the_one_who_asked(
+    as_role: Any, django_user_model: Any
+) -> None:
+    item = waiting("staging")
+    record = dashboard_import(member_of(django_user_model, "uploader", EDITORS), item)
+    record.sent_by = member_of(django_user_model, "sender", EDITORS)
+    record.save()
+    (row,) = rows(as_role(EDITORS).get(PAGE).content.decode())
+    assert '<span class="actor">sender</span>' in row
+    assert "uploader" not in row
+
+
+def test_a_part_of_a_larger_import_says_which_part(as_role: Any, django_user_model: Any) -> None:
+    item = waiting("staging")
+    record = dashboard_import(member_of(django_user_model, "uploader", EDITORS), item)
+    ImportRecord.objects.filter(pk=record.pk).update(part_count=3, mode="replace")
+    ImportPart.objects.filter(record=record).update(number=2)
+    (row,) = rows(as_role(EDITORS).get(PAGE).content.decode())
+    assert "Merge — adds the file’s keys; no member is removed (part 2 of 3 of a replace)" in row
+
+
+def test_an_import_of_the_same_id_in_another_segment_is_not_linked(
+    as_role: Any, django_user_model: Any
+) -> None:
+    """The match is the one `record_approval` makes: the LaunchDarkly import ID within its segment."""
+    item = waiting("staging")
+    record = dashboard_import(member_of(django_user_model, "uploader", EDITORS), item)
+    ImportRecord.objects.filter(pk=record.pk).update(segment_key="vip-customers")
+    (row,) = rows(as_role(EDITORS).get(PAGE).content.decode())
+    assert "Not from this dashboard" in row
+    assert f"/imports/{record.pk}/" not in row
+
+
+def test_names_and_files_are_escaped(as_role: Any, django_user_model: Any) -> None:
+    item = waiting("staging")
+    item.filename = '<img src=x onerror="alert(1)">.csv'
+    item.save()
+    dashboard_import(member_of(django_user_model, "<b>mallory</b>", EDITORS), item)
+    (row,) = rows(as_role(EDITORS).get(PAGE).content.decode())
+    assert "<img" not in row
+    assert "<b>" not in row
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;.csv" in row
+    assert '<span class="actor">&lt;b&gt;mallory&lt;/b&gt;</span>' in row
+
+
+def test_the_approval_message_links_to_the_dashboards_import(as_role: Any, django_user_model: Any) -> None:
+    item = waiting("staging")
+    record = dashboard_import(member_of(django_user_model, "uploader", EDITORS), item)
+    response = as_role(EDITORS).post(PAGE, {"import_id": str(item.pk)}, follow=True)
+    assert (
+        "Import approved. The sandbox runs it now; "
+        f'<a href="/imports/{record.pk}/">import #{record.pk}</a> shows its progress.'
+    ) in response.content.decode()
+
+
+def test_the_approval_message_of_an_import_from_elsewhere_says_so(as_role: Any) -> None:
+    item = waiting("staging")
+    response = as_role(EDITORS).post(PAGE, {"import_id": str(item.pk)}, follow=True)
+    page = response.content.decode()
+    assert "It was not sent from this dashboard, so no import page here follows it." in page
+    assert "/imports/" not in page.split('id="messages"', 1)[1].split("</div>", 1)[0]
+
+
+def test_the_list_asks_the_database_as_often_for_three_rows_as_for_one(
+    as_role: Any, django_user_model: Any
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    uploader = member_of(django_user_model, "uploader", EDITORS)
+    dashboard_import(uploader, waiting("staging"))
+    client = as_role(EDITORS)
+    client.get(PAGE)  # the session and the like warmed up
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as asked:
+            client.get(PAGE)
+        return len(asked)
+
+    one = queries()
+    dashboard_import(member_of(django_user_model, "second", EDITORS), waiting("production"))
+    for name in ("vip-customers", "beta-testers"):
+        dashboard_import(uploader, waiting("staging", segment=name))
+    assert len(rows(client.get(PAGE).content.decode())) == 3  # production is not the editor's to approve
+    assert queries() == one
