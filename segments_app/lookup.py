@@ -11,7 +11,9 @@ the members are then read once against the set of looked-up keys: the page polls
 "Last sent it" is read from the imports' own part files, which hold the keys as they were sent: the
 completed imports of the segment are read newest first, at most `SCAN_IMPORTS` of them, with the set
 of looked-up keys. Keys live nowhere else in the database, so once an import's files are gone (they
-are kept `IMPORT_RETENTION_HOURS`), nothing older can be told apart and the answer is "unknown".
+are kept `IMPORT_RETENTION_HOURS`), nothing older can be told apart and the answer is "unknown". When
+not even the newest import could be read (the default: files are deleted as an import finishes), every
+key would say "unknown", so the page and the download leave "last sent by" out instead.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ SCAN_IMPORTS = 10
 # How long a lookup's answer is kept for its download.
 ANSWER_KEEP_SECONDS = 3600
 ANSWER_COLUMNS = ["key", "member", "last_import", "last_import_finished_at", "last_import_file"]
+# The download when no import's files could be read: a column of nothing but "unknown" says nothing.
+MEMBER_COLUMNS = ANSWER_COLUMNS[:2]
 
 
 class KeyListRefused(ValueError):
@@ -109,6 +113,22 @@ class Answer:
     @property
     def sent_known(self) -> int:
         return sum(1 for answer in self.answers if answer.sent_by is not None)
+
+    @property
+    def shows_sender(self) -> bool:
+        """Whether "last sent by" can say anything: False when the newest completed import's files were
+        already gone, so every key would be "unknown"."""
+        return self.trail_complete or self.imports_read > 0
+
+    @property
+    def read_limit_reached(self) -> bool:
+        """The trail stopped because reading more imports would make the lookup slow, not because
+        older files are gone."""
+        return not self.trail_complete and self.imports_read >= SCAN_IMPORTS
+
+    @property
+    def columns(self) -> list[str]:
+        return ANSWER_COLUMNS if self.shows_sender else MEMBER_COLUMNS
 
     def sent_text(self, answer: KeyAnswer) -> str:
         if answer.sent_by is not None:
@@ -307,7 +327,11 @@ class _Echo:
 
 
 def answer_rows(answer: Answer) -> Iterator[list[str]]:
+    """The download's rows, cell for cell under `answer.columns`."""
     for item in answer.answers:
+        if not answer.shows_sender:
+            yield [item.key, item.member_text]
+            continue
         sent = item.sent_by
         yield [
             item.key,
@@ -321,7 +345,7 @@ def answer_rows(answer: Answer) -> Iterator[list[str]]:
 def answer_csv(answer: Answer) -> Iterator[str]:
     """The answer as CSV lines, every cell safe to open in a spreadsheet (a key like "=1+1" stays text)."""
     writer = csv.writer(_Echo())
-    yield writer.writerow(ANSWER_COLUMNS)
+    yield writer.writerow(answer.columns)
     for row in answer_rows(answer):
         yield writer.writerow([neutralise(cell) for cell in row])
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import FileResponse, HttpRequest, HttpResponse
@@ -136,6 +137,7 @@ def _answer(request: HttpRequest, context: dict[str, Any], token: str) -> HttpRe
             rows_shown=ROWS_SHOWN,
             keep_minutes=lookup.ANSWER_KEEP_SECONDS // 60,
             scan_imports=lookup.SCAN_IMPORTS,
+            retention=_hours(settings.IMPORT_RETENTION_HOURS),
         )
     context["form"] = LookupForm()
     response = render_page_or_fragment(
@@ -143,6 +145,13 @@ def _answer(request: HttpRequest, context: dict[str, Any], token: str) -> HttpRe
     )
     patch_cache_control(response, private=True, no_store=True)
     return response
+
+
+def _hours(hours: float) -> str:
+    """IMPORT_RETENTION_HOURS as a person reads it ("1 hour", "0.5 hours"); empty for 0 (not kept)."""
+    if hours <= 0:
+        return ""
+    return f"{hours:g} hour{'' if hours == 1 else 's'}"
 
 
 def _to(request: HttpRequest, url: str) -> HttpResponse:

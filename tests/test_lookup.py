@@ -346,6 +346,129 @@ def test_a_viewer_may_look_keys_up_and_an_account_without_a_role_may_not(
     assert answered.context["answer"].members == 1
 
 
+# --- "last sent by" when import files are not kept -----------------------------------------------
+
+
+def looked_up(logged_in: Any, real_ld: Any, *keys: str) -> tuple[str, list[list[str]]]:
+    """The answer page's text (tags kept, entities undone) and its download, for `keys`, all members."""
+    big_segment(real_ld)
+    for key in keys:
+        membership(real_ld, key, True)
+    response = logged_in.post(PAGE, {"keys": "\n".join(keys)}, follow=True)
+    assert response.status_code == 200
+    token = response.context["token"]
+    download = parse(b"".join(logged_in.get(f"{PAGE}{token}.csv").streaming_content))
+    return html.unescape(response.content.decode()), download
+
+
+def note(page: str) -> str:
+    """The paragraph that says what "last sent by" can tell, in one line of words."""
+    paragraph = page.split('<p id="sender-note">', 1)[1].split("</p>", 1)[0]
+    return " ".join(paragraph.split())
+
+
+def test_with_no_import_file_kept_last_sent_by_is_left_out_and_said_why(
+    logged_in: Any, real_ld: Any, user: Any, tmp_path: Path, settings: Any
+) -> None:
+    settings.IMPORT_RETENTION_HOURS = 0
+    finished_import(user, tmp_path, "purged", None, minutes_ago=1)
+    page, download = looked_up(logged_in, real_ld, "alice", "bob")
+    assert "Last sent by" not in page
+    assert "Unknown" not in page
+    assert "most recent" not in page
+    assert note(page) == (
+        "Who last sent each key is not shown: this dashboard deletes import files when an import finishes, "
+        "and only those files hold the keys an import sent. An administrator can keep them longer with the "
+        "<code>IMPORT_RETENTION_HOURS</code> setting. The answer can be downloaded for 60 minutes."
+    )
+    assert page.count("Who last sent each key is not shown") == 1
+    # The download leaves the columns out too, rather than a column of "unknown".
+    assert download == [["key", "member"], ["alice", "yes"], ["bob", "yes"]]
+
+
+def test_with_files_kept_a_while_the_note_says_how_long(
+    logged_in: Any, real_ld: Any, user: Any, tmp_path: Path, settings: Any
+) -> None:
+    settings.IMPORT_RETENTION_HOURS = 1
+    finished_import(user, tmp_path, "purged", None, minutes_ago=90)
+    page, _ = looked_up(logged_in, real_ld, "alice")
+    assert note(page).startswith(
+        "Who last sent each key is not shown: this dashboard keeps an import’s files for 1 hour after it "
+        "finishes, and the files of this segment’s latest import are already gone, "
+    )
+    settings.IMPORT_RETENTION_HOURS = 0.5
+    page, _ = looked_up(logged_in, real_ld, "alice")
+    assert "keeps an import’s files for 0.5 hours after it finishes" in note(page)
+
+
+def test_one_import_read_before_the_files_end_is_counted_in_the_singular(
+    logged_in: Any, real_ld: Any, user: Any, tmp_path: Path
+) -> None:
+    newest = finished_import(user, tmp_path, "newest", [["alice"]], minutes_ago=1)
+    finished_import(user, tmp_path, "purged", None, minutes_ago=5)
+    page, download = looked_up(logged_in, real_ld, "alice", "bob")
+    assert '<th scope="col">Last sent by</th>' in page
+    assert note(page).startswith(
+        "<strong>Last sent by</strong> names the most recent completed import of this dashboard whose kept "
+        "file holds the key. Only the most recent completed import could be read: the files of older "
+        "imports are no longer kept. So a key none of them holds says “unknown”"
+    )
+    assert f"Import #{newest.pk}</a>" in page
+    assert "<td>Unknown</td>" in page
+    assert download[0] == lookup.ANSWER_COLUMNS
+    assert [row[:3] for row in download[1:]] == [["alice", "yes", f"#{newest.pk}"], ["bob", "yes", "unknown"]]
+
+
+def test_several_imports_read_are_counted_in_the_plural(
+    logged_in: Any, real_ld: Any, user: Any, tmp_path: Path
+) -> None:
+    finished_import(user, tmp_path, "newest", [["alice"]], minutes_ago=1)
+    finished_import(user, tmp_path, "older", [["carol"]], minutes_ago=2)
+    finished_import(user, tmp_path, "purged", None, minutes_ago=5)
+    page, _ = looked_up(logged_in, real_ld, "alice", "bob")
+    assert "Only the 2 most recent completed imports could be read: the files of older imports" in note(page)
+
+
+def test_reading_stops_at_the_limit_and_says_so(
+    logged_in: Any, real_ld: Any, user: Any, tmp_path: Path
+) -> None:
+    for n in range(lookup.SCAN_IMPORTS + 1):
+        finished_import(user, tmp_path, f"i{n}", [[f"k{n}"]], minutes_ago=n + 1)
+    page, _ = looked_up(logged_in, real_ld, "nobody")
+    assert (
+        f"Only the {lookup.SCAN_IMPORTS} most recent completed imports could be read: at most "
+        f"{lookup.SCAN_IMPORTS} are read, so that a lookup stays quick."
+    ) in note(page)
+
+
+def test_every_import_read_is_counted_and_none_explained(
+    logged_in: Any, real_ld: Any, user: Any, tmp_path: Path
+) -> None:
+    page, download = looked_up(logged_in, real_ld, "bob")
+    assert "No import of this dashboard has completed in this segment: “none” means the key" in note(page)
+    assert download[0] == lookup.ANSWER_COLUMNS
+    assert download[1][:3] == ["bob", "yes", "none"]
+    finished_import(user, tmp_path, "only", [["alice"]], minutes_ago=1)
+    page, _ = looked_up(logged_in, real_ld, "bob")
+    assert "1 completed import of this segment was read: “none” means" in note(page)
+
+
+def test_the_kept_answer_without_senders_downloads_without_their_columns(
+    settings: Any, tmp_path: Path
+) -> None:
+    settings.IMPORT_STORAGE_DIR = str(tmp_path)
+    answer = lookup.Answer([lookup.KeyAnswer("=a", False, None)], trail_complete=False, imports_read=0)
+    assert not answer.shows_sender
+    token = lookup.new_token()
+    lookup.keep_answer(token, answer, lookup.KeyList(["=a"]))
+    path = lookup.kept_csv(token)
+    assert path is not None
+    assert parse(path.read_bytes()) == [lookup.MEMBER_COLUMNS, ["'=a", "no"]]
+    kept = lookup.kept_answer(token)
+    assert kept is not None
+    assert kept[0].shows_sender is False
+
+
 # --- a long list waits for a member snapshot -------------------------------------------------------
 
 
