@@ -147,7 +147,7 @@ def role_needed(environment_key: str) -> str:
 
 
 def refusal(action: str, environment_key: str) -> str:
-    """A sentence for the 403 page: what was refused, which role it needs here, and who grants it.
+    """A sentence for the 403 page: what was refused and which role it needs here.
 
     `action` reads as the start of a sentence: "Deleting segments", "Uploading CSV files"."""
     role = role_needed(environment_key)
@@ -156,10 +156,8 @@ def refusal(action: str, environment_key: str) -> str:
         if is_protected(environment_key)
         else f"in “{environment_key}”"
     )
-    return (
-        f"{action} {where} needs the {role} role. "
-        f"Ask an administrator of this dashboard to add you to {role} if your work needs it."
-    )
+    # Whom to ask is the 403 page's to say (ACCESS_CONTACT), once: saying it here too made it read twice.
+    return f"{action} {where} needs the {role} role."
 
 
 def send_refusal(user: Any, record: ImportRecord) -> str:

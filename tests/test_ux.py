@@ -425,7 +425,9 @@ def test_403_is_in_the_layout_and_says_whom_to_ask(client: Any, make_user: Any, 
     assert response.status_code == 403
     html = text(response)
     assert in_the_layout(html)
-    assert "Nothing was changed. To get a role, ask" in words(response)
+    said = words(response)
+    assert "Nothing was changed. If your work needs it, ask an administrator of this dashboard" in said
+    assert said.count("administrator") == 1  # whom to ask, once
 
 
 @pytest.mark.django_db
