@@ -231,6 +231,31 @@ MODE_CHOICES = [
     ("remove", "Remove — the keys in this file leave the segment; other members stay"),
 ]
 REPLACE_HELP = "Replace removes every current member that is not in the file."
+REMOVE_HELP = "Remove takes every key in the file out of the segment."
+# The modes that take members out of a segment, with what each does. Sending one needs the segment key
+# typed, so members never leave through a click made without reading.
+CONFIRMED_MODES = {"replace": REPLACE_HELP, "remove": REMOVE_HELP}
+# On a draft whose preview counted the members a mode removes, that number is typed too, in this field.
+COUNT_FIELDS = {"replace": "confirm_removed", "remove": "confirm_leaving"}
+# Separators a person may type inside a number: "3,000", "3 000" (also a no-break or thin space), "3000".
+GROUPED_NUMBER = re.compile(r"[0-9]+|[0-9]{1,3}(?:[, \u00a0\u202f\u2009][0-9]{3})+")
+
+
+def members_text(count: int) -> str:
+    """A count of members as the page writes it: grouped ("3,000 members"), singular for one."""
+    return f"{count:,} member{'' if count == 1 else 's'}"
+
+
+class TypedCountField(forms.CharField):
+    """A number typed to confirm one the page shows grouped: "3,000", "3 000" and "3000" are all 3000."""
+
+    def to_python(self, value: Any) -> int | None:  # type: ignore[override]
+        text = super().to_python(value)
+        if text in self.empty_values:
+            return None
+        if len(text) > 32 or not GROUPED_NUMBER.fullmatch(text):
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return int(re.sub("[^0-9]", "", text))
 
 
 class SendChoicesForm(forms.Form):
@@ -246,9 +271,7 @@ class SendChoicesForm(forms.Form):
             "required": "Choose Merge, Replace or Remove.",
         },
     )
-    confirm_key = forms.CharField(
-        required=False, max_length=256, label="To replace, type the segment key", help_text=REPLACE_HELP
-    )
+    confirm_key = forms.CharField(required=False, max_length=256, label="Type the segment key")
     wait_on_approvals = CheckboxField(
         label="Wait for approvals",
         help_text="If this environment requires approval, the import waits in LaunchDarkly "
@@ -258,16 +281,37 @@ class SendChoicesForm(forms.Form):
     def __init__(self, *args: Any, segment_key: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.segment_key = segment_key
-        self.fields["confirm_key"].label = f"To replace, type the segment key “{segment_key}”"
         self.fields["confirm_key"].widget.attrs["data-segment-key"] = segment_key
+        self._describe_confirmation()
+
+    @property
+    def offered(self) -> list[str]:
+        """The modes this form lets a person choose."""
+        return [value for value, _label in self.fields["mode"].choices]
+
+    def offer_only(self, modes: list[str], refusal: str) -> None:
+        """Offer only these modes (a restore is sent as a replace): any other is refused with `refusal`,
+        and the confirmation speaks of the offered modes alone."""
+        field = self.fields["mode"]
+        field.choices = [choice for choice in field.choices if choice[0] in modes]
+        field.error_messages["invalid_choice"] = refusal
+        self._describe_confirmation()
+
+    def _describe_confirmation(self) -> None:
+        """The key field says which of the offered modes need it, so the person knows when to type it."""
+        confirmed = [mode for mode in CONFIRMED_MODES if mode in self.offered]
+        field = self.fields["confirm_key"]
+        field.label = f"To {' or '.join(confirmed)}, type the segment key “{self.segment_key}”"
+        help_texts = [CONFIRMED_MODES[mode] for mode in confirmed]
+        if "merge" in self.offered:
+            help_texts.append("Merge needs no key.")
+        field.help_text = " ".join(help_texts)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if (
-            cleaned.get("mode") == "replace"
-            and (cleaned.get("confirm_key") or "").strip() != self.segment_key
-        ):
-            self.add_error("confirm_key", f'{REPLACE_HELP} Type "{self.segment_key}" to confirm.')
+        mode = cleaned.get("mode")
+        if mode in CONFIRMED_MODES and (cleaned.get("confirm_key") or "").strip() != self.segment_key:
+            self.add_error("confirm_key", f'{CONFIRMED_MODES[mode]} Type "{self.segment_key}" to confirm.')
         return cleaned
 
 
@@ -352,7 +396,6 @@ class SendDraftForm(SendChoicesForm):
         ],
     )
 
-    confirm_removed = forms.IntegerField(required=False, min_value=0, label="Members removed")
     # Set by the button "Send to LaunchDarkly without the preview": the person chose not to wait.
     without_preview = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
@@ -361,7 +404,7 @@ class SendDraftForm(SendChoicesForm):
         *args: Any,
         asks_about_header: bool,
         first_row_text: str = "",
-        removed: int | None = None,
+        removes: dict[str, int | None] | None = None,
         preview_running: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -372,30 +415,52 @@ class SendDraftForm(SendChoicesForm):
             del self.fields["first_row"]
         elif first_row_text:  # the question quotes the row, so the person needs no other page to answer
             self.fields["first_row"].label = f"The first row is “{first_row_text}”. Is it a header?"
-        # When the impact preview knows how many members a replace removes, the person types that number:
-        # a replace that empties a segment is then never sent by a click made without reading.
-        self.removed = removed
-        if removed is None:
-            del self.fields["confirm_removed"]
-        else:
-            members = "member" if removed == 1 else "members"
-            label = f"Type {removed} to confirm that {removed} {members} will be removed"
-            self.fields["confirm_removed"].label = label
+        # When the impact preview knows how many members a replace or a remove takes out, the person
+        # types that number: a send that empties a segment is then never a click made without reading.
+        # Nothing removed, nothing to confirm (a restore into an unchanged segment removes no one).
+        self.removes = {mode: count for mode, count in (removes or {}).items() if count}
+        for mode, count in self.removes.items():
+            self.fields[COUNT_FIELDS[mode]] = TypedCountField(
+                required=False,
+                widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
+                error_messages={"invalid": f"Type the number {count:,} in digits to confirm."},
+            )
+        self._describe_counts()
+
+    def offer_only(self, modes: list[str], refusal: str) -> None:
+        super().offer_only(modes, refusal)
+        for mode in [mode for mode in self.removes if mode not in modes]:
+            del self.removes[mode]
+            del self.fields[COUNT_FIELDS[mode]]
+        self._describe_counts()
+
+    def _describe_counts(self) -> None:
+        """Each number's label; with two to type, each says which mode it confirms."""
+        for mode, count in self.removes.items():
+            leave = "will be removed" if mode == "replace" else "will leave the segment"
+            label = f"Type {count:,} to confirm that {members_text(count)} {leave}"
+            if len(self.removes) > 1:
+                label = f"If sent as {mode.capitalize()}: {label[0].lower()}{label[1:]}"
+            self.fields[COUNT_FIELDS[mode]].label = label
+
+    @property
+    def count_fields(self) -> list[forms.BoundField]:
+        """The numbers this draft asks to type, in the order of the modes."""
+        return [self[COUNT_FIELDS[mode]] for mode in COUNT_FIELDS if mode in self.removes]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         if self.asks_about_header and not cleaned.get("first_row"):
             self.add_error("first_row", "Say whether the first row is a header before sending.")
-        if (
-            self.removed is not None
-            and cleaned.get("mode") == "replace"
-            and cleaned.get("confirm_removed") != self.removed
-            and "confirm_removed" not in self.errors
-        ):
-            self.add_error(
-                "confirm_removed",
-                f"A replace removes {self.removed} members: type {self.removed} to confirm, or choose Merge.",
-            )
+        mode = cleaned.get("mode")
+        count = self.removes.get(mode) if mode else None
+        field = COUNT_FIELDS.get(mode or "")
+        if count and field and field not in self.errors and cleaned.get(field) != count:
+            removed, typed = members_text(count), f"type {count:,} to confirm"
+            if mode == "replace":
+                self.add_error(field, f"A replace removes {removed}: {typed}, or choose Merge.")
+            else:
+                self.add_error(field, f"A remove takes {removed} out of the segment: {typed}.")
         if self.preview_running and not cleaned.get("without_preview"):
             # Sending without the preview is a choice the person makes explicitly, never by accident.
             self.add_error(None, PREVIEW_RUNNING)

@@ -233,7 +233,7 @@ def _detail_context(
             segment_key=record.segment_key,
             asks_about_header=record.asks_about_header,
             first_row_text=_first_row(record),
-            removed=impact.removed_on_replace if impact else None,
+            removes=_removes(impact),
         )
     if send_form is not None:
         _restore_sends_replace(send_form, record)
@@ -256,7 +256,18 @@ def _detail_context(
         "restored_by": list(record.restored_by.order_by("pk")) if record.is_final else [],
         "restore_token": uuid.uuid4().hex,
         "preview": impact,
+        # The preview shows only what the modes that can be chosen would do (a restore: Replace alone).
+        "preview_modes": _offered_modes(record),
     }
+
+
+def _removes(impact: preview.Preview | None) -> dict[str, int | None]:
+    """How many members each mode that takes members out would remove, as far as the preview knows:
+    what the Send form asks the person to type."""
+    if impact is None:
+        return {}
+    removal = impact.remove_mode
+    return {"replace": impact.removed_on_replace, "remove": removal.remove if removal else None}
 
 
 @require_GET
@@ -279,13 +290,17 @@ def import_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     )
 
 
-def _restore_sends_replace(form: SendDraftForm, record: ImportRecord) -> SendDraftForm:
+def _offered_modes(record: ImportRecord) -> list[str]:
     """A restore (imports/undo.py) puts back the whole member list: merged, it would remove nothing,
-    so its form offers Replace only."""
+    and as a remove it would take those very members out, so it is offered as a replace only."""
     if record.restores_id:
-        field = form.fields["mode"]
-        field.choices = [choice for choice in field.choices if choice[0] == ImportRecord.Mode.REPLACE]
-        field.error_messages["invalid_choice"] = "A restore is sent as a replace: choose Replace."
+        return [ImportRecord.Mode.REPLACE]
+    return list(ImportRecord.Mode.values)
+
+
+def _restore_sends_replace(form: SendDraftForm, record: ImportRecord) -> SendDraftForm:
+    if record.restores_id:
+        form.offer_only(_offered_modes(record), "A restore is sent as a replace: choose Replace.")
     return form
 
 
@@ -313,7 +328,7 @@ def import_send(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         segment_key=record.segment_key,
         asks_about_header=record.asks_about_header,
         first_row_text=_first_row(record),
-        removed=impact.removed_on_replace if impact else None,
+        removes=_removes(impact),
         preview_running=bool(impact and impact.running),
     )
     if not _restore_sends_replace(form, record).is_valid():

@@ -279,3 +279,107 @@ def test_import_form_refuses_values_outside_its_choices(changes: dict, errors: d
 @pytest.mark.parametrize("action", [None, "upload", "check"])
 def test_the_form_s_own_actions_are_accepted(action: str | None) -> None:
     assert import_form(action=action).is_valid()
+
+
+# --- the confirmation of modes that take members out ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "typed", "error"),
+    [
+        (
+            "replace",
+            "",
+            'Replace removes every current member that is not in the file. Type "vip" to confirm.',
+        ),
+        (
+            "replace",
+            "vi",
+            'Replace removes every current member that is not in the file. Type "vip" to confirm.',
+        ),
+        ("remove", "", 'Remove takes every key in the file out of the segment. Type "vip" to confirm.'),
+        ("remove", "VIP", 'Remove takes every key in the file out of the segment. Type "vip" to confirm.'),
+        ("remove", " vip ", None),
+        ("replace", "vip", None),
+        ("merge", "", None),
+    ],
+)
+def test_replace_and_remove_need_the_segment_key_on_upload(mode: str, typed: str, error: str | None) -> None:
+    form = import_form(mode=mode, confirm_key=typed)
+    assert form.is_valid() is (error is None)
+    if error:
+        assert form.errors == {"confirm_key": [error]}
+
+
+def test_a_check_sends_nothing_so_it_asks_for_no_key() -> None:
+    assert import_form(mode="remove", action="check").is_valid()
+
+
+def test_the_key_field_says_which_modes_need_it() -> None:
+    field = import_form()["confirm_key"]
+    assert field.label == "To replace or remove, type the segment key “vip”"
+    assert field.help_text == (
+        "Replace removes every current member that is not in the file. "
+        "Remove takes every key in the file out of the segment. Merge needs no key."
+    )
+
+
+def send_form(data: dict[str, Any], **removes: int | None) -> SendDraftForm:
+    return SendDraftForm(data, segment_key="vip", asks_about_header=False, removes=removes)
+
+
+@pytest.mark.parametrize("typed", ["3,000", "3 000", "3000", "3\u00a0000", "3\u202f000", " 3,000 "])
+def test_a_number_is_accepted_grouped_as_the_page_shows_it(typed: str) -> None:
+    form = send_form({"mode": "replace", "confirm_key": "vip", "confirm_removed": typed}, replace=3000)
+    assert form.is_valid(), form.errors
+
+
+@pytest.mark.parametrize("typed", ["3.000", "30,00", "3,0000", "3,000,", "three", "-3000", "3e3", "３０００"])
+def test_anything_else_is_not_read_as_the_number(typed: str) -> None:
+    form = send_form({"mode": "replace", "confirm_key": "vip", "confirm_removed": typed}, replace=3000)
+    assert form.errors == {"confirm_removed": ["Type the number 3,000 in digits to confirm."]}
+
+
+def test_each_mode_checks_its_own_number() -> None:
+    removes = {"replace": 3000, "remove": 1}
+    form = send_form({"mode": "remove", "confirm_key": "vip", "confirm_removed": "3000"}, **removes)
+    assert form.errors == {
+        "confirm_leaving": ["A remove takes 1 member out of the segment: type 1 to confirm."]
+    }
+    form = send_form({"mode": "remove", "confirm_key": "vip", "confirm_leaving": "1"}, **removes)
+    assert form.is_valid(), form.errors
+    form = send_form({"mode": "replace", "confirm_key": "vip", "confirm_leaving": "1"}, **removes)
+    assert form.errors == {
+        "confirm_removed": ["A replace removes 3,000 members: type 3,000 to confirm, or choose Merge."]
+    }
+    form = send_form({"mode": "merge"}, **removes)  # a merge removes no one: no key, no number
+    assert form.is_valid(), form.errors
+
+
+def test_two_numbers_say_which_mode_each_is_for_and_one_needs_not() -> None:
+    both = send_form({}, replace=3000, remove=2)
+    assert [field.label for field in both.count_fields] == [
+        "If sent as Replace: type 3,000 to confirm that 3,000 members will be removed",
+        "If sent as Remove: type 2 to confirm that 2 members will leave the segment",
+    ]
+    one = send_form({}, replace=1, remove=None)
+    assert [field.label for field in one.count_fields] == ["Type 1 to confirm that 1 member will be removed"]
+
+
+def test_nothing_removed_asks_for_no_number() -> None:
+    form = send_form({"mode": "replace", "confirm_key": "vip"}, replace=0, remove=0)
+    assert form.count_fields == []
+    assert "confirm_removed" not in form.fields
+    assert "confirm_leaving" not in form.fields
+    assert form.is_valid(), form.errors
+
+
+def test_a_form_offering_replace_only_asks_nothing_of_the_other_modes() -> None:
+    form = send_form({"mode": "remove", "confirm_key": "vip"}, replace=2, remove=5)
+    form.offer_only(["replace"], "A restore is sent as a replace: choose Replace.")
+    assert form["confirm_key"].label == "To replace, type the segment key “vip”"
+    assert form["confirm_key"].help_text == "Replace removes every current member that is not in the file."
+    assert [field.label for field in form.count_fields] == [
+        "Type 2 to confirm that 2 members will be removed"
+    ]
+    assert form.errors == {"mode": ["A restore is sent as a replace: choose Replace."]}

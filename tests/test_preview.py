@@ -134,7 +134,9 @@ def test_the_preview_counts_exactly_and_escapes_its_samples(
     assert row(html, "merge") == ["Merge", "2", "0", "2", "7"]
     assert row(html, "replace") == ["Replace", "2", "3", "2", "4"]
     assert "Comparing with" not in html
-    assert "Type 3 to confirm that 3 members will be removed" in html
+    # Each mode that takes members out asks for its own number, and says which mode it is for.
+    assert "If sent as Replace: type 3 to confirm that 3 members will be removed" in html
+    assert "If sent as Remove: type 2 to confirm that 2 members will leave the segment" in html
     assert ">Send to LaunchDarkly</button>" in html
     assert f'hx-get="/imports/{record.pk}/?part=preview"' not in html  # done: no more polling
 
@@ -146,7 +148,7 @@ def test_the_finished_poll_brings_the_send_form_that_asks_for_the_number(
     members_ready(record, tmp_path)
     fragment = text(logged_in.get(f"/imports/{record.pk}/?part=preview", headers=HTMX))
     assert 'id="draft-send" hx-swap-oob="true"' in fragment
-    assert "Type 3 to confirm that 3 members will be removed" in fragment
+    assert "If sent as Replace: type 3 to confirm that 3 members will be removed" in fragment
     assert 'hx-trigger="every' not in fragment
 
 
@@ -158,7 +160,8 @@ def test_replace_is_refused_without_the_right_number_and_sent_with_it(
     for wrong, said in (
         ({}, "type 3 to confirm"),
         ({"confirm_removed": "2"}, "type 3 to confirm"),
-        ({"confirm_removed": "three"}, "Enter a whole number."),
+        ({"confirm_removed": "three"}, "Type the number 3 in digits to confirm."),
+        ({"confirm_leaving": "3"}, "type 3 to confirm"),  # typed in Remove's box, not Replace's
     ):
         response = send(logged_in, record, **wrong)
         assert response.status_code == 400, wrong
@@ -167,6 +170,44 @@ def test_replace_is_refused_without_the_right_number_and_sent_with_it(
         assert record.status == "draft"
     response = send(logged_in, record, confirm_removed="3")
     assert response.status_code == 302
+    record.refresh_from_db()
+    assert (record.status, record.mode) == ("queued", "replace")
+
+
+def test_a_replace_that_removes_no_one_asks_for_no_number(
+    logged_in: Any, real_ld: Any, tmp_path: Path
+) -> None:
+    """ "Type 0 to confirm that 0 members will be removed" confirms nothing and stops the send."""
+    record = draft(logged_in, real_ld)
+    members_ready(record, tmp_path, members=["a", "b"])  # every member is in the file
+    html = text(logged_in.get(f"/imports/{record.pk}/"))
+    assert row(html, "replace") == ["Replace", "2", "0", "2", "4"]
+    assert "Type 0" not in html
+    assert 'name="confirm_removed"' not in html
+    # Remove would still take two members out: its number alone is asked, without naming the mode.
+    assert "Type 2 to confirm that 2 members will leave the segment" in html
+    response = send(logged_in, record)
+    assert response.status_code == 302, text(response)
+    record.refresh_from_db()
+    assert (record.status, record.mode) == ("queued", "replace")
+
+
+def test_a_large_number_is_shown_grouped_and_may_be_typed_grouped(
+    logged_in: Any, real_ld: Any, tmp_path: Path
+) -> None:
+    record = draft(logged_in, real_ld)
+    members_ready(record, tmp_path, members=["a", "b", *(f"m-{n}" for n in range(3000))])
+    html = text(logged_in.get(f"/imports/{record.pk}/"))
+    assert "If sent as Replace: type 3,000 to confirm that 3,000 members will be removed" in html
+    assert not re.search(r"\b3000\b", html)
+    refused = send(logged_in, record, confirm_removed="3.000")
+    assert refused.status_code == 400
+    assert "Type the number 3,000 in digits to confirm." in text(refused)
+    refused = send(logged_in, record, confirm_removed="2,999")
+    assert refused.status_code == 400
+    assert "A replace removes 3,000 members: type 3,000 to confirm, or choose Merge." in text(refused)
+    response = send(logged_in, record, confirm_removed="3 000")
+    assert response.status_code == 302, text(response)
     record.refresh_from_db()
     assert (record.status, record.mode) == ("queued", "replace")
 

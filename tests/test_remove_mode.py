@@ -201,10 +201,28 @@ def test_a_batch_never_confirmed_fails_after_the_last_try_and_says_what_to_do(
     assert "it may or may not have been applied. Upload the file again as Remove" in record.error_message
 
 
-def test_remove_needs_no_segment_key_confirmation() -> None:
+def test_remove_needs_the_segment_key_typed_like_replace() -> None:
+    """Members leave at once: a Remove chosen by a click made without reading must not go."""
     form = SendChoicesForm({"mode": "remove"}, segment_key="vip")
+    assert form.errors == {
+        "confirm_key": ['Remove takes every key in the file out of the segment. Type "vip" to confirm.']
+    }
+    form = SendChoicesForm({"mode": "remove", "confirm_key": "vip"}, segment_key="vip")
     assert form.is_valid(), form.errors
     assert form.cleaned_data["mode"] == "remove"
+
+
+def test_an_upload_in_remove_mode_without_the_key_sends_nothing(logged_in: Any, real_ld: Any) -> None:
+    from tests.test_import_pages import big_segment, post, text
+
+    big_segment(real_ld)
+    response = post(logged_in, b"a\nb\n", mode="remove")
+    assert response.status_code == 200
+    assert 'Remove takes every key in the file out of the segment. Type "vip" to confirm.' in text(response)
+    assert not ImportRecord.objects.exists()
+    response = post(logged_in, b"a\nb\n", mode="remove", confirm_key="vip")
+    assert response.status_code == 302
+    assert ImportRecord.objects.get().mode == "remove"
 
 
 def test_the_page_and_history_say_remove(
@@ -269,8 +287,21 @@ def test_the_preview_says_how_many_listed_keys_are_members_and_a_draft_is_sent_a
     assert (
         "If sent as Remove: 2 of the listed keys are members now and will leave; 2 are not members." in html
     )
-    response = logged_in.post(f"/imports/{record.pk}/send/", {"mode": "remove"})
-    assert response.status_code in (200, 302), response.content
+    assert "If sent as Remove: type 2 to confirm that 2 members will leave the segment" in html
+    for wrong, said in (
+        ({}, 'Remove takes every key in the file out of the segment. Type "vip" to confirm.'),
+        ({"confirm_key": "vip"}, "A remove takes 2 members out of the segment: type 2 to confirm."),
+        ({"confirm_key": "vip", "confirm_leaving": "4"}, "type 2 to confirm"),
+    ):
+        response = logged_in.post(f"/imports/{record.pk}/send/", {"mode": "remove", **wrong})
+        assert response.status_code == 400, wrong
+        assert said in html_lib.unescape(response.content.decode()), wrong
+        record.refresh_from_db()
+        assert record.status == ImportStatus.DRAFT
+    response = logged_in.post(
+        f"/imports/{record.pk}/send/", {"mode": "remove", "confirm_key": "vip", "confirm_leaving": "2"}
+    )
+    assert response.status_code == 302, response.content
     record.refresh_from_db()
     assert (record.status, record.mode) == (ImportStatus.QUEUED, "remove")
     answer(real_ld, 204)
