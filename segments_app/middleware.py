@@ -20,6 +20,7 @@ from typing import Any
 from django.contrib.auth import middleware as auth_middleware
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.utils.deprecation import MiddlewareMixin
 from django_htmx.http import HttpResponseClientRedirect
 
 from segments_app import access
@@ -61,13 +62,7 @@ class LoginRequiredMiddleware(auth_middleware.LoginRequiredMiddleware):
         return HttpResponseClientRedirect(login.url)
 
 
-class PageMethodsMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
-
+class PageMethodsMiddleware(MiddlewareMixin):
     def process_view(
         self,
         request: HttpRequest,
@@ -80,13 +75,7 @@ class PageMethodsMiddleware:
         return HttpResponseNotAllowed(PAGE_METHODS)
 
 
-class RoleRequiredMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
-
+class RoleRequiredMiddleware(MiddlewareMixin):
     def process_view(
         self,
         request: HttpRequest,
