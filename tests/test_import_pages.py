@@ -259,6 +259,26 @@ def test_an_invalid_file_never_reaches_launchdarkly_and_leaves_nothing(
     assert only_problems_left(settings, before, record)
 
 
+def test_a_rejected_import_shows_no_keys_as_its_keys(logged_in: Any, real_ld: Any) -> None:
+    """The checker accepted line 1 before it refused the file: a "1" beside "Rejected" read as if a key
+    had been imported. Nothing was sent, and the Keys cells say so."""
+    big_segment(real_ld)
+    post(logged_in, b"ok\nbad\xff\n")
+    record = step(ImportRecord.objects.get())
+    assert (record.status, record.key_count) == ("rejected", 1)
+    page = text(logged_in.get(f"/imports/{record.pk}/"))
+    assert "<dt>Keys</dt><dd>None sent: the file was rejected</dd>" in page
+    history = text(logged_in.get("/imports/"))
+    cell = f'<span id="import-keys-{record.pk}">—<span class="visually-hidden"> none sent</span></span>'
+    assert cell in history
+    polled = text(
+        logged_in.get(
+            f"/imports/statuses/?id={record.pk}&cells=keys&status={record.pk}.validating", headers=HTMX
+        )
+    )
+    assert cell.replace('">', '" hx-swap-oob="true">', 1) in polled
+
+
 def test_an_empty_file_is_refused_by_the_form_and_leaves_nothing(
     logged_in: Any, real_ld: Any, settings: Any
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html as html_lib
 import io
 import time
 from datetime import timedelta
@@ -293,6 +294,36 @@ def test_a_restore_cannot_be_sent_as_a_merge(user: Any, logged_in: Any) -> None:
     assert "A restore is sent as a replace" in response.content.decode()
     restoring.refresh_from_db()
     assert restoring.status == "draft"
+
+
+def test_a_restore_that_removes_no_one_asks_only_for_the_key_and_shows_only_replace(
+    user: Any, logged_in: Any, real_ld: Any, settings: Any, tmp_path: Path
+) -> None:
+    """A restore showed "Type 0 to confirm that 0 members will be removed" and would not go until 0
+    was typed, and its preview told what a Remove it cannot be sent as would do."""
+    from tests.test_import_pages import big_segment
+    from tests.test_preview import members_ready, row
+
+    settings.IMPORT_PREVIEW_ENABLED = True
+    big_segment(real_ld)  # the preview reads the flags that use the segment
+    original = finished_replace(user)
+    ready_snapshot(user, original, b"m-1\nm-2\n")
+    restoring = imports.advance(undo.restore(original, user).pk)
+    assert restoring.status == "draft"
+    members_ready(restoring, tmp_path, members=["m-1", "m-2"])  # nothing changed since: nobody leaves
+    page = html_lib.unescape(logged_in.get(f"/imports/{restoring.pk}/").content.decode())
+    assert row(page, "replace") == ["Replace", "0", "0", "2", "2"]
+    assert 'data-mode="merge"' not in page
+    assert 'data-mode="remove"' not in page  # neither its row nor "If sent as Remove: …"
+    assert "If sent as Remove" not in page
+    assert "Type 0" not in page
+    assert 'name="confirm_removed"' not in page
+    assert 'name="confirm_leaving"' not in page  # a Remove would take 2 out, but cannot be chosen
+    assert "To replace, type the segment key “vip”" in page
+    response = logged_in.post(f"/imports/{restoring.pk}/send/", {"mode": "replace", "confirm_key": "vip"})
+    assert response.status_code == 302, response.content.decode()
+    restoring.refresh_from_db()
+    assert (restoring.status, restoring.mode) == (ImportStatus.QUEUED, "replace")
 
 
 @pytest.mark.parametrize("role", ["viewer", "editor"])
