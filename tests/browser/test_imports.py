@@ -161,7 +161,7 @@ def test_replace_without_typing_the_key_is_refused(app: str, page: Any, login: A
     page.goto(f"{app}/segments/demo/staging/churn-risk/imports/new/")
     page.get_by_label("CSV file").set_input_files(csv_file(tmp_path, "all.csv", ["a-1", "a-2"]))
     page.get_by_label(re.compile("Replace — the segment will contain")).check()
-    confirm = page.get_by_label(re.compile("To replace, type the segment key"))
+    confirm = page.get_by_label(re.compile("To replace or remove, type the segment key"))
     expect(confirm).to_be_visible()
     page.evaluate(NO_RELOAD)
     page.get_by_role("button", name="Upload").click()

@@ -35,7 +35,7 @@ def test_a_draft_shows_what_it_will_change_and_a_replace_asks_for_the_number(
     page.goto(f"{app}/segments/demo/staging/churn-risk/imports/new/")
     page.get_by_label("CSV file").set_input_files(str(upload))
     page.get_by_label(re.compile("Replace — the segment will contain")).check()
-    page.get_by_label(re.compile("To replace, type the segment key")).fill("churn-risk")
+    page.get_by_label(re.compile("To replace or remove, type the segment key")).fill("churn-risk")
     page.get_by_role("button", name="Check file").click()
     expect(page).to_have_url(re.compile(r"/imports/\d+/$"))
 
@@ -52,18 +52,18 @@ def test_a_draft_shows_what_it_will_change_and_a_replace_asks_for_the_number(
     expect(table.get_by_role("row", name=re.compile("^Replace"))).to_contain_text("1 2 3 4")
     expect(table.get_by_role("row", name=re.compile("^Merge"))).to_contain_text("1 0 3 6")
     expect(preview).to_contain_text("<b>gone-2</b>")  # a sample shown as text, not markup
-    confirm = page.get_by_label("Type 2 to confirm that 2 members will be removed")
+    confirm = page.get_by_label("If sent as Replace: type 2 to confirm that 2 members will be removed")
     expect(confirm).to_be_visible()
     snap(page, "preview-ready")
 
-    page.get_by_label(re.compile("To replace, type the segment key")).fill("churn-risk")
+    page.get_by_label(re.compile("To replace or remove, type the segment key")).fill("churn-risk")
     confirm.fill("3")
     page.get_by_role("button", name="Send to LaunchDarkly", exact=True).click()
     expect(page.get_by_role("alert").first).to_contain_text("type 2 to confirm")
     snap(page, "preview-wrong-number")
 
-    page.get_by_label(re.compile("To replace, type the segment key")).fill("churn-risk")
-    page.get_by_label("Type 2 to confirm that 2 members will be removed").fill("2")
+    page.get_by_label(re.compile("To replace or remove, type the segment key")).fill("churn-risk")
+    page.get_by_label("If sent as Replace: type 2 to confirm that 2 members will be removed").fill("2")
     page.get_by_role("button", name="Send to LaunchDarkly", exact=True).click()
     expect(page.locator("[id^='import-badge-']").first).to_contain_text("Complete", timeout=30_000)
     segment.refresh_from_db()  # a replace makes a new generation of members

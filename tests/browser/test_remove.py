@@ -37,7 +37,20 @@ def test_a_list_of_keys_leaves_the_segment_in_batches(
     expect(page.get_by_label("Wait for approvals")).to_be_visible()
     page.get_by_label(re.compile("Remove — the keys in this file leave the segment")).check()
     expect(page.get_by_label("Wait for approvals")).to_be_hidden()  # context-target updates need none
-    page.get_by_role("button", name="Check file").click()
+
+    # Upload without the segment key typed: refused, nothing recorded, the message read with the field.
+    page.get_by_role("button", name="Upload").click()
+    confirm = page.get_by_label(re.compile("To replace or remove, type the segment key “churn-risk”"))
+    expect(confirm).to_have_attribute("aria-invalid", "true")
+    expect(confirm).to_have_accessible_description(
+        re.compile('Remove takes every key in the file out of the segment. Type "churn-risk" to confirm.')
+    )
+    expect(confirm).to_be_focused()
+    assert not ImportRecord.objects.exists()
+    snap(page, "remove-refused")
+
+    page.get_by_label("CSV file").set_input_files(str(upload))  # a form sent again holds no file
+    page.get_by_role("button", name="Check file").click()  # a check sends nothing: no key asked
     expect(page).to_have_url(re.compile(r"/imports/\d+/$"))
     assert imports.advance(ImportRecord.objects.get().pk).status == "draft"
 
@@ -48,8 +61,19 @@ def test_a_list_of_keys_leaves_the_segment_in_batches(
     )
     expect(preview.get_by_role("row", name=re.compile("^Remove"))).to_contain_text("0 3 3 3")
     page.get_by_label(re.compile("Remove — the keys in this file leave the segment")).check()
+    count = page.get_by_label("If sent as Remove: type 3 to confirm that 3 members will leave the segment")
+    expect(count).to_be_visible()
     snap(page, "remove-preview")
 
+    page.get_by_label(re.compile("type the segment key “churn-risk”")).fill("churn-risk")
+    page.get_by_role("button", name="Send to LaunchDarkly", exact=True).click()
+    expect(page.get_by_role("alert").first).to_contain_text(
+        "A remove takes 3 members out of the segment: type 3 to confirm."
+    )
+    assert ImportRecord.objects.get().status == "draft"
+
+    page.get_by_label(re.compile("type the segment key “churn-risk”")).fill("churn-risk")
+    page.get_by_label("If sent as Remove: type 3 to confirm that 3 members will leave the segment").fill("3")
     page.get_by_role("button", name="Send to LaunchDarkly", exact=True).click()
     expect(page.locator("[id^='import-badge-']").first).to_contain_text("Complete", timeout=30_000)
     expect(page.get_by_text("Removed batch 2 of 2: 2 keys.")).to_be_visible()

@@ -70,6 +70,11 @@ def test_replace_then_restore_the_members_from_the_import_page(
     expect(link_back.get_by_role("link", name=f"import #{original.pk}")).to_be_visible()
     confirm = page.get_by_label(re.compile("Type 1 to confirm"))
     expect(confirm).to_be_visible(timeout=30_000)  # checked and previewed by the worker meanwhile
+    # A restore is sent as a replace only: the preview tells nothing of what Merge or Remove would do.
+    preview = page.get_by_role("region", name="What sending it will change")
+    expect(preview.get_by_role("row", name=re.compile("^Replace"))).to_be_visible()
+    expect(preview.get_by_role("row", name=re.compile("^(Merge|Remove)"))).to_have_count(0)
+    expect(preview).not_to_contain_text("If sent as Remove")
     snap(page, "undo-restore-draft")
 
     page.get_by_label(re.compile("To replace, type the segment key")).fill("churn-risk")
