@@ -12,7 +12,7 @@ from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from segments_app.models import ImportRecord, with_list_facts
+from segments_app.models import ImportRecord, ImportStatus, with_list_facts
 
 EXPORT_COLUMNS = [
     "id", "created_at", "user", "project", "environment", "segment", "file_name", "file_sha256",
@@ -88,7 +88,7 @@ def _row(record: ImportRecord) -> list[Any]:
         record.original_filename,
         record.sha256,
         record.size_bytes,
-        record.key_count,
+        "" if record.status == ImportStatus.REJECTED else record.key_count,  # none sent, as the pages say
         record.mode,
         "yes" if record.wait_on_approvals else "no",
         record.part_count,

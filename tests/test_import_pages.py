@@ -690,6 +690,15 @@ def test_csv_export_is_filtered_and_neutralises_formulas(logged_in: Any, user: A
     assert {row[6] for row in everything[1:]} >= {"'@sum.csv", "'\tTab.csv"}
 
 
+def test_csv_export_leaves_the_keys_of_a_rejected_import_empty(logged_in: Any, user: Any) -> None:
+    """As the pages do: a rejected file sent nothing, whatever rows of it were sound."""
+    make_record(user, status="rejected", key_count=7, original_filename="bad.csv")
+    make_record(user, status="complete", key_count=5, original_filename="good.csv")
+    response = logged_in.get("/imports/export.csv")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert {row["file_name"]: row["keys"] for row in rows} == {"bad.csv": "", "good.csv": "5"}
+
+
 def test_only_the_uploader_sends_but_any_editor_discards_or_cancels(
     client: Any, user: Any, other_user: Any, make_user: Any
 ) -> None:

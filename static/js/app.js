@@ -104,7 +104,7 @@
 })();
 
 // Upload form: a progress bar while the browser sends the file, the header box pre-set from the
-// file's first row, and the replace confirmation shown only for "replace".
+// file's first row, and the typed confirmation shown only for the modes that remove members.
 (function () {
   "use strict";
   var HEADER_WORDS = ["key", "keys", "id", "ids", "user", "users", "userkey", "user_key", "user-key", "userid",
@@ -135,11 +135,13 @@
         reader.readAsText(file.files[0].slice(0, 4096));
       });
     }
-    var confirm = form.querySelector(".replace-confirm");
     var approvals = form.querySelector(".approvals-choice");
     function toggle() {
       var chosen = form.querySelector("[name=mode]:checked");
-      if (confirm) confirm.hidden = !(chosen && chosen.value === "replace");
+      // Boxes asked only in some modes (the typed key: Replace and Remove) say which in data-modes.
+      form.querySelectorAll("[data-modes]").forEach(function (box) {
+        box.hidden = !(chosen && box.getAttribute("data-modes").split(" ").indexOf(chosen.value) !== -1);
+      });
       // Remove goes as context-target updates, which LaunchDarkly's import approvals do not cover.
       if (approvals) approvals.hidden = !!(chosen && chosen.value === "remove");
     }
@@ -147,20 +149,20 @@
     toggle();
   }
 
-  // Replace without the typed key is refused by the server too; saying so before the upload starts
-  // spares sending a large file only to choose it again.
+  // Replace or Remove without the typed key is refused by the server too; saying so before the upload
+  // starts spares sending a large file only to choose it again.
   document.addEventListener("submit", function (event) {
     var form = event.target;
     if (!form.matches || !form.matches("form[data-upload-form]")) return;
     if (event.submitter && event.submitter.value === "check") return;
     var chosen = form.querySelector("[name=mode]:checked");
     var typed = form.querySelector("[name=confirm_key]");
-    if (!chosen || chosen.value !== "replace" || !typed) return;
+    if (!chosen || (chosen.value !== "replace" && chosen.value !== "remove") || !typed) return;
     var key = typed.getAttribute("data-segment-key");
     if (typed.value.trim() === key) return;
     event.preventDefault();
     event.stopPropagation();
-    var message = form.querySelector(".replace-confirm .client-error");
+    var message = form.querySelector(".client-error");
     if (!message) {
       message = document.createElement("small");
       message.className = "field-error client-error";
@@ -172,7 +174,9 @@
       described.push(message.id);
       typed.setAttribute("aria-describedby", described.join(" "));
     }
-    message.textContent = "Type \u201c" + key + "\u201d to confirm that the segment will contain exactly the keys in this file.";
+    message.textContent = "Type \u201c" + key + "\u201d to confirm " + (chosen.value === "replace"
+      ? "that the segment will contain exactly the keys in this file."
+      : "that every key in this file leaves the segment.");
     typed.setAttribute("aria-invalid", "true");
     typed.focus();
   }, true);

@@ -38,12 +38,18 @@ def test_a_list_of_keys_leaves_the_segment_in_batches(
     page.get_by_label(re.compile("Remove — the keys in this file leave the segment")).check()
     expect(page.get_by_label("Wait for approvals")).to_be_hidden()  # context-target updates need none
 
-    # Upload without the segment key typed: refused, nothing recorded, the message read with the field.
-    page.get_by_role("button", name="Upload").click()
     confirm = page.get_by_label(re.compile("To replace or remove, type the segment key “churn-risk”"))
+    expect(confirm).to_be_visible()  # Remove, like Replace, asks for the key; Merge does not
+    page.get_by_label(re.compile("Merge — add these keys")).check()
+    expect(confirm).to_be_hidden()
+    page.get_by_label(re.compile("Remove — the keys in this file leave the segment")).check()
+
+    # Upload without the segment key typed: refused before the file is sent, nothing recorded, the
+    # message read with the field.
+    page.get_by_role("button", name="Upload").click()
     expect(confirm).to_have_attribute("aria-invalid", "true")
     expect(confirm).to_have_accessible_description(
-        re.compile('Remove takes every key in the file out of the segment. Type "churn-risk" to confirm.')
+        re.compile("Type “churn-risk” to confirm that every key in this file leaves the segment.")
     )
     expect(confirm).to_be_focused()
     assert not ImportRecord.objects.exists()
