@@ -492,9 +492,25 @@ class HistoryFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["status"].choices = [("", "Any status"), *ImportStatus.choices]
 
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if since and until and since > until:
+            self.add_error("until", "Until is before From: choose a date on or after From.")
+        return cleaned
+
     def values(self) -> dict[str, Any]:
+        """The filters that parse; the page says which were left out and why (`left_out`)."""
         self.is_valid()
         return {name: value for name, value in self.cleaned_data.items() if value not in ("", None)}
+
+    def left_out(self) -> list[str]:
+        """Each filter that was not applied, in words: a hand-edited address or dates the wrong way round
+        would otherwise change the list without saying so."""
+        return [
+            f"{self.fields[name].label or name.title()}: {' '.join(errors)}"
+            for name, errors in self.errors.items()
+        ]
 
 
 # A list of 10,000 keys of LaunchDarkly's longest (512 characters) fits; anything bigger is not such a list.

@@ -631,6 +631,22 @@ def test_history_filters(logged_in: Any, user: Any, other_user: Any) -> None:
         assert html.count('<tr>\n    <td><a href="/imports/') == count, query
 
 
+@pytest.mark.parametrize("htmx", [False, True])
+def test_history_says_which_filters_it_left_out(logged_in: Any, user: Any, htmx: bool) -> None:
+    """A hand-edited address, or From after Until, changed the list without a word."""
+    make_record(user, status="complete")
+    headers = HTMX if htmx else {}
+    html = text(logged_in.get("/imports/?until=garbage&status=nonsense", headers=headers))
+    assert "Not applied, so the list below ignores them:" in html
+    assert "Until: Enter a valid date." in html
+    assert "Status: Select a valid choice. nonsense is not one of the available choices." in html
+    assert html.count('<tr>\n    <td><a href="/imports/') == 1  # the rest of the filters still apply
+    html = text(logged_in.get("/imports/?since=2026-11-20&until=2026-11-10", headers=headers))
+    assert "Until: Until is before From: choose a date on or after From." in html
+    assert "ignores it:" in html
+    assert "Not applied" not in text(logged_in.get("/imports/?since=2026-11-10&until=2026-11-20"))
+
+
 def test_history_pages_50_at_a_time_newest_first(logged_in: Any, user: Any) -> None:
     for i in range(120):
         make_record(user, status="complete", original_filename=f"file-{i:03d}.csv")
