@@ -282,6 +282,13 @@ class SendChoicesForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.segment_key = segment_key
         self.fields["confirm_key"].widget.attrs["data-segment-key"] = segment_key
+        if settings.LD_SANDBOX_ENABLED:
+            # No sandbox environment can require approvals: there the box alone decides it.
+            self.fields["wait_on_approvals"].help_text = (
+                "In the sandbox, a ticked import waits until someone approves it on Sandbox approvals, "
+                "as it would in an environment that requires approval in LaunchDarkly. "
+                "(Remove does not go through approvals.)"
+            )
         self._describe_confirmation()
 
     @property

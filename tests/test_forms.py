@@ -383,3 +383,17 @@ def test_a_form_offering_replace_only_asks_nothing_of_the_other_modes() -> None:
         "Type 2 to confirm that 2 members will be removed"
     ]
     assert form.errors == {"mode": ["A restore is sent as a replace: choose Replace."]}
+
+
+@pytest.mark.parametrize("sandbox", [True, False])
+def test_wait_for_approvals_says_what_it_does_where_the_import_goes(settings: Any, sandbox: bool) -> None:
+    """No sandbox environment can require approvals, so "if this environment requires approval"
+    told a sandbox user nothing about when to tick it."""
+    from segments_app.forms import ImportForm
+
+    settings.LD_SANDBOX_ENABLED = sandbox
+    said = str(ImportForm(segment_key="vip").fields["wait_on_approvals"].help_text)
+    if sandbox:
+        assert said.startswith("In the sandbox, a ticked import waits until someone approves it")
+    else:
+        assert said.startswith("If this environment requires approval, the import waits in LaunchDarkly")
