@@ -122,6 +122,8 @@ def test_check_file_makes_a_draft_and_sends_nothing(logged_in: Any, real_ld: Any
     assert re.search(r"<dt>Keys accepted</dt><dd>2</dd>", html)
     assert re.search(r"<dt>Duplicates dropped</dt><dd>1</dd>", html)
     assert re.search(r"<dt>Header row skipped</dt><dd>Yes</dd>", html)
+    # The mode is picked in the Send form: the facts do not claim the upload's choice is final.
+    assert "<dt>Mode</dt><dd>Chosen when it is sent (uploaded as Merge)</dd>" in html
     assert f'action="/imports/{record.pk}/send/"' in html
     assert "Send to LaunchDarkly" in html
     assert "Discard" in html
