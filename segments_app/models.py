@@ -285,10 +285,18 @@ class ImportRecord(AuditRecord):
             ImportStatus.PENDING_APPROVAL: "Waiting for approval",
             ImportStatus.READY: f"Ready{of}",
             ImportStatus.IN_PROGRESS: f"Importing{of}",
-            ImportStatus.COMPLETE: f"Complete — {self.key_count:,} keys",
+            ImportStatus.COMPLETE: self._complete_label(),
             ImportStatus.STOPPED: "Stopped by LaunchDarkly",
         }
         return labels.get(self.status, self.get_status_display())
+
+    def _complete_label(self) -> str:
+        """A merge or replace says how many keys the segment took; a remove, how many it listed, since
+        the listed keys that were not members did not leave (the Members line says how many did)."""
+        if self.mode == self.Mode.REMOVE:
+            keys = "key" if self.key_count == 1 else "keys"
+            return f"Complete — {self.key_count:,} {keys} listed to remove"
+        return f"Complete — {self.key_count:,} keys"
 
     @property
     def badge_tone(self) -> str:

@@ -173,6 +173,12 @@ def test_status_is_refreshed_at_most_once_per_interval_then_completes(
     assert record.status == "complete"
     assert record.finished_at is not None
     assert record.badge_label == "Complete — 3 keys"
+    # A remove's listed keys that were not members did not leave: its badge says "listed", not taken.
+    record.mode = ImportRecord.Mode.REMOVE
+    assert record.badge_label == "Complete — 3 keys listed to remove"
+    record.key_count = 1
+    assert record.badge_label == "Complete — 1 key listed to remove"
+    record.refresh_from_db()
     assert record.parts.get().ld_files == [{"filename": "keys.csv", "status": "complete"}]
     assert record.storage_dir == ""  # normalised files are gone once final
     assert statuses(record) == [
