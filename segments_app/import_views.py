@@ -411,12 +411,15 @@ def import_statuses(request: HttpRequest) -> HttpResponse:
     records = list(ImportRecord.objects.filter(pk__in=ids).defer("report").order_by("-pk"))
     shown = dict(value.partition(".")[::2] for value in request.GET.getlist("status"))
     changed = [r for r in records if shown.get(str(r.pk), r.status) != r.status]
+    # Rows the page already shows as they are now are not sent again (no `shown`: every row is).
+    tokens = dict(value.partition(".")[::2] for value in request.GET.getlist("shown"))
+    changed_rows = [r for r in records if tokens.get(str(r.pk)) != r.table_token]
     cells = [cell for cell in request.GET.get("cells", "").split() if cell in TABLE_CELLS]
     response = render(
         request,
         "segments_app/partials/import_statuses.html",
         {
-            "records": records,
+            "changed_rows": changed_rows,
             "unfinished": [r for r in records if r.is_live],
             "cells": " ".join(cells),
             "cell_names": cells,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -289,6 +290,14 @@ class ImportRecord(AuditRecord):
             ImportStatus.STOPPED: "Stopped by LaunchDarkly",
         }
         return labels.get(self.status, self.get_status_display())
+
+    @property
+    def table_token(self) -> str:
+        """What a table row shows of this import, as 8 hex digits. A table's poll carries each row's
+        token and is answered with only the rows whose token changed: with imports running for hours,
+        most polls change nothing, and re-sending 50 unchanged badges was most of a poll's cost."""
+        shown = f"{self.badge_label}|{self.key_count}|{self.part_count}|{self.duration}|{self.members_moved}"
+        return f"{zlib.crc32(shown.encode()):08x}"
 
     def _complete_label(self) -> str:
         """A merge or replace says how many keys the segment took; a remove, how many it listed, since

@@ -480,8 +480,12 @@ def test_a_table_of_imports_polls_once_for_all_its_unfinished_rows(logged_in: An
     ImportRecord.objects.filter(pk=running[0].pk).update(status="complete")
     ImportRecord.objects.filter(pk=running[0].pk).update(key_count=2_500_000, part_count=3)
     answer = text(logged_in.get(poll_url.replace("&amp;", "&") + f"&id={done.pk}", headers=HTMX))
-    # A badge and the keys, parts, took and members of each row.
-    assert answer.count('hx-swap-oob="true"') == 4 * 5
+    # A badge and the keys, parts, took and members of each row that changed since the page showed it
+    # (and of a row the poll brings no token for); the two still running as shown are not sent again.
+    assert answer.count('hx-swap-oob="true"') == 2 * 5
+    for unchanged in running[1:]:
+        assert f'id="import-badge-{unchanged.pk}"' not in answer
+    assert f'id="import-badge-{done.pk}"' in answer
     assert f'<span id="import-members-{running[0].pk}" hx-swap-oob="true">' in answer
     assert f'<span id="import-keys-{running[0].pk}" hx-swap-oob="true">2,500,000</span>' in answer
     assert f'<span id="import-parts-{running[0].pk}" hx-swap-oob="true">3</span>' in answer
@@ -495,6 +499,21 @@ def test_a_table_of_imports_polls_once_for_all_its_unfinished_rows(logged_in: An
         ImportRecord.objects.filter(pk=record.pk).update(status="failed")
     last = text(logged_in.get(next_url.replace("&amp;", "&"), headers=HTMX))
     assert "hx-trigger" not in last  # everything is final: polling stops
+
+
+def test_a_table_poll_resends_a_row_only_when_what_it_shows_changed(logged_in: Any, user: Any) -> None:
+    checking = make_record(user, status="validating", size_bytes=1000, bytes_read=100)
+    (poll_url,) = re.findall(r'hx-get="(/imports/statuses/\?[^"]*)"', text(logged_in.get("/imports/")))
+    poll_url = poll_url.replace("&amp;", "&")
+    quiet = text(logged_in.get(poll_url, headers=HTMX))
+    assert "hx-swap-oob" not in quiet  # nothing moved: only the poller comes back
+    assert f"id={checking.pk}" in quiet
+    ImportRecord.objects.filter(pk=checking.pk).update(bytes_read=500)  # progress, same status
+    moved = text(logged_in.get(poll_url, headers=HTMX))
+    assert f'id="import-badge-{checking.pk}"' in moved
+    assert 'hx-swap-oob="true">Checking the file — 50%</span>' in moved
+    (next_url,) = re.findall(r'hx-get="(/imports/statuses/\?[^"]*)"', moved)
+    assert "hx-swap-oob" not in text(logged_in.get(next_url.replace("&amp;", "&"), headers=HTMX))
 
 
 def test_the_import_page_refreshes_its_live_part_until_final(logged_in: Any, user: Any) -> None:
