@@ -5,7 +5,8 @@ database; the stand-in (`bench/standin.py`) keeps answering `in_progress` and co
 import. gunicorn (2 processes of 8 threads) and one `manage.py import_worker` run with
 IMPORT_POLL_SECONDS=2. For 30 s, 200 viewers (asyncio, each with a logged-in session of its own) poll
 like htmx does, every 2 s each: the detail page's fragment of a random import (`GET /imports/<pk>/`
-with `HX-Request: true`) and the history table's one poll (`GET /imports/statuses/?id=…` for all 50).
+with `HX-Request: true`) and the history table's one poll (`GET /imports/statuses/?id=…` for all 50, the
+address the history page gives htmx, `shown` tokens included).
 A probe asks `GET /healthz` ten times a second meanwhile: its latency is the baseline (what any request
 costs on this machine under this load).
 
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import itertools
 import os
 import random
+import re
 import statistics
 import time
 from collections import defaultdict
@@ -123,12 +126,28 @@ def seed(env: dict[str, str], viewers: int) -> tuple[list[int], list[str]]:
     return pks, sessions
 
 
+POLL_PATHS: dict[int, str] = {}
+POLLER = b'id="import-poller"'  # in every answer to a table poll, whatever rows it re-sends
+
+
+def page_poll_path(port: int, session: str) -> str:
+    """The table poll's address as the history page writes it for htmx."""
+    page = requests.get(f"http://127.0.0.1:{port}/imports/", cookies={"sessionid": session}, timeout=30).text
+    found = re.search(r'id="import-poller" hx-get="([^"]+)"', page)
+    if found is None:
+        raise SystemExit("the history page has no table poll: did the seed make running imports?")
+    return html.unescape(found.group(1))
+
+
 class Load:
     def __init__(self, port: int, pks: list[int], sessions: list[str], seconds: float) -> None:
         self.port, self.pks, self.sessions, self.seconds = port, pks, sessions, seconds
         self.latencies: dict[str, list[float]] = defaultdict(list)
         self.errors: dict[str, list[str]] = defaultdict(list)
-        self.statuses_path = "/imports/statuses/?" + "&".join(f"id={pk}" for pk in pks)
+        # What htmx asks: the poll address the history page gives (each running row's id, the status it
+        # shows and its `shown` token), fetched once; nothing changes during the load, so it stays valid.
+        every_row = "/imports/statuses/?" + "&".join(f"id={pk}" for pk in pks)
+        self.statuses_path = POLL_PATHS.get(port) or every_row
 
     async def get(self, kind: str, path: str, session: str | None, *, htmx: bool, marker: bytes) -> None:
         headers = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nConnection: close\r\n"
@@ -179,7 +198,7 @@ class Load:
                 await self.get("fragment", f"/imports/{pk}/", session, htmx=True, marker=b'id="import-live"')
 
             async def table(session: str = session) -> None:
-                await self.get("statuses", self.statuses_path, session, htmx=True, marker=b"hx-swap-oob")
+                await self.get("statuses", self.statuses_path, session, htmx=True, marker=POLLER)
 
             tasks.append(self.every(POLL_SECONDS, end, fragment))
             tasks.append(self.every(POLL_SECONDS, end, table))
@@ -233,7 +252,7 @@ class Bench:
             for n in range(count):
                 pk = self.pks[n % len(self.pks)]
                 await load.get("fragment", f"/imports/{pk}/", session, htmx=True, marker=b'id="import-live"')
-                await load.get("statuses", load.statuses_path, session, htmx=True, marker=b"hx-swap-oob")
+                await load.get("statuses", load.statuses_path, session, htmx=True, marker=POLLER)
                 await load.get("healthz", "/healthz", None, htmx=False, marker=b'"ok"')
 
         asyncio.run(one_at_a_time())
@@ -310,6 +329,7 @@ def main() -> int:
         start_worker(procs, env)
         bench = Bench(procs, web_port, standin_port, pks, sessions)
 
+        POLL_PATHS[web_port] = page_poll_path(web_port, sessions[0])
         # Warm up every gunicorn process and thread a little, then let the worker settle into its rhythm.
         asyncio.run(Load(web_port, pks, sessions[:20], 3.0).run())
         time.sleep(1.0)
