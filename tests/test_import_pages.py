@@ -281,6 +281,17 @@ def test_a_rejected_import_shows_no_keys_as_its_keys(logged_in: Any, real_ld: An
     assert cell.replace('">', '" hx-swap-oob="true">', 1) in polled
 
 
+@pytest.mark.parametrize("status", ["cancelled", "expired"])
+def test_an_import_stopped_before_sending_shows_its_keys_as_checked_not_sent(
+    logged_in: Any, user: Any, status: str
+) -> None:
+    record = make_record(user, status=status, key_count=3000)
+    page = text(logged_in.get(f"/imports/{record.pk}/"))
+    assert "<dt>Keys</dt><dd>3,000 keys checked; none sent</dd>" in page
+    cell = f'<span id="import-keys-{record.pk}">—<span class="visually-hidden"> none sent</span></span>'
+    assert cell in text(logged_in.get("/imports/"))
+
+
 def test_an_empty_file_is_refused_by_the_form_and_leaves_nothing(
     logged_in: Any, real_ld: Any, settings: Any
 ) -> None:
