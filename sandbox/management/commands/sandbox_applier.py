@@ -6,13 +6,13 @@ committed batch.
 
 from __future__ import annotations
 
-import signal
 import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
 from sandbox import applier
+from segments_app.shutdown import stop_on_signals
 
 
 class Command(BaseCommand):
@@ -26,11 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, interval: float | None, **options: Any) -> None:
         stop = threading.Event()
 
-        def finish(signum: int, frame: object) -> None:
-            # The batch being written commits (or rolls back) whole; then the loop ends.
-            stop.set()
-
-        signal.signal(signal.SIGTERM, finish)
-        signal.signal(signal.SIGINT, finish)
+        # Each loop finishes the step it is taking (a batch, a lease) before it ends.
+        stop_on_signals(stop)
         self.stdout.write("Sandbox applier: applying imports (Ctrl-C stops it).")
         applier.run(stop, interval=interval)

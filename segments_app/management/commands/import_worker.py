@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 from typing import Any
 
@@ -10,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from segments_app.imports import worker
+from segments_app.shutdown import stop_on_signals
 
 
 class Command(BaseCommand):
@@ -26,10 +26,6 @@ class Command(BaseCommand):
     def handle(self, *args: Any, threads: int, **options: Any) -> None:
         stop = threading.Event()
 
-        def finish(signum: int, frame: object) -> None:
-            # Let each thread finish the step it is taking; a lease is never left half-written.
-            stop.set()
-
-        signal.signal(signal.SIGTERM, finish)
-        signal.signal(signal.SIGINT, finish)
+        # Each loop finishes the step it is taking (a batch, a lease) before it ends.
+        stop_on_signals(stop)
         worker.run(stop, threads=max(1, threads))
