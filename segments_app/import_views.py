@@ -106,6 +106,8 @@ def _import_new(
         earlier=earlier,
     )
     if request.method == "POST":
+        if isinstance(handler, HashingUploadHandler) and handler.not_saved:
+            return _upload_not_saved(request, handler.refusal)
         if isinstance(handler, HashingUploadHandler) and handler.refusal:
             # The parser stopped at the file, so fields after it may be missing: keep what arrived
             # for the form, and say only what is wrong with the file.
@@ -195,6 +197,16 @@ def _upload_too_large(request: HttpRequest) -> HttpResponse:
         "list into several files and upload them one after another (“Merge” for every file after the first)."
     )
     return _upload_refused(request, "The file is too large", too_large_message(), advice, 413)
+
+
+def _upload_not_saved(request: HttpRequest, message: str) -> HttpResponse:
+    """The file could not be written on the server (a full disk): the file is not at fault, so this is
+    a page of its own, not an error at the form's file field; nothing of the file was kept."""
+    advice = (
+        "This is not a problem with your file. Tell your administrator that the dashboard's server "
+        "needs disk space; once there is room, upload the file again."
+    )
+    return _upload_refused(request, "The file could not be saved", message, advice, 507)
 
 
 def _unreadable_upload(request: HttpRequest) -> HttpResponse:

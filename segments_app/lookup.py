@@ -37,6 +37,7 @@ from django.conf import settings
 
 from segments_app.connection import launchdarkly_client
 from segments_app.history import neutralise
+from segments_app.imports.storage import disk_full
 from segments_app.imports.validation import Limits, normalise_csv
 from segments_app.launchdarkly import LaunchDarklyClient, NotFound, UnusableKey
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot
@@ -52,10 +53,28 @@ ANSWER_KEEP_SECONDS = 3600
 ANSWER_COLUMNS = ["key", "member", "last_import", "last_import_finished_at", "last_import_file"]
 # The download when no import's files could be read: a column of nothing but "unknown" says nothing.
 MEMBER_COLUMNS = ANSWER_COLUMNS[:2]
+NO_ROOM = (
+    "The dashboard's disk is full, so nothing was looked up. Tell your administrator, and look the keys "
+    "up again once there is room."
+)
+NOT_SAVED = (
+    "The dashboard's server could not save the lookup, so nothing was looked up. Try again; if it "
+    "happens again, tell your administrator."
+)
 
 
 class KeyListRefused(ValueError):
     """The list cannot be looked up (too many keys, none, a row that is no key); the message says why."""
+
+
+class NotKept(Exception):
+    """A lookup's files could not be written (a full disk); the message is for the person. Whatever
+    the failed write had started is gone: the caller has nothing to clean up but the token."""
+
+
+def not_kept(exc: OSError) -> NotKept:
+    """The person's sentence for a write that failed: a full disk is named, since room is the remedy."""
+    return NotKept(NO_ROOM if disk_full(exc) else NOT_SAVED)
 
 
 @dataclass(frozen=True)
@@ -355,9 +374,13 @@ def answers_dir() -> Path:
 
 
 def new_token() -> str:
-    """A name for one lookup's files: random, so only the session it is given to can find them."""
+    """A name for one lookup's files: random, so only the session it is given to can find them.
+    Raises NotKept when the folder cannot be made."""
     folder = answers_dir()
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise not_kept(exc) from None
     forget_old_answers(folder)
     return uuid.uuid4().hex
 
@@ -376,17 +399,36 @@ def _own_path(token: str, suffix: str) -> Path:
 
 
 def _write(path: Path, text: str) -> None:
-    """Whole or not at all: a poll reading the file while it is written sees the old one or none."""
+    """Whole or not at all: a poll reading the file while it is written sees the old one or none.
+    A write that fails (a full disk) leaves no partial file behind and raises NotKept."""
     partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise not_kept(exc) from None
 
 
 def keep_answer(token: str, answer: Answer, listed: KeyList) -> None:
-    """Keep the answer as its CSV download and as JSON for its page (the list's facts too)."""
+    """Keep the answer as its CSV download and as JSON for its page (the list's facts too).
+    Raises NotKept, keeping neither, when they cannot be written: a download without its page (or a
+    page without its download) would only puzzle."""
     csv_path, json_path = _own_path(token, ".csv"), _own_path(token, ".json")
-    _write(csv_path, "".join(answer_csv(answer)))
-    facts = {
+    try:
+        _write(csv_path, "".join(answer_csv(answer)))
+        _write(json_path, json.dumps(_answer_facts(answer, listed)))
+    except NotKept:
+        csv_path.unlink(missing_ok=True)
+        json_path.unlink(missing_ok=True)
+        raise
+    pending = _path(token, ".list.json")
+    if pending is not None:
+        pending.unlink(missing_ok=True)
+
+
+def _answer_facts(answer: Answer, listed: KeyList) -> dict[str, object]:
+    return {
         "answers": [
             [
                 item.key,
@@ -406,10 +448,6 @@ def keep_answer(token: str, answer: Answer, listed: KeyList) -> None:
         "blank_rows": listed.blank_rows,
         "header_left_out": listed.header_left_out,
     }
-    _write(json_path, json.dumps(facts))
-    pending = _path(token, ".list.json")
-    if pending is not None:
-        pending.unlink(missing_ok=True)
 
 
 # A claim older than this belongs to a request that died: another poll may answer instead.
@@ -419,7 +457,8 @@ CLAIM_STALE_SECONDS = 600
 def claim_answering(token: str) -> bool:
     """Only one poll reads a ready snapshot for a lookup: a scan of millions of members outlasts a
     poll interval, and every poll starting its own would pile scans onto the web server. True: this
-    request answers (and must `release_answering` after)."""
+    request answers (and must `release_answering` after). Raises NotKept when the marker cannot be
+    made (a disk out of room for even an empty file)."""
     marker = _own_path(token, ".answering")
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
@@ -433,6 +472,8 @@ def claim_answering(token: str) -> bool:
             marker.unlink(missing_ok=True)
             return claim_answering(token)
         return False
+    except OSError as exc:
+        raise not_kept(exc) from None
 
 
 def release_answering(token: str) -> None:

@@ -69,22 +69,36 @@ def lookup_keys(
         form.page_errors = [TOO_BIG]
         return render(request, "segments_app/lookup.html", {**context, "form": form}, status=400)
     context["form"] = form
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and _is_valid(form):
         listed: lookup.KeyList = form.cleaned_data["listed"]
-        token = lookup.new_token()
-        if len(listed.keys) > lookup.IN_REQUEST_MAX_KEYS:
-            snapshot = snapshots.request_snapshot(request.user, project.key, environment.key, found.key)
-            lookup.keep_pending(token, listed, snapshot)
-        else:
-            try:
-                answer = lookup.look_up(project.key, environment.key, found.key, listed)
-            except LaunchDarklyError as exc:
-                form.add_error(None, f"{describe(exc)} Nothing was looked up; try again.")
-                return render(request, "segments_app/lookup.html", context)
-            lookup.keep_answer(token, answer, listed)
+        try:
+            token = lookup.new_token()
+            if len(listed.keys) > lookup.IN_REQUEST_MAX_KEYS:
+                snapshot = snapshots.request_snapshot(request.user, project.key, environment.key, found.key)
+                lookup.keep_pending(token, listed, snapshot)
+            else:
+                try:
+                    answer = lookup.look_up(project.key, environment.key, found.key, listed)
+                except LaunchDarklyError as exc:
+                    form.add_error(None, f"{describe(exc)} Nothing was looked up; try again.")
+                    return render(request, "segments_app/lookup.html", context)
+                lookup.keep_answer(token, answer, listed)
+        except lookup.NotKept as exc:
+            form.add_error(None, str(exc))
+            return render(request, "segments_app/lookup.html", context, status=507)
         request.session[SESSION_KEY] = [token, *request.session.get(SESSION_KEY, [])][:SESSION_KEEPS]
         return redirect(_answer_url(project, environment, found, token))
     return render(request, "segments_app/lookup.html", context)
+
+
+def _is_valid(form: LookupForm) -> bool:
+    """The form reads the list through a temporary file: a full disk stops it there, and the person is
+    told so at the form (the temporary folder removes itself)."""
+    try:
+        return form.is_valid()
+    except OSError as exc:
+        form.add_error(None, str(lookup.not_kept(exc)))
+        return False
 
 
 def _answer_url(project: Project, environment: Environment, found: Segment, token: str = "") -> str:
@@ -102,14 +116,18 @@ def _answer(request: HttpRequest, context: dict[str, Any], token: str) -> HttpRe
     if pending is not None:
         listed, snapshot_id = pending
         snapshot = MemberSnapshot.objects.filter(pk=snapshot_id).first()
-        if snapshot is not None and snapshot.is_ready and lookup.claim_answering(token):
-            try:
-                members = lookup.SnapshotMembership(snapshot)
-                answer = lookup.look_up(project.key, environment.key, found.key, listed, membership=members)
-                lookup.keep_answer(token, answer, listed)
-            finally:
-                lookup.release_answering(token)
-            kept = answer, listed
+        try:
+            answered = (
+                _answer_from(context, token, listed, snapshot)
+                if snapshot is not None and snapshot.is_ready
+                else None
+            )
+        except lookup.NotKept as exc:
+            lookup.forget(token)
+            messages.error(request, str(exc))
+            return _to(request, _answer_url(project, environment, found))
+        if answered is not None:
+            kept = answered
         elif snapshot is not None and snapshot.is_ready:
             # Another poll is reading the members for this list: keep waiting for its answer.
             context.update(waiting=snapshot, waiting_keys=len(listed.keys), poll_seconds=POLL_SECONDS)
@@ -145,6 +163,23 @@ def _answer(request: HttpRequest, context: dict[str, Any], token: str) -> HttpRe
     )
     patch_cache_control(response, private=True, no_store=True)
     return response
+
+
+def _answer_from(
+    context: dict[str, Any], token: str, listed: lookup.KeyList, snapshot: MemberSnapshot
+) -> tuple[lookup.Answer, lookup.KeyList] | None:
+    """Read the ready snapshot for the list and keep the answer, unless another poll already is (then
+    None). Raises NotKept when the answer cannot be written."""
+    if not lookup.claim_answering(token):
+        return None
+    try:
+        members = lookup.SnapshotMembership(snapshot)
+        project, environment, found = context["project"], context["environment"], context["segment"]
+        answer = lookup.look_up(project.key, environment.key, found.key, listed, membership=members)
+        lookup.keep_answer(token, answer, listed)
+    finally:
+        lookup.release_answering(token)
+    return answer, listed
 
 
 def _hours(hours: float) -> str:

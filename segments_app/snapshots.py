@@ -30,11 +30,17 @@ from segments_app import wakeup
 from segments_app.connection import launchdarkly_client
 from segments_app.error_messages import describe
 from segments_app.imports.coordination import Lease, active_pause, claim_first, pause_until
+from segments_app.imports.storage import disk_full
 from segments_app.launchdarkly import LaunchDarklyError, NotFound, RateLimited
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot, SnapshotStatus
 
 logger = logging.getLogger(__name__)
 UNFINISHED = (SnapshotStatus.REQUESTED, SnapshotStatus.EXPORTING)
+NO_ROOM = (
+    "The dashboard's disk is full, so the members could not be saved. Tell your administrator, and ask "
+    "for the members again once there is room."
+)
+NOT_SAVED = "The members could not be saved on the server. Tell your administrator."
 
 
 def snapshot_dir() -> Path:
@@ -161,9 +167,9 @@ def advance(snapshot: MemberSnapshot, lease: Lease) -> None:
             _fail(lease, "LaunchDarkly no longer knows this export. Ask for the members again.")
         else:
             _fail(lease, describe(exc))
-    except OSError:
+    except OSError as exc:
         logger.exception("Snapshot %s: the file could not be written", snapshot.pk)
-        _fail(lease, "The members could not be saved on the server. Tell your administrator.")
+        _fail(lease, NO_ROOM if disk_full(exc) else NOT_SAVED)
 
 
 def _start(snapshot: MemberSnapshot, lease: Lease, client: Any) -> None:
@@ -195,8 +201,13 @@ def _follow(snapshot: MemberSnapshot, lease: Lease, client: Any) -> None:
         return
     # A file of this holder's own: should the lease be lost mid-way, a second worker never writes into it.
     target = snapshot_dir() / f"{snapshot.pk}-{uuid.uuid4().hex[:12]}.csv"
-    size = client.download_export(export.file_url, target)
-    count = _count_members(target)
+    try:
+        # The client writes beside `target` and removes its partial file whatever happens.
+        size = client.download_export(export.file_url, target)
+        count = _count_members(target)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
     kept = lease.renew(
         status=SnapshotStatus.READY,
         file_path=str(target),

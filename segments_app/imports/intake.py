@@ -9,6 +9,7 @@ byte and the answer independent of the file's size: there is no copy.
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -23,14 +24,18 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from segments_app import wakeup
+from segments_app.imports.storage import disk_full
 from segments_app.imports.validation import SNIFF_BYTES, not_csv_text
 from segments_app.models import ImportEvent, ImportRecord, ImportStatus
 
+logger = logging.getLogger(__name__)
 UPLOAD_NAME = "upload.csv"
 # Room for the form's other fields and the multipart framing around the file.
 FORM_OVERHEAD = 64 * 1024
 ONE_FILE = "Choose one file: this upload held more than one. Nothing was uploaded."
 INTERRUPTED = "The upload stopped before the whole file arrived. Nothing was uploaded; try again."
+NO_ROOM = "The dashboard's disk is full, so the file could not be saved. Nothing was uploaded."
+NOT_SAVED = "The file could not be saved on the dashboard's server. Nothing was uploaded."
 
 
 def declared_too_large(request: HttpRequest) -> bool:
@@ -65,6 +70,12 @@ def new_upload_path() -> Path:
     return folder / UPLOAD_NAME
 
 
+def save_failure_message(exc: OSError) -> str:
+    """What the person is told when their file could not be written: a full disk is not their file's
+    fault, and waiting for room is the remedy, so it is named as such."""
+    return NO_ROOM if disk_full(exc) else NOT_SAVED
+
+
 class ReceivedUpload(UploadedFile):
     """The uploaded file in its import folder; closing it (Django does, after the request) keeps it."""
 
@@ -82,7 +93,9 @@ class HashingUploadHandler(FileUploadHandler):
 
     It stops, keeps nothing, and sets `refusal` to a message for the person, when the file grows past
     `IMPORT_MAX_UPLOAD_BYTES`, when its first bytes show it is not CSV text, when a second file
-    arrives in the same request, or when the request ends inside the file.
+    arrives in the same request, or when the request ends inside the file. When the file cannot be
+    written (a full disk) it stops the same way and sets `not_saved` too: that is the server's fault,
+    not the file's, so the view answers with a page of its own rather than a form error.
     Whatever the request's outcome, `discard_unclaimed()` removes a file no import took over.
     """
 
@@ -93,6 +106,7 @@ class HashingUploadHandler(FileUploadHandler):
         self.upload: ReceivedUpload | None = None
         self.claimed = False
         self.refusal = ""
+        self.not_saved = False
         self.files = 0
         self._head = b""
         self._sniffed = False
@@ -112,7 +126,15 @@ class HashingUploadHandler(FileUploadHandler):
             self._refuse(ONE_FILE)
         if self.refusal:
             raise StopUpload(connection_reset=False)
-        self.upload = ReceivedUpload(new_upload_path(), self.file_name, self.content_type, self.charset)
+        path: Path | None = None
+        try:
+            path = new_upload_path()
+            self.upload = ReceivedUpload(path, self.file_name, self.content_type, self.charset)
+        except OSError as exc:
+            if path is not None:  # the folder was made, its file could not be
+                shutil.rmtree(path.parent, ignore_errors=True)
+            self._not_saved(exc)
+            raise StopUpload(connection_reset=False) from None
         self.sha256 = hashlib.sha256()
         self.received = 0
         self._head, self._sniffed = b"", False
@@ -128,13 +150,21 @@ class HashingUploadHandler(FileUploadHandler):
             if len(self._head) >= SNIFF_BYTES and self._sniff():
                 raise StopUpload(connection_reset=False)
         self.sha256.update(raw_data)
-        self.upload.write(raw_data)
+        try:
+            self.upload.write(raw_data)
+        except OSError as exc:
+            self._not_saved(exc)
+            raise StopUpload(connection_reset=False) from None
         return None
 
     def file_complete(self, file_size: int) -> ReceivedUpload | None:
         if self.upload is None or (not self._sniffed and self._sniff()):
             return None
-        self.upload.flush()
+        try:
+            self.upload.flush()  # the last buffered bytes meet a full disk here, not at write()
+        except OSError as exc:
+            self._not_saved(exc)
+            raise StopUpload(connection_reset=False) from None
         self.upload.seek(0)
         self.upload.size = file_size
         self.upload.sha256 = self.sha256.hexdigest()
@@ -142,7 +172,10 @@ class HashingUploadHandler(FileUploadHandler):
 
     def upload_complete(self) -> None:
         if self.upload is not None:
-            self.upload.file.close()
+            try:
+                self.upload.file.close()
+            except OSError as exc:  # the parser is done: no StopUpload, the view reads `refusal`
+                self._not_saved(exc)
 
     def upload_interrupted(self) -> None:
         """The request ended inside the file (a dropped connection, or a Content-Length shorter than
@@ -162,12 +195,26 @@ class HashingUploadHandler(FileUploadHandler):
         self.refusal = message
         self.discard_unclaimed()
 
+    def _not_saved(self, exc: OSError) -> None:
+        """Stop the upload: its file could not be written. Logged for the administrator, who can make
+        room; the person gets a sentence, and the partial file goes."""
+        logger.error("An upload could not be written under IMPORT_STORAGE_DIR: %s", exc)
+        self.not_saved = True
+        self._refuse(save_failure_message(exc))
+
     def discard_unclaimed(self) -> None:
-        """Delete the received file and its folder unless an import has taken them over."""
+        """Delete the received file and its folder unless an import has taken them over.
+
+        Closing flushes what is still buffered, which fails again on a full disk: the folder goes
+        whatever closing says."""
         if self.upload is not None and not self.claimed:
-            self.upload.file.close()
-            shutil.rmtree(self.upload.path.parent, ignore_errors=True)
-            self.upload = None
+            upload, self.upload = self.upload, None
+            try:
+                upload.file.close()
+            except OSError:
+                pass
+            finally:
+                shutil.rmtree(upload.path.parent, ignore_errors=True)
 
 
 def record_upload(

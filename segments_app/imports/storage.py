@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import shutil
 from datetime import datetime, timedelta
 
@@ -9,6 +10,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from segments_app.models import FINAL_STATUSES, ImportRecord, ImportStatus
+
+# A full disk and a full quota are the same to the person: no room until an administrator makes some.
+NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def disk_full(exc: OSError) -> bool:
+    """Whether a failed write failed for want of room (said as such), not for another fault."""
+    return exc.errno in NO_ROOM_ERRNOS
 
 
 def remove_files(record: ImportRecord) -> None:
