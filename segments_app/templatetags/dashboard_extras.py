@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from django import template
 from django.contrib.humanize.templatetags.humanize import intcomma, naturaltime
@@ -73,3 +75,22 @@ def when(value: datetime | None) -> SafeString | str:
         exact_time(value),
         naturaltime(value),
     )
+
+
+@register.inclusion_tag("segments_app/partials/import_steps.html")
+def import_steps(
+    record: Any, events: Sequence[Any] = (), parts: Sequence[Any] = (), undo: str = ""
+) -> dict[str, Any]:
+    """`{% import_steps record events parts undo %}`: the steps of a sent import, on its page.
+
+    The page passes what it already loaded (the timeline, the parts, the undo state), so the steps add
+    no query to a page that everyone watching an import polls every 2 s. Nothing for an import that was
+    never sent: its page has the file check, the draft or the rejection instead."""
+    from segments_app import import_steps as presenter
+
+    if not presenter.shows_steps(record):
+        return {"progress": None}
+    return {
+        "record": record,
+        "progress": presenter.present(record, list(events), list(parts), undo_state=undo or ""),
+    }
