@@ -11,6 +11,7 @@ from django import forms
 from django.conf import settings
 
 from segments_app.error_messages import describe
+from segments_app.imports.preview import Preview
 from segments_app.launchdarkly import (
     Conflict,
     InvalidRequest,
@@ -230,13 +231,9 @@ MODE_CHOICES = [
     ("replace", "Replace — the segment will contain exactly the keys in this file"),
     ("remove", "Remove — the keys in this file leave the segment; other members stay"),
 ]
-REPLACE_HELP = "Replace removes every current member that is not in the file."
-REMOVE_HELP = "Remove takes every key in the file out of the segment."
-# The modes that take members out of a segment, with what each does. Sending one needs the segment key
-# typed, so members never leave through a click made without reading.
-CONFIRMED_MODES = {"replace": REPLACE_HELP, "remove": REMOVE_HELP}
-# On a draft whose preview counted the members a mode removes, that number is typed too, in this field.
-COUNT_FIELDS = {"replace": "confirm_removed", "remove": "confirm_leaving"}
+# Replace and remove take members out of a segment: they always go through a draft, whose impact
+# preview says how many members leave; sending one asks to type that number, once.
+DESTRUCTIVE_MODES = ("replace", "remove")
 # Separators a person may type inside a number: "3,000", "3 000" (also a no-break or thin space), "3000".
 GROUPED_NUMBER = re.compile(r"[0-9]+|[0-9]{1,3}(?:[, \u00a0\u202f\u2009][0-9]{3})+")
 
@@ -259,8 +256,8 @@ class TypedCountField(forms.CharField):
 
 
 class SendChoicesForm(forms.Form):
-    """How a checked list is sent: the mode, its confirmation, and approvals. Shared by the upload
-    form and a draft's Send form, so both ask the same and refuse the same."""
+    """How a checked list is sent: the mode and approvals. Shared by the upload form and a draft's
+    Send form, so both offer the same."""
 
     mode = forms.ChoiceField(
         choices=MODE_CHOICES,
@@ -271,7 +268,6 @@ class SendChoicesForm(forms.Form):
             "required": "Choose Merge, Replace or Remove.",
         },
     )
-    confirm_key = forms.CharField(required=False, max_length=256, label="Type the segment key")
     wait_on_approvals = CheckboxField(
         label="Wait for approvals",
         help_text="If this environment requires approval, the import waits in LaunchDarkly "
@@ -281,7 +277,6 @@ class SendChoicesForm(forms.Form):
     def __init__(self, *args: Any, segment_key: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.segment_key = segment_key
-        self.fields["confirm_key"].widget.attrs["data-segment-key"] = segment_key
         if settings.LD_SANDBOX_ENABLED:
             # No sandbox environment can require approvals: there the box alone decides it.
             self.fields["wait_on_approvals"].help_text = (
@@ -289,7 +284,6 @@ class SendChoicesForm(forms.Form):
                 "as it would in an environment that requires approval in LaunchDarkly. "
                 "(Remove does not go through approvals.)"
             )
-        self._describe_confirmation()
 
     @property
     def offered(self) -> list[str]:
@@ -297,29 +291,10 @@ class SendChoicesForm(forms.Form):
         return [value for value, _label in self.fields["mode"].choices]
 
     def offer_only(self, modes: list[str], refusal: str) -> None:
-        """Offer only these modes (a restore is sent as a replace): any other is refused with `refusal`,
-        and the confirmation speaks of the offered modes alone."""
+        """Offer only these modes (a restore is sent as a replace): any other is refused with `refusal`."""
         field = self.fields["mode"]
         field.choices = [choice for choice in field.choices if choice[0] in modes]
         field.error_messages["invalid_choice"] = refusal
-        self._describe_confirmation()
-
-    def _describe_confirmation(self) -> None:
-        """The key field says which of the offered modes need it, so the person knows when to type it."""
-        confirmed = [mode for mode in CONFIRMED_MODES if mode in self.offered]
-        field = self.fields["confirm_key"]
-        field.label = f"To {' or '.join(confirmed)}, type the segment key “{self.segment_key}”"
-        help_texts = [CONFIRMED_MODES[mode] for mode in confirmed]
-        if "merge" in self.offered:
-            help_texts.append("Merge needs no key.")
-        field.help_text = " ".join(help_texts)
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        mode = cleaned.get("mode")
-        if mode in CONFIRMED_MODES and (cleaned.get("confirm_key") or "").strip() != self.segment_key:
-            self.add_error("confirm_key", f'{CONFIRMED_MODES[mode]} Type "{self.segment_key}" to confirm.')
-        return cleaned
 
 
 @dataclass(frozen=True)
@@ -354,6 +329,9 @@ class CorrectedFileBoundField(forms.BoundField):
 
 
 class ImportForm(SendChoicesForm):
+    """The upload form. Its "Check and send" button sends a sound Merge as soon as it is checked; a
+    Replace or a Remove is always kept as a draft whatever the button, to be sent from its preview."""
+
     file = forms.FileField(
         bound_field_class=CorrectedFileBoundField,
         label="CSV file",
@@ -365,7 +343,7 @@ class ImportForm(SendChoicesForm):
         help_text="Skip the first row (for example “email” or “key”).",
     )
     submission_token = forms.CharField(widget=forms.HiddenInput, max_length=64)
-    field_order = ["file", "mode", "confirm_key", "has_header", "wait_on_approvals"]
+    field_order = ["file", "mode", "has_header", "wait_on_approvals"]
 
     def __init__(self, *args: Any, earlier: EarlierFile | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -382,16 +360,18 @@ class ImportForm(SendChoicesForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         action = self.data.get("action") or "upload"
-        if action == "check":
-            # A check sends nothing: the replace confirmation is asked when the draft is sent.
-            self.errors.pop("confirm_key", None)
-        elif action != "upload":  # not one of the form's two buttons: never guess "send"
-            self.add_error(None, "Choose “Check file” or “Upload”.")
+        if action not in ("check", "upload"):  # not one of the form's two buttons: never guess "send"
+            self.add_error(None, "Choose “Check file” or “Check and send”.")
+        # Only a merge is ever sent straight from the upload form.
+        cleaned["send"] = action == "upload" and cleaned.get("mode") not in DESTRUCTIVE_MODES
         return cleaned
 
 
 class SendDraftForm(SendChoicesForm):
-    """Sending a checked draft; when its first row looked like a header, the person says what it is."""
+    """Sending a checked draft. A replace or a remove asks one thing: the number of members it removes,
+    as the preview shown on the page counts them (`preview` says which one it was, so a page left open
+    while the preview was made again cannot confirm the old one). When the first row looked like a
+    header, the person says what it is first."""
 
     first_row = forms.ChoiceField(
         required=False,
@@ -402,8 +382,15 @@ class SendDraftForm(SendChoicesForm):
             ("key", "No — it is a context key: import it"),
         ],
     )
-
-    # Set by the button "Send to LaunchDarkly without the preview": the person chose not to wait.
+    confirm_removed = TypedCountField(
+        required=False,
+        label="Type the number of members it removes",
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
+        error_messages={"invalid": "Type the number of members it removes, in digits."},
+    )
+    # The preview (its member snapshot's id) the page showed when the number was typed.
+    preview = forms.CharField(required=False, widget=forms.HiddenInput, max_length=20)
+    # Set by "Send to LaunchDarkly without the preview" (a merge only): the person chose not to wait.
     without_preview = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def __init__(
@@ -411,68 +398,101 @@ class SendDraftForm(SendChoicesForm):
         *args: Any,
         asks_about_header: bool,
         first_row_text: str = "",
-        removes: dict[str, int | None] | None = None,
-        preview_running: bool = False,
+        impact: Preview | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.asks_about_header = asks_about_header
-        self.preview_running = preview_running
+        self.impact = impact
+        # Set by `clean` when the preview must be made (again) before a replace or a remove can go.
+        self.wants_new_preview = False
         if not asks_about_header:
             del self.fields["first_row"]
         elif first_row_text:  # the question quotes the row, so the person needs no other page to answer
             self.fields["first_row"].label = f"The first row is “{first_row_text}”. Is it a header?"
-        # When the impact preview knows how many members a replace or a remove takes out, the person
-        # types that number: a send that empties a segment is then never a click made without reading.
-        # Nothing removed, nothing to confirm (a restore into an unchanged segment removes no one).
-        self.removes = {mode: count for mode, count in (removes or {}).items() if count}
-        for mode, count in self.removes.items():
-            self.fields[COUNT_FIELDS[mode]] = TypedCountField(
-                required=False,
-                widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
-                error_messages={"invalid": f"Type the number {count:,} in digits to confirm."},
-            )
-        self._describe_counts()
-
-    def offer_only(self, modes: list[str], refusal: str) -> None:
-        super().offer_only(modes, refusal)
-        for mode in [mode for mode in self.removes if mode not in modes]:
-            del self.removes[mode]
-            del self.fields[COUNT_FIELDS[mode]]
-        self._describe_counts()
-
-    def _describe_counts(self) -> None:
-        """Each number's label; with two to type, each says which mode it confirms."""
-        for mode, count in self.removes.items():
-            leave = "will be removed" if mode == "replace" else "will leave the segment"
-            label = f"Type {count:,} to confirm that {members_text(count)} {leave}"
-            if len(self.removes) > 1:
-                label = f"If sent as {mode.capitalize()}: {label[0].lower()}{label[1:]}"
-            self.fields[COUNT_FIELDS[mode]].label = label
+        ready = impact is not None and impact.state == "ready"
+        self.removes: dict[str, int] = {}
+        if ready and impact is not None:
+            self.removes = {mode: impact.removes(mode) or 0 for mode in DESTRUCTIVE_MODES}
+            self.initial.setdefault("preview", str(impact.snapshot_id or ""))
+        if not any(self.removes.values()):
+            del self.fields["confirm_removed"]
 
     @property
-    def count_fields(self) -> list[forms.BoundField]:
-        """The numbers this draft asks to type, in the order of the modes."""
-        return [self[COUNT_FIELDS[mode]] for mode in COUNT_FIELDS if mode in self.removes]
+    def confirmations(self) -> list[tuple[str, str]]:
+        """(mode, what to type) for each offered mode that removes members: the page shows only the
+        chosen mode's (app.js), and without JavaScript each says which mode it is for."""
+        found = []
+        for mode in DESTRUCTIVE_MODES:
+            count = self.removes.get(mode) or 0
+            if count and mode in self.offered:
+                leave = "will be removed" if mode == "replace" else "will leave the segment"
+                found.append(
+                    (
+                        mode,
+                        f"{mode.capitalize()}: type {count:,} to confirm that {members_text(count)} {leave}.",
+                    )
+                )
+        return found
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if self.asks_about_header and not cleaned.get("first_row"):
-            self.add_error("first_row", "Say whether the first row is a header before sending.")
         mode = cleaned.get("mode")
-        count = self.removes.get(mode) if mode else None
-        field = COUNT_FIELDS.get(mode or "")
-        if count and field and field not in self.errors and cleaned.get(field) != count:
+        answer = cleaned.get("first_row") or ""
+        if self.asks_about_header and not answer:
+            self.add_error("first_row", "Say whether the first row is a header before sending.")
+        if mode in DESTRUCTIVE_MODES and not answer:
+            self._check_confirmation(mode, cleaned)
+        elif (
+            self.impact is not None and self.impact.running and not (cleaned.get("without_preview") or answer)
+        ):
+            # Sending a merge without the preview is a choice made explicitly, never by accident.
+            self.add_error(None, PREVIEW_RUNNING)
+        return cleaned
+
+    def _check_confirmation(self, mode: str, cleaned: dict[str, Any]) -> None:
+        """A replace or a remove goes only on a ready, recent preview, the one the page showed, with its
+        number typed. Anything else is refused with what to do, and nothing is sent."""
+        impact, verb = self.impact, "A replace" if mode == "replace" else "A remove"
+        if impact is None or impact.state == "failed":
+            self.wants_new_preview = True
+            why = f" ({impact.message.rstrip('.')})" if impact is not None and impact.message else ""
+            self.add_error(
+                None,
+                f"{verb} is sent only after you have seen what it removes, and there is no preview{why}. "
+                "It is being made now: check it and send again once it shows.",
+            )
+            return
+        if impact.running:
+            self.add_error(
+                None,
+                f"{verb} is sent only after you have seen what it removes: wait for the preview, "
+                "then type its number.",
+            )
+            return
+        if impact.stale:
+            self.wants_new_preview = True
+            self.add_error(
+                None,
+                f"This preview was made more than {settings.IMPORT_PREVIEW_MAX_AGE_MINUTES:g} minutes ago. "
+                "It is being made again on the members as they are now: check it and send again "
+                "once it shows.",
+            )
+            return
+        if (cleaned.get("preview") or "") != str(impact.snapshot_id):
+            self.add_error(
+                None,
+                "The preview changed since this page was shown: check the new numbers below and type "
+                "the new number to send.",
+            )
+            return
+        count = self.removes.get(mode) or 0
+        if count and "confirm_removed" not in self.errors and cleaned.get("confirm_removed") != count:
             removed, typed = members_text(count), f"type {count:,} to confirm"
             if mode == "replace":
-                self.add_error(field, f"A replace removes {removed}: {typed}, or choose Merge.")
+                self.add_error("confirm_removed", f"A replace removes {removed}: {typed}, or choose Merge.")
             else:
-                self.add_error(field, f"A remove takes {removed} out of the segment: {typed}.")
-        if self.preview_running and not cleaned.get("without_preview"):
-            # Sending without the preview is a choice the person makes explicitly, never by accident.
-            self.add_error(None, PREVIEW_RUNNING)
-        cleaned["first_row_is_header"] = cleaned.get("first_row") == "header"
-        return cleaned
+                self.add_error("confirm_removed", f"A remove takes {removed} out of the segment: {typed}.")
 
 
 PREVIEW_RUNNING = (

@@ -122,6 +122,8 @@ class ImportStatus(models.TextChoices):
     IN_PROGRESS = "in_progress", "Importing"
     COMPLETE = "complete", "Complete"
     STOPPED = "stopped", "Stopped"
+    # A part of an import that ended (failed, unknown, stopped) before this part's turn came.
+    NOT_SENT = "not_sent", "Not sent"
 
 
 FINAL_STATUSES = frozenset(
@@ -133,6 +135,7 @@ FINAL_STATUSES = frozenset(
         ImportStatus.UNKNOWN,
         ImportStatus.COMPLETE,
         ImportStatus.STOPPED,
+        ImportStatus.NOT_SENT,
     }
 )
 RUNNING_AT_LAUNCHDARKLY = frozenset(
@@ -158,6 +161,9 @@ class ImportRecord(AuditRecord):
         MERGE = "merge", "Merge"
         REPLACE = "replace", "Replace"
         REMOVE = "remove", "Remove listed keys"
+
+    # Modes that take members out of the segment: sent only on a confirmed, still-true impact preview.
+    DESTRUCTIVE_MODES = frozenset({Mode.REPLACE, Mode.REMOVE})
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -219,6 +225,18 @@ class ImportRecord(AuditRecord):
     restores = models.ForeignKey(
         "self", on_delete=models.PROTECT, related_name="restored_by", null=True, blank=True
     )
+    # The impact preview (a PREVIEW member snapshot) whose numbers the person confirmed when they sent
+    # a replace or a remove. Just before the first part goes, the worker compares the members as they
+    # are then with this snapshot's; if they differ nothing is sent and the import is a draft again.
+    confirmed_preview = models.ForeignKey(
+        "MemberSnapshot", on_delete=models.SET_NULL, related_name="+", null=True, blank=True
+    )
+    # The person answered that the first row, which looked like a header, is a context key.
+    first_row_is_key = models.BooleanField(default=False)
+    # Fencing for a part being sent: until this moment its sender may still be waiting for
+    # LaunchDarkly's answer, so a worker that takes the import over (its lease ran out under a slow
+    # database) must not conclude that the upload was interrupted before then.
+    submit_deadline = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -248,6 +266,11 @@ class ImportRecord(AuditRecord):
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def is_destructive(self) -> bool:
+        """A replace or a remove: it can take members out of the segment."""
+        return self.mode in self.DESTRUCTIVE_MODES
 
     @property
     def is_live(self) -> bool:
@@ -422,13 +445,18 @@ class ImportRecord(AuditRecord):
         *,
         source: frozenset[str] | set[str] | None = None,
         part: ImportPart | None = None,
+        part_status: str | None = None,
+        part_fields: dict[str, Any] | None = None,
+        guard: models.Q | None = None,
         event_status: str | None = None,
         actor: Any = None,
         action: str = "",
         **fields: Any,
     ) -> bool:
-        """Change status (and `fields`) if the record is still in one of `source`; log the event
-        (under `event_status` when it tells more, e.g. a part completing while the record queues on).
+        """Change status (and `fields`) if the record is still in one of `source` (and matches
+        `guard`); log the event (under `event_status` when it tells more, e.g. a part completing while
+        the record queues on). `part_status` and `part_fields` change `part` in the same transaction,
+        so a part and its record never disagree, whatever process dies between two writes.
         `actor` and `action` name the person whose request caused it; the worker passes neither.
 
         False means someone else changed the record first and nothing was written."""
@@ -437,12 +465,20 @@ class ImportRecord(AuditRecord):
         if status in FINAL_STATUSES:
             fields.setdefault("finished_at", now)
             fields.setdefault("next_attempt_at", None)
+        part_changes = dict(part_fields or {})
+        if part_status is not None:
+            part_changes["status"] = part_status
         with transaction.atomic():
-            changed = ImportRecord.objects.filter(pk=self.pk, status__in=source).update(
-                status=status, updated_at=now, **fields
-            )
+            matching = ImportRecord.objects.filter(pk=self.pk, status__in=source)
+            if guard is not None:
+                matching = matching.filter(guard)
+            changed = matching.update(status=status, updated_at=now, **fields)
             if not changed:
                 return False
+            if part is not None and part_changes:
+                ImportPart.objects.filter(pk=part.pk).update(**part_changes)
+                for name, value in part_changes.items():
+                    setattr(part, name, value)
             ImportEvent.objects.create(
                 record=self,
                 status=event_status or status,

@@ -5,8 +5,15 @@ works (`Lease`, renewed by a heartbeat, so a dead process's import is taken over
 takes one step (`step`): check the file, expire a draft, send the next part, or ask LaunchDarkly how a
 sent part is doing. Pages and badges only read the database.
 
-A part is marked `submitting` before it is sent; one found in that state by a later lease holder (its
-sender died mid-upload) is never sent again but reported as `unknown`.
+A part is marked `submitting` (with its record, in one transaction) before it is sent; one found in
+that state by a later lease holder is never sent again. Its sender may only be slow (a database that
+held the lease renewal up), so the takeover waits until `submit_deadline`, when the sender's request
+must have ended, before it reports the outcome as `unknown`; an answer that arrives after that is
+still recorded and followed (`_answered`), never thrown away.
+
+A replace or a remove is sent only on a confirmed impact preview that is still true: just before its
+first part goes, the members are saved (the undo snapshot) and compared with the preview's
+(`preview.still_true`); if they differ, nothing is sent and the import is a draft again.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from segments_app import history, wakeup
@@ -40,6 +48,7 @@ from segments_app.launchdarkly import (
     UpstreamUnavailable,
 )
 from segments_app.models import (
+    FINAL_STATUSES,
     RUNNING_AT_LAUNCHDARKLY,
     ImportEvent,
     ImportPart,
@@ -49,6 +58,11 @@ from segments_app.models import (
 
 logger = logging.getLogger(__name__)
 PROGRESS_EVERY_SECONDS = 0.5
+# `error_code` of an import whose upload a takeover reported as interrupted: the only `unknown` that a
+# late answer from LaunchDarkly may still turn into the truth.
+INTERRUPTED = "interrupted"
+# Beyond the client's own time limits, how long a part's sender may take to write down the answer.
+SUBMIT_MARGIN_SECONDS = 30.0
 
 
 class Cancelled(Exception):
@@ -152,10 +166,10 @@ def _checked(record: ImportRecord, report: Report) -> None:
         ):
             _keep_only_problems(record)
         return
-    if record.send_when_valid and not (report.header_suspected and not record.has_header):
+    if record.send_when_valid and not record.is_destructive and not _asks_about_header(record, report):
         _queue(record, f"Checked {name}: {_keys_in_parts(report)}, {record.mode}.", **result)
         return
-    if report.header_suspected and not record.has_header:
+    if _asks_about_header(record, report):
         why = f"the first row (“{report.header_suspected}”) looks like a header; say whether it is one"
     else:
         why = "checked only; send it or discard it"
@@ -173,6 +187,10 @@ def _checked(record: ImportRecord, report: Report) -> None:
             preview.start(record)  # what sending it would change, compared by the worker meanwhile
     if not drafted:
         remove_files(record)
+
+
+def _asks_about_header(record: ImportRecord, report: Report) -> bool:
+    return bool(report.header_suspected) and not record.has_header and not record.first_row_is_key
 
 
 def _keep_only_problems(record: ImportRecord) -> None:
@@ -197,11 +215,8 @@ def _keys_in_parts(report: Report) -> str:
 
 def _queue(record: ImportRecord, message: str, *, source: set[str] | None = None, **fields: Any) -> bool:
     """Create the parts and put the import in line for LaunchDarkly, in one transaction."""
-    storage = Path(record.storage_dir)
-    sizes = (fields.get("report") or record.report).get("part_sizes", [])
-    batches = None
-    if (fields.get("mode") or record.mode) == ImportRecord.Mode.REMOVE:
-        batches = []  # its batches are cut by the worker when its turn comes (removal.start), not here
+    mode = fields.get("mode") or record.mode
+    if mode == ImportRecord.Mode.REMOVE:
         fields["wait_on_approvals"] = False  # context-target updates do not go through approvals
     with transaction.atomic():
         if not record.move(
@@ -214,21 +229,29 @@ def _queue(record: ImportRecord, message: str, *, source: set[str] | None = None
             transaction.set_rollback(True)
             remove_files(record)
             return False
-        if batches is None:
-            batches = [
-                ImportPart(
-                    record=record,
-                    number=number,
-                    key_count=size["keys"],
-                    size_bytes=size["bytes"],
-                    mode=record.mode if number == 1 else ImportRecord.Mode.MERGE,
-                    file_path=str(storage / f"part-{number:03d}.csv"),
-                )
-                for number, size in enumerate(sizes, start=1)
-            ]
-        ImportPart.objects.bulk_create(batches)
-    (storage / UPLOAD_NAME).unlink(missing_ok=True)
+        # A replace's or a remove's parts are made only once its preview has been checked at send
+        # (`_submit`): until then it may still become a draft again, and be sent in another mode.
+        if mode not in ImportRecord.DESTRUCTIVE_MODES:
+            _make_parts(record, fields.get("report") or record.report)
+    (Path(record.storage_dir) / UPLOAD_NAME).unlink(missing_ok=True)
     return True
+
+
+def _make_parts(record: ImportRecord, report: dict[str, Any]) -> list[ImportPart]:
+    """The files LaunchDarkly will receive, as parts: the first in the import's mode, the rest merged."""
+    storage = Path(record.storage_dir)
+    parts = [
+        ImportPart(
+            record=record,
+            number=number,
+            key_count=size["keys"],
+            size_bytes=size["bytes"],
+            mode=record.mode if number == 1 else ImportRecord.Mode.MERGE,
+            file_path=str(storage / f"part-{number:03d}.csv"),
+        )
+        for number, size in enumerate(report.get("part_sizes", []), start=1)
+    ]
+    return ImportPart.objects.bulk_create(parts)
 
 
 @wakeup.wakes_workers
@@ -238,40 +261,60 @@ def send_draft(
     *,
     mode: str,
     wait_on_approvals: bool,
-    first_row_is_header: bool,
+    first_row: str = "",
     without_preview: bool = False,
+    confirmed_preview: Any = None,
 ) -> bool:
-    """A person sends a checked draft. If they say its first row is a header after all, the file is
-    checked again without it (by the worker) and then sent. False if the draft is no longer one.
-    `without_preview`: they chose not to wait for the impact preview, which the timeline says."""
+    """A person sends a checked draft. False if the draft is no longer one.
+
+    `first_row` answers the header question ("header" or "key"): the file is checked again with the
+    answer (by the worker) — then sent at once for a merge, or kept as a draft with a new preview for a
+    replace or a remove, whose number must be confirmed on what will really be sent.
+    `confirmed_preview`: the preview snapshot whose numbers the person confirmed (a replace or remove);
+    `without_preview`: they chose not to wait for the preview of a merge, which the timeline says."""
     who = user.get_username()
     unseen = " Sent without the impact preview." if without_preview else ""
-    choices: dict[str, Any] = {"mode": mode, "wait_on_approvals": wait_on_approvals, "sent_by": user}
-    # The timeline names who sent it, whichever way it goes on.
-    sent = {"actor": user, "action": ImportEvent.Action.SENT}
-    if first_row_is_header and not record.has_header:
+    destructive = mode in ImportRecord.DESTRUCTIVE_MODES
+    choices: dict[str, Any] = {"mode": mode, "wait_on_approvals": wait_on_approvals}
+    if first_row in ("header", "key"):
         for part in Path(record.storage_dir).glob("part-*.csv"):
             part.unlink(missing_ok=True)
+        answer = (
+            "a header: checking the file again without it"
+            if first_row == "header"
+            else ("a context key: checking the file again with it")
+        )
+        then = (
+            "then keeping it as a draft with a new preview to confirm." if destructive else "then sending it."
+        )
+        person = {"actor": user, "action": ImportEvent.Action.SENT} if not destructive else {"actor": user}
         return record.move(
             ImportStatus.VALIDATING,
-            f"{who} said the first row is a header: checking the file again without it, then sending it."
-            f"{unseen}",
+            f"{who} said the first row is {answer}, {then}{'' if destructive else unseen}",
             source={ImportStatus.DRAFT},
-            has_header=True,
-            send_when_valid=True,
+            has_header=first_row == "header",
+            first_row_is_key=first_row == "key",
+            send_when_valid=not destructive,
             next_attempt_at=timezone.now(),
             rows_read=0,
             bytes_read=0,
+            **({} if destructive else {"sent_by": user}),
             **choices,
-            **sent,
+            **person,
         )
     record.mode = mode
+    confirmed = ""
+    if destructive and confirmed_preview is not None:
+        confirmed = f" Confirmed on the preview of {confirmed_preview.member_count or 0:,} members."
     return _queue(
         record,
-        f"Sent by {who}: {record.key_count:,} keys, {mode}.{unseen}",
+        f"Sent by {who}: {record.key_count:,} keys, {mode}.{confirmed}{unseen}",
         source={ImportStatus.DRAFT},
+        sent_by=user,
+        confirmed_preview=confirmed_preview if destructive else None,
+        actor=user,
+        action=ImportEvent.Action.SENT,
         **choices,
-        **sent,
     )
 
 
@@ -300,14 +343,17 @@ def _submit(record: ImportRecord) -> None:
         else:
             ImportRecord.objects.filter(pk=record.pk).update(**fields)
         return
-    part = record.parts.filter(status=ImportStatus.QUEUED).order_by("number").first()
     removing = record.mode == ImportRecord.Mode.REMOVE  # queued only until its batches are cut
-    if part is None and not removing:
-        _finish(record, ImportStatus.COMPLETE, f"Import complete: {record.key_count:,} keys.")
+    first = not record.parts_done and not record.parts.exists()  # a replace's parts come after its check
+    part = record.parts.filter(status=ImportStatus.QUEUED).order_by("number").first()
+    if part is None and not first:
+        _settle_from_parts(record)
         return
-    first = removing or part.number == 1
+    first = first or part.number == 1
     if first and not undo.ready_to_send(record):
         return  # the members are being saved first, so this import can be undone (imports/undo.py)
+    if first and record.is_destructive and not preview.still_true(record):
+        return  # nothing sent: the import is a draft again, with the preview of the members as they are
     counted: dict[str, Any] = {}
     if first:  # what the segment held just before this import changed it (read on each try)
         try:
@@ -320,17 +366,29 @@ def _submit(record: ImportRecord) -> None:
     if removing:
         removal.start(record, _finish, **counted)
         return
-    part.set(ImportStatus.SUBMITTING)
-    record.move(
-        ImportStatus.SUBMITTING,
-        f"Sending {record.part_label(part)} to LaunchDarkly.",
-        part=part,
-        submit_attempts=record.submit_attempts + 1,
-        waiting_behind=None,
-        # Due again at once: should this process die mid-upload, the next lease holder reports it.
-        next_attempt_at=now,
-        **counted,
+    deadline = now + timedelta(
+        seconds=settings.LD_CONNECT_TIMEOUT + settings.LD_UPLOAD_TIMEOUT + SUBMIT_MARGIN_SECONDS
     )
+    with transaction.atomic():
+        if part is None:  # a replace whose preview still holds: its parts are made now
+            part = _make_parts(record, record.report)[0]
+        moved = record.move(
+            ImportStatus.SUBMITTING,
+            f"Sending {record.part_label(part)} to LaunchDarkly.",
+            source={ImportStatus.QUEUED},
+            part=part,
+            part_status=ImportStatus.SUBMITTING,
+            submit_attempts=record.submit_attempts + 1,
+            waiting_behind=None,
+            # Due again at once: should this process die mid-upload, the next lease holder reports it
+            # (once `submit_deadline` has passed: until then this sender may only be slow).
+            next_attempt_at=now,
+            submit_deadline=deadline,
+            **counted,
+        )
+        if not moved:  # another holder changed the import first: it is theirs to send, never twice
+            transaction.set_rollback(True)
+            return
     try:
         with launchdarkly_client() as client:
             started = client.start_import(
@@ -365,20 +423,28 @@ def _submit(record: ImportRecord) -> None:
                 f"LaunchDarkly accepted {record.part_label(part)} but returned no import ID, so its "
                 "progress cannot be followed here. Check the segment in LaunchDarkly."
             )
-            part.set(ImportStatus.UNKNOWN, error_message=message, ld_location=started.location or "")
-            _finish(record, ImportStatus.UNKNOWN, message, part=part)
+            _finish(
+                record,
+                ImportStatus.UNKNOWN,
+                message,
+                part=part,
+                part_status=ImportStatus.UNKNOWN,
+                part_fields={"error_message": message, "ld_location": started.location or ""},
+                answered=True,
+            )
             return
         now = timezone.now()
-        part.set(
-            ImportStatus.PREPARING,
-            ld_import_id=started.import_id,
-            ld_location=started.location or "",
-            submitted_at=now,
-        )
-        record.move(
+        _answered(
+            record,
             ImportStatus.PREPARING,
             f"LaunchDarkly accepted {record.part_label(part)} (import ID {started.import_id}).",
             part=part,
+            part_status=ImportStatus.PREPARING,
+            part_fields={
+                "ld_import_id": started.import_id,
+                "ld_location": started.location or "",
+                "submitted_at": now,
+            },
             last_checked_at=now,
             next_attempt_at=now + timedelta(seconds=settings.IMPORT_POLL_SECONDS),
             error_code="",
@@ -386,18 +452,56 @@ def _submit(record: ImportRecord) -> None:
         )
 
 
+def _answered(
+    record: ImportRecord,
+    status: str,
+    message: str,
+    *,
+    part: ImportPart,
+    part_status: str,
+    part_fields: dict[str, Any] | None = None,
+    **fields: Any,
+) -> bool:
+    """Write LaunchDarkly's answer to a part's upload, with the part, in one transaction.
+
+    The answer is the truth, so it is written from `submitting` and also over an `unknown` that a
+    takeover concluded while this sender was still waiting for it (a database that stalled the lease
+    renewal): the import is then followed as if nothing had happened, and its timeline says so."""
+    late = ImportRecord.objects.filter(pk=record.pk, status=ImportStatus.UNKNOWN, error_code=INTERRUPTED)
+    if late.exists():
+        message = f"{message} (The answer came after the upload had been reported as interrupted.)"
+    if status not in FINAL_STATUSES:
+        fields.setdefault("finished_at", None)
+    return record.move(
+        status,
+        message,
+        source={ImportStatus.SUBMITTING, ImportStatus.UNKNOWN},
+        guard=Q(status=ImportStatus.SUBMITTING) | Q(error_code=INTERRUPTED),
+        part=part,
+        part_status=part_status,
+        part_fields=part_fields,
+        submit_deadline=None,
+        **fields,
+    )
+
+
+def _backoff(record: ImportRecord) -> float:
+    return min(
+        settings.IMPORT_CONFLICT_BACKOFF_MAX,
+        settings.IMPORT_CONFLICT_BACKOFF * 2 ** (max(record.submit_attempts, 1) - 1),
+    )
+
+
 def _on_busy(record: ImportRecord, part: ImportPart, error: Conflict) -> None:
     """409: another import runs in the environment. The part stays queued and is sent again later."""
-    delay = min(
-        settings.IMPORT_CONFLICT_BACKOFF_MAX,
-        settings.IMPORT_CONFLICT_BACKOFF * 2 ** (record.submit_attempts - 1),
-    )
-    part.set(ImportStatus.QUEUED)
-    record.move(
+    delay = _backoff(record)
+    _answered(
+        record,
         ImportStatus.QUEUED,
         f"LaunchDarkly is busy with another import in this environment ({error.message}); "
         f"{record.part_label(part)} will be sent again in {delay:.0f} s.",
         part=part,
+        part_status=ImportStatus.QUEUED,
         next_attempt_at=timezone.now() + timedelta(seconds=delay),
         error_code=error.code,
         error_message=error.message,
@@ -406,11 +510,12 @@ def _on_busy(record: ImportRecord, part: ImportPart, error: Conflict) -> None:
 
 def _on_rate_limited(record: ImportRecord, part: ImportPart, error: RateLimited) -> None:
     until = pause_until(error.retry_at)
-    part.set(ImportStatus.QUEUED)
-    record.move(
+    _answered(
+        record,
         ImportStatus.QUEUED,
         f"LaunchDarkly asked us to slow down; sending again at {until:%H:%M:%S}.",
         part=part,
+        part_status=ImportStatus.QUEUED,
         next_attempt_at=until,
         error_code=error.code,
         error_message=error.message,
@@ -420,16 +525,14 @@ def _on_rate_limited(record: ImportRecord, part: ImportPart, error: RateLimited)
 def _on_not_sent(record: ImportRecord, part: ImportPart, error: NotReached) -> None:
     """No connection could be opened, so nothing left this machine: the part stays queued and is
     sent again later (the only upload failure that may be retried without risking a second import)."""
-    delay = min(
-        settings.IMPORT_CONFLICT_BACKOFF_MAX,
-        settings.IMPORT_CONFLICT_BACKOFF * 2 ** (record.submit_attempts - 1),
-    )
-    part.set(ImportStatus.QUEUED)
-    record.move(
+    delay = _backoff(record)
+    _answered(
+        record,
         ImportStatus.QUEUED,
         f"{error.message}; nothing was sent. {record.part_label(part).capitalize()} will be sent again "
         f"in {delay:.0f} s.",
         part=part,
+        part_status=ImportStatus.QUEUED,
         next_attempt_at=timezone.now() + timedelta(seconds=delay),
         error_code="",
         error_message=error.message,
@@ -438,8 +541,7 @@ def _on_not_sent(record: ImportRecord, part: ImportPart, error: NotReached) -> N
 
 def _on_unsendable(record: ImportRecord, part: ImportPart, error: RefusedInput) -> None:
     message = f"{record.part_label(part).capitalize()} was not sent: {error.message}"
-    part.set(ImportStatus.FAILED, error_message=message)
-    _finish(record, ImportStatus.FAILED, message, part=part, error=error)
+    _finish(record, ImportStatus.FAILED, message, part=part, error=error, answered=True)
 
 
 def _on_no_answer(record: ImportRecord, part: ImportPart, error: UpstreamUnavailable) -> None:
@@ -447,8 +549,7 @@ def _on_no_answer(record: ImportRecord, part: ImportPart, error: UpstreamUnavail
         f"LaunchDarkly did not answer the upload of {record.part_label(part)} ({error.message}); "
         "it may or may not have started. Check the segment in LaunchDarkly before uploading again."
     )
-    part.set(ImportStatus.UNKNOWN, error_message=message)
-    _finish(record, ImportStatus.UNKNOWN, message, part=part, error=error)
+    _finish(record, ImportStatus.UNKNOWN, message, part=part, error=error, answered=True)
 
 
 def _on_unclear_answer(record: ImportRecord, part: ImportPart, error: UpstreamUnavailable) -> None:
@@ -458,27 +559,67 @@ def _on_unclear_answer(record: ImportRecord, part: ImportPart, error: UpstreamUn
         f"The answer to the upload of {record.part_label(part)} was not LaunchDarkly's ({error.message}); "
         "it may or may not have started. Check the segment in LaunchDarkly before uploading again."
     )
-    part.set(ImportStatus.UNKNOWN, error_message=message)
-    _finish(record, ImportStatus.UNKNOWN, message, part=part, error=error)
+    _finish(record, ImportStatus.UNKNOWN, message, part=part, error=error, answered=True)
 
 
 def _on_refused(record: ImportRecord, part: ImportPart, error: LaunchDarklyError) -> None:
     message = f"LaunchDarkly refused {record.part_label(part)}: {error.message}"
-    part.set(ImportStatus.FAILED, error_message=message, error_code=error.code)
-    _finish(record, ImportStatus.FAILED, message, part=part, error=error)
+    _finish(
+        record,
+        ImportStatus.FAILED,
+        message,
+        part=part,
+        error=error,
+        part_fields={"error_code": error.code},
+        answered=True,
+    )
 
 
 def _interrupted(record: ImportRecord) -> None:
-    """A part left `submitting` by a process that died: it may have arrived, so it is never resent."""
+    """A part left `submitting` by its sender: it may have arrived, so it is never resent.
+
+    Until `submit_deadline` its sender may still be waiting for LaunchDarkly (a stalled database let
+    its lease run out): the outcome is not concluded before then, only looked at again."""
+    if record.submit_deadline is not None and timezone.now() < record.submit_deadline:
+        ImportRecord.objects.filter(pk=record.pk, status=ImportStatus.SUBMITTING).update(
+            next_attempt_at=record.submit_deadline
+        )
+        return
     part = record.parts.filter(status=ImportStatus.SUBMITTING).order_by("number").first()
     label = record.part_label(part) if part else "the file"
     message = (
         f"The upload of {label} was interrupted before LaunchDarkly answered; it may or may not have been "
         "received. Check the segment in LaunchDarkly before uploading the file again."
     )
-    if part is not None:
-        part.set(ImportStatus.UNKNOWN, error_message=message)
-    _finish(record, ImportStatus.UNKNOWN, message, part=part)
+    _finish(record, ImportStatus.UNKNOWN, message, part=part, error_code=INTERRUPTED)
+
+
+def _settle_from_parts(record: ImportRecord) -> None:
+    """A queued import with no part left to send: what its parts say decides, never a guess. Only
+    parts that LaunchDarkly completed, all of them, make the import complete."""
+    parts = list(record.parts.order_by("number"))
+    if any(part.status == ImportStatus.SUBMITTING for part in parts):
+        _interrupted(record)
+        return
+    running = next((part for part in parts if part.status in RUNNING_AT_LAUNCHDARKLY), None)
+    if running is not None:
+        record.move(
+            running.status,
+            f"Following {record.part_label(running)} at LaunchDarkly.",
+            source={ImportStatus.QUEUED},
+            part=running,
+            next_attempt_at=timezone.now(),
+        )
+        return
+    if parts and len(parts) == record.part_count and all(p.status == ImportStatus.COMPLETE for p in parts):
+        _finish(record, ImportStatus.COMPLETE, f"Import complete: {record.key_count:,} keys.")
+        return
+    _finish(
+        record,
+        ImportStatus.UNKNOWN,
+        "The import's parts do not say how it ended; nothing more is sent. "
+        "Check the segment in LaunchDarkly before uploading the file again.",
+    )
 
 
 def _refresh(record: ImportRecord) -> None:
@@ -486,7 +627,7 @@ def _refresh(record: ImportRecord) -> None:
     now = timezone.now()
     next_poll = now + timedelta(seconds=settings.IMPORT_POLL_SECONDS)
     if part is None:  # the record and its parts disagree; settle from the parts
-        _submit(record)
+        _settle_from_parts(record)
         return
     try:
         with launchdarkly_client() as client:
@@ -501,7 +642,6 @@ def _refresh(record: ImportRecord) -> None:
         return
     except NotFound as exc:
         message = f"LaunchDarkly no longer knows import {part.ld_import_id}."
-        part.set(ImportStatus.UNKNOWN, error_message=message)
         _finish(record, ImportStatus.UNKNOWN, message, part=part, error=exc)
         return
     except LaunchDarklyError as exc:
@@ -527,12 +667,14 @@ def _on_launchdarkly_status(
         return
     label = record.part_label(part)
     if status == ImportStatus.COMPLETE:
-        part.set(ImportStatus.COMPLETE, ld_files=files, finished_at=timezone.now())
-        if record.parts.exclude(status=ImportStatus.COMPLETE).exists():
+        done = {"ld_files": files, "finished_at": timezone.now()}
+        if record.parts.exclude(pk=part.pk).exclude(status=ImportStatus.COMPLETE).exists():
             record.move(
                 ImportStatus.QUEUED,
                 f"LaunchDarkly finished {label}.",
                 part=part,
+                part_status=ImportStatus.COMPLETE,
+                part_fields=done,
                 event_status=ImportStatus.COMPLETE,
                 parts_done=record.parts_done + 1,
                 next_attempt_at=timezone.now(),
@@ -545,16 +687,24 @@ def _on_launchdarkly_status(
                 ImportStatus.COMPLETE,
                 f"Import complete: {record.key_count:,} keys.",
                 part=part if record.part_count > 1 else None,
+                part_status=ImportStatus.COMPLETE,
+                part_fields=done,
+                completed_part=part,
                 parts_done=record.parts_done,
             )
     elif status == ImportStatus.STOPPED:
         message = f"LaunchDarkly stopped {label}; it did not finish."
-        part.set(ImportStatus.STOPPED, error_message=message, ld_files=files)
-        _finish(record, ImportStatus.STOPPED, message, part=part)
+        _finish(record, ImportStatus.STOPPED, message, part=part, part_fields={"ld_files": files})
     else:
-        part.set(status, ld_files=files)
         state = ImportStatus(status).label.lower()
-        record.move(status, f"LaunchDarkly: {label} is {state}.", part=part, **checked)
+        record.move(
+            status,
+            f"LaunchDarkly: {label} is {state}.",
+            part=part,
+            part_status=status,
+            part_fields={"ld_files": files},
+            **checked,
+        )
 
 
 def _part_filename(record: ImportRecord, part: ImportPart) -> str:
@@ -569,17 +719,67 @@ def _finish(
     *,
     part: ImportPart | None = None,
     error: LaunchDarklyError | None = None,
+    part_status: str | None = None,
+    part_fields: dict[str, Any] | None = None,
+    completed_part: ImportPart | None = None,
+    answered: bool = False,
+    error_code: str = "",
     **fields: Any,
 ) -> None:
+    """End the import: its status, the part it ended on and every part never sent, in one transaction.
+
+    Never "complete" unless LaunchDarkly completed every part (`completed_part` is the one it just
+    did); otherwise the part that ended it takes the import's status, with the message. `answered`:
+    the outcome is LaunchDarkly's answer to an upload, written over an `unknown` a takeover concluded
+    meanwhile (see `_answered`)."""
+    if status == ImportStatus.COMPLETE:
+        others = record.parts.exclude(status=ImportStatus.COMPLETE)
+        if completed_part is not None:
+            others = others.exclude(pk=completed_part.pk)
+        if others.exists() or not record.parts.exists():
+            status = ImportStatus.UNKNOWN
+            message = (
+                "Not every part of this import was completed by LaunchDarkly, so it is not reported "
+                "complete. Check the segment in LaunchDarkly before uploading the file again."
+            )
+            part, part_status, part_fields = None, None, None
     if status != ImportStatus.COMPLETE:
-        fields.update(error_message=message, error_code=error.code if error is not None else "")
+        fields.update(error_message=message, error_code=error.code if error is not None else error_code)
+        if part is not None and part_status is None:
+            part_status = status
+        if part is not None:
+            part_fields = {"error_message": message, **(part_fields or {})}
     if _changed_members(record, status):
         after = _member_count(record, "after it ended")
         if after is not None:
             fields["members_after"] = after
     if status == ImportStatus.COMPLETE:
         fields.update(outcomes.exact_changes(record))  # before purge_files may remove the parts
-    record.move(status, message, source={record.status}, part=part, **fields)
+    with transaction.atomic():
+        if answered and part is not None:
+            moved = _answered(
+                record, status, message, part=part, part_status=part_status, part_fields=part_fields, **fields
+            )
+        else:
+            moved = record.move(
+                status,
+                message,
+                source={record.status},
+                part=part,
+                part_status=part_status,
+                part_fields=part_fields,
+                submit_deadline=None,
+                **fields,
+            )
+        if moved and part is None and completed_part is not None:
+            ImportPart.objects.filter(pk=completed_part.pk).update(
+                status=ImportStatus.COMPLETE, **(part_fields or {})
+            )
+        if moved and status != ImportStatus.COMPLETE:
+            record.parts.filter(status=ImportStatus.QUEUED).update(
+                status=ImportStatus.NOT_SENT,
+                error_message=f"Not sent: the import ended ({ImportStatus(status).label.lower()}) first.",
+            )
     purge_files(record)
 
 

@@ -18,6 +18,7 @@ import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,11 @@ SAMPLES = 5
 PROGRESS_EVERY_SECONDS = 0.5
 
 
-def start(record: ImportRecord) -> MemberSnapshot | None:
+def start(record: ImportRecord, *, asked: bool = False) -> MemberSnapshot | None:
     """Ask for the members a new draft is compared with. Never fails the draft: without a snapshot
-    the draft simply has no preview and can be sent as before."""
-    if not settings.IMPORT_PREVIEW_ENABLED:
+    the draft has no preview, and can be sent as a merge only. IMPORT_PREVIEW_ENABLED only stops the
+    preview every new draft gets; `asked` (a replace or a remove needs one) always goes."""
+    if not settings.IMPORT_PREVIEW_ENABLED and not asked:
         return None
     try:
         with transaction.atomic():  # a failure here must not undo the draft it is asked within
@@ -119,6 +121,124 @@ def run_for(snapshot: MemberSnapshot) -> None:
     logger.info("Import %s: impact preview ready (snapshot %s)", record.pk, snapshot.pk)
 
 
+def still_true(record: ImportRecord) -> bool:
+    """Just before a replace or a remove is sent: whether the members now are exactly those its
+    confirmed preview was computed on. The members now are the undo snapshot the worker has just
+    taken (so this adds no call to LaunchDarkly); both files are compared key for key.
+
+    If not — or if there is no confirmed preview, or the members could not be read — nothing is sent:
+    the import becomes a draft again whose preview is computed on the members as they are now, and
+    whose timeline and page say what changed and ask for the new number. False then."""
+    confirmed = MemberSnapshot.objects.filter(pk=record.confirmed_preview_id).first()
+    now = MemberSnapshot.objects.filter(pk=record.undo_snapshot_id).first()
+    if now is None or not now.is_ready:
+        reason = (now.error_message if now is not None else "") or "they could not be saved"
+        _back_to_draft(
+            record,
+            f"Nothing was sent: the segment's members could not be read just before sending "
+            f"({reason.rstrip('.')}), so the preview you confirmed could not be checked against them. "
+            "Send it again to try once more.",
+            None,
+        )
+        return False
+    if confirmed is None or not confirmed.is_ready:
+        _back_to_draft(
+            record,
+            "Nothing was sent: a replace or a remove is sent only once you have confirmed its preview. "
+            "Here is the preview on the members as they are now: check it and send again.",
+            now,
+        )
+        return False
+    try:
+        with tempfile.TemporaryDirectory(dir=record.storage_dir or None) as workdir:
+            changes = compare(
+                [Path(confirmed.file_path)],
+                Path(now.file_path),
+                mode="replace",
+                samples=0,
+                workdir=Path(workdir),
+            )
+    except (CompareError, OSError):
+        logger.exception("Import %s: the members could not be compared with its preview's", record.pk)
+        _back_to_draft(
+            record,
+            "Nothing was sent: the members just before sending could not be compared with the preview "
+            "you confirmed. Check the new preview and send again.",
+            now,
+        )
+        return False
+    if changes.add == 0 and changes.remove == 0:
+        return True
+    when = f"{confirmed.finished_at or confirmed.created_at:%H:%M %Z}"
+    _back_to_draft(
+        record,
+        f"Nothing was sent: the segment changed since you checked. It has {members_text(now.member_count)} "
+        f"now, {members_text(confirmed.member_count)} when you checked at {when} ({changes.remove:,} "
+        f"joined, {changes.add:,} left since). Check the new preview and confirm its number to send.",
+        now,
+    )
+    return False
+
+
+def members_text(count: int | None) -> str:
+    count = count or 0
+    return f"{count:,} member{'' if count == 1 else 's'}"
+
+
+def _back_to_draft(record: ImportRecord, message: str, members: MemberSnapshot | None) -> None:
+    """Nothing sent: the import is a draft again, its preview computed on `members` (the snapshot just
+    taken, which becomes the draft's preview) or, without them, asked for again. Its earlier preview's
+    flags are kept rather than read from LaunchDarkly again."""
+    report = dict(record.report or {})
+    old = report.get(REPORT_KEY) or {}
+    if members is not None:
+        try:
+            with tempfile.TemporaryDirectory(dir=record.storage_dir or None) as workdir:
+                impact = compare(
+                    sorted(Path(record.storage_dir).glob("part-*.csv")),
+                    Path(members.file_path),
+                    mode="replace",
+                    samples=SAMPLES,
+                    workdir=Path(workdir),
+                )
+            report[REPORT_KEY] = {
+                "snapshot": members.pk,
+                "state": "ready",
+                **impact.to_json(),
+                "flags": old.get("flags"),
+            }
+        except (CompareError, OSError) as exc:
+            logger.exception("Import %s: the new preview could not be computed", record.pk)
+            report[REPORT_KEY] = {"snapshot": members.pk, "state": "failed", "message": str(exc)}
+    expires = timezone.now() + timedelta(hours=settings.IMPORT_DRAFT_RETENTION_HOURS)
+    with transaction.atomic():
+        moved = record.move(
+            ImportStatus.DRAFT,
+            message,
+            source={ImportStatus.QUEUED},
+            report=report,
+            undo_snapshot=None,
+            confirmed_preview=None,
+            sent_by=None,
+            waiting_behind=None,
+            next_attempt_at=expires,
+        )
+        if not moved:
+            return
+        if members is not None:
+            # The members just read are the draft's preview now (and no longer an undo copy).
+            MemberSnapshot.objects.filter(pk=members.pk).update(purpose=MemberSnapshot.Purpose.PREVIEW)
+        else:
+            start(record, asked=True)
+    logger.info("Import %s: a draft again, nothing sent: %s", record.pk, message)
+
+
+def is_stale(snapshot: MemberSnapshot) -> bool:
+    """A preview older than IMPORT_PREVIEW_MAX_AGE_MINUTES is made again before it may be confirmed."""
+    taken = snapshot.finished_at or snapshot.created_at
+    return timezone.now() - taken > timedelta(minutes=settings.IMPORT_PREVIEW_MAX_AGE_MINUTES)
+
+
 def _flags(record: ImportRecord) -> list[dict[str, str]] | None:
     """The flags that use the segment (its `_flags`), read once by the worker so the page need not ask
     LaunchDarkly; None if they could not be read (the preview still stands without them)."""
@@ -155,6 +275,9 @@ class Preview:
     modes: list[ModeImpact] = field(default_factory=list)
     samples: dict[str, list[str]] = field(default_factory=dict)
     flags: list[dict[str, str]] | None = None
+    snapshot_id: int | None = None  # the member snapshot it compares with: what a Send form confirms
+    taken_at: Any = None  # when LaunchDarkly exported those members
+    stale: bool = False  # older than IMPORT_PREVIEW_MAX_AGE_MINUTES: made again before it is confirmed
 
     @property
     def running(self) -> bool:
@@ -165,13 +288,10 @@ class Preview:
         """What a remove does (for the sentence under the table), when the preview knows it."""
         return next((impact for impact in self.modes if impact.mode == "remove"), None)
 
-    @property
-    def removed_on_replace(self) -> int | None:
-        """How many members a replace removes, when the preview knows it (what Send asks to confirm)."""
-        for impact in self.modes:
-            if impact.mode == "replace":
-                return impact.remove
-        return None
+    def removes(self, mode: str) -> int | None:
+        """How many members sending in `mode` takes out, when the preview knows it (what Send asks to
+        type): a replace, the members not listed; a remove, the listed keys that are members."""
+        return next((impact.remove for impact in self.modes if impact.mode == mode), None)
 
 
 def state(record: ImportRecord) -> Preview | None:
@@ -184,7 +304,7 @@ def state(record: ImportRecord) -> Preview | None:
     if impact.get("snapshot") != snapshot.pk:
         impact = {}
     if impact.get("state") == "ready":
-        return _ready(impact)
+        return _ready(impact, snapshot)
     if impact.get("state") == "failed":
         return Preview("failed", message=str(impact.get("message") or ""))
     if snapshot.status == SnapshotStatus.FAILED:
@@ -208,7 +328,7 @@ def _comparing(snapshot: MemberSnapshot) -> bool:
     return snapshot.lease_until is not None and snapshot.lease_until > timezone.now()
 
 
-def _ready(impact: dict[str, Any]) -> Preview:
+def _ready(impact: dict[str, Any], snapshot: MemberSnapshot) -> Preview:
     members = int(impact["members"])
     add, remove, unchanged = int(impact["add"]), int(impact["remove"]), int(impact["unchanged"])
     modes = [
@@ -217,5 +337,12 @@ def _ready(impact: dict[str, Any]) -> Preview:
         ModeImpact("remove", "Remove", 0, unchanged, members - unchanged, members - unchanged, add),
     ]
     return Preview(
-        "ready", members=members, modes=modes, samples=impact.get("samples") or {}, flags=impact.get("flags")
+        "ready",
+        members=members,
+        modes=modes,
+        samples=impact.get("samples") or {},
+        flags=impact.get("flags"),
+        snapshot_id=snapshot.pk,
+        taken_at=snapshot.finished_at or snapshot.created_at,
+        stale=is_stale(snapshot),
     )

@@ -47,11 +47,11 @@ class NotRestorable(Exception):
 
 
 def wants_undo_snapshot(record: ImportRecord) -> bool:
-    if not settings.UNDO_SNAPSHOTS_ENABLED:
-        return False
-    return record.mode in (ImportRecord.Mode.REPLACE, ImportRecord.Mode.REMOVE) or bool(
-        settings.UNDO_SNAPSHOT_ALL_IMPORTS
-    )
+    """A replace or a remove always saves the members before it is sent: that copy is also what its
+    confirmed preview is checked against (preview.still_true). A merge, with UNDO_SNAPSHOT_ALL_IMPORTS."""
+    if record.is_destructive:
+        return True
+    return bool(settings.UNDO_SNAPSHOTS_ENABLED and settings.UNDO_SNAPSHOT_ALL_IMPORTS)
 
 
 # --- what the worker calls -------------------------------------------------------------------------
@@ -81,7 +81,7 @@ def ready_to_send(record: ImportRecord) -> bool:
         return False
     if snapshot.is_ready:
         _note_once(record, SAVED.format(count=f"{snapshot.member_count or 0:,}"))
-    else:
+    elif not record.is_destructive:  # a replace or remove is never sent without it (preview.still_true)
         reason = snapshot.error_message or "the saved members are gone"
         _note_once(record, f"{NOT_SAVED} ({reason.rstrip('.')}). It is sent anyway.")
     return True
