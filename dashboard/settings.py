@@ -342,6 +342,9 @@ IMPORT_PART_MAX_BYTES = env_int("IMPORT_PART_MAX_BYTES", 40 * 1024 * 1024)
 IMPORT_MAX_KEY_LENGTH = env_int("IMPORT_MAX_KEY_LENGTH", 512)
 IMPORT_STORAGE_DIR = Path(env_str("IMPORT_STORAGE_DIR", str(VAR_DIR / "imports")))
 IMPORT_RETENTION_HOURS = env_float("IMPORT_RETENTION_HOURS", 0.0)
+# An upload folder no import points at (its web process died mid-upload) is removed by the workers'
+# housekeeping once nothing in it has changed for this long; an upload still arriving keeps changing.
+IMPORT_ORPHAN_GRACE_SECONDS = env_float("IMPORT_ORPHAN_GRACE_SECONDS", 3600.0)
 IMPORT_POLL_SECONDS = env_float("IMPORT_POLL_SECONDS", 2.0)
 IMPORT_CONFLICT_BACKOFF = env_float("IMPORT_CONFLICT_BACKOFF", 5.0)
 IMPORT_CONFLICT_BACKOFF_MAX = env_float("IMPORT_CONFLICT_BACKOFF_MAX", 300.0)

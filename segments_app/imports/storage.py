@@ -1,15 +1,30 @@
-"""The files of an import: its upload and normalised parts, in one folder that goes when they do."""
+"""The files of an import: its upload and normalised parts, in one folder that goes when they do.
+
+Every upload gets a folder of its own under IMPORT_STORAGE_DIR, named by a random 32-hex-digit id
+(`intake.new_upload_path`), and an import that takes it over records it in `ImportRecord.storage_dir`.
+A folder no import points at is an upload that never became one (its web process was killed while the
+file arrived): `purge_orphan_uploads` removes it once it has been still for a while.
+"""
 
 from __future__ import annotations
 
 import errno
+import logging
+import re
 import shutil
+import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.utils import timezone
 
 from segments_app.models import FINAL_STATUSES, ImportRecord, ImportStatus
+
+logger = logging.getLogger(__name__)
+# The name `intake.new_upload_path` gives an upload's folder; IMPORT_STORAGE_DIR's other folders
+# (snapshots/, lookups/, anything an administrator put there) never match it, so are never orphans.
+UPLOAD_FOLDER_NAME = re.compile(r"[0-9a-f]{32}")
 
 # A full disk and a full quota are the same to the person: no room until an administrator makes some.
 NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -47,3 +62,53 @@ def purge_expired_files() -> int:
     return sum(
         purge_files(r) for r in ImportRecord.objects.exclude(storage_dir="").filter(status__in=FINAL_STATUSES)
     )
+
+
+def purge_orphan_uploads(*, now: float | None = None) -> int:
+    """Delete upload folders no import points at, once nothing in them has changed for
+    IMPORT_ORPHAN_GRACE_SECONDS. Returns how many went.
+
+    Nothing else would ever delete them: a web process killed mid-upload records no import. The grace
+    period (by the newest modification time of the folder and its files) spares an upload still
+    arriving, and one whose import is being recorded as this runs."""
+    root = Path(settings.IMPORT_STORAGE_DIR)
+    limit = (now if now is not None else time.time()) - settings.IMPORT_ORPHAN_GRACE_SECONDS
+    try:
+        still = [
+            folder for folder in root.iterdir() if _is_upload_folder(folder) and _changed(folder) < limit
+        ]
+    except OSError:  # no storage folder yet: nothing was ever uploaded
+        return 0
+    if not still:
+        return 0
+    # Read after the folders were chosen: an import recorded meanwhile is seen here (and its folder,
+    # written a moment ago, was too recent to be chosen anyway).
+    used = {
+        Path(storage_dir).name
+        for storage_dir in ImportRecord.objects.exclude(storage_dir="").values_list("storage_dir", flat=True)
+    }
+    removed = 0
+    for folder in still:
+        if folder.name in used:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += not folder.exists()
+    if removed:
+        logger.info("Removed %d upload folder(s) under %s that no import points at", removed, root)
+    return removed
+
+
+def _is_upload_folder(path: Path) -> bool:
+    return bool(UPLOAD_FOLDER_NAME.fullmatch(path.name)) and path.is_dir() and not path.is_symlink()
+
+
+def _changed(folder: Path) -> float:
+    """When anything in the folder last changed: its own time moves only when a file is added or
+    removed, an upload's file's time with every block written."""
+    newest = folder.stat().st_mtime
+    for path in folder.iterdir():
+        try:
+            newest = max(newest, path.lstat().st_mtime)
+        except OSError:  # removed meanwhile
+            continue
+    return newest

@@ -33,7 +33,7 @@ from segments_app import snapshots, wakeup
 from segments_app.imports.coordination import Lease, claim
 from segments_app.imports.intake import UPLOAD_NAME
 from segments_app.imports.pipeline import step
-from segments_app.imports.storage import purge_expired_files, remove_files
+from segments_app.imports.storage import purge_expired_files, purge_orphan_uploads, remove_files
 from segments_app.models import ImportRecord, ImportStatus, WorkerCheckin
 from segments_app.request_log import import_context
 
@@ -155,7 +155,8 @@ def work(stop: threading.Event, *, idle_wait: float | None = None) -> None:
 
 def housekeeping(stop: threading.Event, *, name: str | None = None) -> None:
     """Check this process in every WORKER_CHECKIN_SECONDS, and every minute delete final imports'
-    files once their retention time has passed (and check-ins of processes long gone)."""
+    files once their retention time has passed, upload folders no import took over (their web process
+    died mid-upload), and check-ins of processes long gone."""
     name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     started = timezone.now()
     next_purge = time.monotonic()
@@ -170,6 +171,7 @@ def housekeeping(stop: threading.Event, *, name: str | None = None) -> None:
                 next_purge = time.monotonic() + HOUSEKEEPING_EVERY_SECONDS
                 try:
                     purge_expired_files()
+                    purge_orphan_uploads()
                     snapshots.purge_expired()
                     WorkerCheckin.objects.filter(
                         last_seen__lt=timezone.now() - FORGET_CHECKINS_AFTER
