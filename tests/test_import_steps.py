@@ -15,10 +15,11 @@ import pytest
 from django.db import connection
 from django.template import Context, Template
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from segments_app import import_steps
 from segments_app.imports import undo
-from segments_app.models import ImportEvent, ImportPart, ImportRecord
+from segments_app.models import ImportEvent, ImportPart, ImportRecord, MemberSnapshot
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -570,7 +571,7 @@ def saved_import(user: Any, **fields: Any) -> ImportRecord:
 
 def step_items(html: str) -> list[str]:
     """Each step's words as the page shows them, tags and spacing removed."""
-    block = re.search(r'<ol class="steps">(.*?)</ol>', html, re.S)
+    block = re.search(r'<ol class="steps"[^>]*>(.*?)</ol>', html, re.S)
     assert block, "the page has no steps list"
     items = re.findall(r"<li[^>]*>(.*?)</li>", block.group(1), re.S)
     # Times move on with the clock ("now", "1 s so far"): they are checked on their own.
@@ -619,6 +620,32 @@ def test_the_page_of_a_finished_import_offers_the_next_steps(logged_in: Any, use
     assert '<a href="/segments/shop/live/vip/">Back to the segment</a>' in html
     assert '<a href="/segments/shop/live/vip/lookup/">Look keys up</a>' in html
     assert "Undo this import" not in html  # no members were saved before it
+
+
+@pytest.mark.django_db
+def test_the_undo_offer_links_to_the_restore_form_on_the_page(
+    logged_in: Any, user: Any, tmp_path: Any
+) -> None:
+    members = tmp_path / "members.csv"
+    members.write_text("a\nb\n")
+    snapshot = MemberSnapshot.objects.create(
+        project_key="shop",
+        environment_key="live",
+        segment_key="vip",
+        purpose="undo",
+        status="ready",
+        file_path=str(members),
+        member_count=2,
+        finished_at=timezone.now(),
+    )
+    record = saved_import(
+        user, mode="replace", status="complete", parts_done=1, submit_attempts=1, undo_snapshot=snapshot
+    )
+    ImportEvent.objects.create(record=record, status="complete", message="Import complete: 3 keys.")
+    html = text(logged_in.get(f"/imports/{record.pk}/"))
+    assert '<a href="#undo-heading">Undo this import</a>' in html
+    assert '<h2 id="undo-heading">Undo this import</h2>' in html  # the link's target, with the form
+    assert html.count(f'action="/imports/{record.pk}/restore/"') == 1  # the form is not repeated
 
 
 @pytest.mark.django_db
