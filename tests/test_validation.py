@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -17,19 +18,32 @@ import numpy as np
 import pytest
 
 from segments_app.imports import duplicates, validation
-from segments_app.imports.validation import Limits, looks_like_header, normalise_csv
+from segments_app.imports.validation import Limits, looks_like_header, normalise_csv, shown_row
 
 LIMITS = Limits()
 
 
 def run(
-    tmp_path: Path, content: bytes, *, has_header: bool = False, limits: Limits = LIMITS, progress: Any = None
+    tmp_path: Path,
+    content: bytes,
+    *,
+    has_header: bool = False,
+    limits: Limits = LIMITS,
+    progress: Any = None,
+    first_row_is_key: bool = False,
 ) -> Any:
     source = tmp_path / "upload.csv"
     source.write_bytes(content)
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
-    return normalise_csv(source, out, has_header=has_header, limits=limits, progress=progress)
+    return normalise_csv(
+        source,
+        out,
+        has_header=has_header,
+        limits=limits,
+        progress=progress,
+        first_row_is_key=first_row_is_key,
+    )
 
 
 def output(report: Any) -> bytes:
@@ -93,60 +107,76 @@ def test_valid_files(
     assert report.normalised_bytes == len(normalised)
 
 
+CONTROL = "contains a control character (for example a tab, line break or NUL) inside the key."
+NOT_UTF8 = "is not valid UTF-8 text (save the file as UTF-8)."
+
+
 @pytest.mark.parametrize(
-    ("name", "content", "problems", "problem_count"),
+    ("name", "content", "problems", "normalised"),
     [
-        ("empty", b"", [(None, "The file is empty.")], 1),
+        (
+            "invalid UTF-8",
+            b"a\nb\xff\nc\n\xc3\n",
+            [(2, f"Line 2 {NOT_UTF8}"), (4, f"Line 4 {NOT_UTF8}")],
+            b"a\nc\n",
+        ),
+        ("latin-1 file", "a\nJosé\n".encode("latin-1"), [(2, f"Line 2 {NOT_UTF8}")], b"a\n"),
+        ("control character", b'ok\n"a\tb"\n', [(2, f"Line 2 {CONTROL}")], b"ok\n"),
+        (
+            "too long",
+            b"ok\n" + b"x" * 513 + b"\nz\n",
+            [(2, "Line 2 has a key of 513 characters; the limit is 512.")],
+            b"ok\nz\n",
+        ),
+    ],
+)
+def test_row_problems_leave_out_their_rows_and_keep_the_rest(
+    tmp_path: Path, name: str, content: bytes, problems: list, normalised: bytes
+) -> None:
+    """A bad key rejects its row only: the valid keys are in the parts, ready to send without it."""
+    report = run(tmp_path, content)
+    assert (report.ok, report.sendable, report.structural) == (False, True, False)
+    assert [(p.line, p.message, p.kind) for p in report.problems] == [
+        (*problem, "row") for problem in problems
+    ]
+    assert report.problem_count == report.rows_rejected == len(problems)
+    assert output(report) == normalised
+    assert report.keys_accepted == normalised.count(b"\n")
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["part-001.csv"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problems"),
+    [
+        ("empty", b"", [(None, "The file is empty.")]),
         (
             "only blanks",
             b"\n \n\r\n",
             [(None, "The file has no context keys: every row is blank or a header.")],
-            1,
-        ),
-        (
-            "invalid UTF-8",
-            b"a\nb\xff\nc\n\xc3\n",
-            [
-                (2, "Line 2 is not valid UTF-8 text (save the file as UTF-8)."),
-                (4, "Line 4 is not valid UTF-8 text (save the file as UTF-8)."),
-            ],
-            2,
-        ),
-        (
-            "latin-1 file",
-            "a\nJosé\n".encode("latin-1"),
-            [(2, "Line 2 is not valid UTF-8 text (save the file as UTF-8).")],
-            1,
-        ),
-        (
-            "control character",
-            b'ok\n"a\tb"\n',
-            [
-                (
-                    2,
-                    "Line 2 contains a control character (for example a tab, line break or NUL) inside the key.",
-                )
-            ],
-            1,
         ),
         (
             "line break inside a quoted key",
             b'ok\n"a\nb"\n',
             [
                 (
-                    3,
-                    "Line 3 contains a control character (for example a tab, line break or NUL) inside the key.",
+                    2,
+                    'A quote (") opened on line 2 is closed only on line 3: lines 2–3 were read as one key, and a '
+                    "key cannot hold a line break. If the quote is a mistake, remove it; otherwise put each key on "
+                    "its own line.",
                 )
             ],
-            1,
         ),
     ],
 )
-def test_invalid_files(tmp_path: Path, name: str, content: bytes, problems: list, problem_count: int) -> None:
+def test_structural_problems_block_the_send(
+    tmp_path: Path, name: str, content: bytes, problems: list
+) -> None:
     report = run(tmp_path, content)
-    assert not report.ok
-    assert [(p.line, p.message) for p in report.problems] == problems
-    assert report.problem_count == problem_count
+    assert (report.ok, report.sendable, report.structural, report.rows_rejected) == (False, False, True, 0)
+    assert [(p.line, p.message, p.kind) for p in report.problems] == [
+        (*problem, "structural") for problem in problems
+    ]
+    assert report.problem_count == len(problems)
     assert report.parts == []
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -162,17 +192,17 @@ def test_invalid_files(tmp_path: Path, name: str, content: bytes, problems: list
 )
 def test_binary_files_are_refused(tmp_path: Path, content: bytes, message: str) -> None:
     report = run(tmp_path, content)
-    assert not report.ok
+    assert (report.ok, report.sendable, report.structural) == (False, False, True)
     assert report.problem_count == 1
     assert report.problems[0].message.startswith(message)
+    assert report.problems[0].kind == "structural"
     assert report.rows_read == 0
 
 
 def test_a_stray_nul_is_a_problem_on_its_line_not_a_binary_file(tmp_path: Path) -> None:
     report = run(tmp_path, b"a\nb\x00c\n")
-    assert [(p.line, p.message) for p in report.problems] == [
-        (2, "Line 2 contains a control character (for example a tab, line break or NUL) inside the key.")
-    ]
+    assert [(p.line, p.message) for p in report.problems] == [(2, f"Line 2 {CONTROL}")]
+    assert (report.rows_rejected, report.sendable, output(report)) == (1, True, b"a\n")
 
 
 def test_key_longer_than_the_limit(tmp_path: Path) -> None:
@@ -185,9 +215,10 @@ def test_key_longer_than_the_limit(tmp_path: Path) -> None:
 def test_only_the_first_problems_are_listed_but_all_are_counted(tmp_path: Path) -> None:
     content = b"".join(b"bad\xff\n" for _ in range(30))
     report = run(tmp_path, content, limits=Limits(max_problems=20))
-    assert report.problem_count == 30
+    assert report.problem_count == report.rows_rejected == 30
     assert len(report.problems) == 20
     assert report.problems[-1].line == 20
+    assert (report.keys_accepted, report.sendable, report.structural, report.parts) == (0, False, False, [])
 
 
 def test_report_without_output_dir_is_a_dry_run(tmp_path: Path) -> None:
@@ -199,9 +230,15 @@ def test_report_without_output_dir_is_a_dry_run(tmp_path: Path) -> None:
 
 
 def test_header_suspected_when_not_flagged(tmp_path: Path) -> None:
+    """While the question is open the suspected header is set aside: never counted a member."""
     report = run(tmp_path, b"user_key\nu1\n")
     assert report.header_suspected == "user_key"
-    assert report.keys_accepted == 2
+    assert (report.rows_read, report.keys_accepted, report.header_skipped, output(report)) == (
+        2,
+        1,
+        False,
+        b"u1\n",
+    )
 
 
 @pytest.mark.parametrize(
@@ -268,8 +305,9 @@ def test_duplicates_spilled_in_buckets_match_a_set(monkeypatch: pytest.MonkeyPat
 
 
 def assert_rejected_cleanly(tmp_path: Path, report: Any, problems: list) -> None:
-    assert not report.ok
+    assert (report.ok, report.sendable, report.structural) == (False, False, True)
     assert [(p.line, p.message) for p in report.problems] == problems
+    assert [p.kind for p in report.problems] == ["structural"] * len(problems)
     assert report.parts == []
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -298,10 +336,15 @@ def test_a_field_over_the_csv_limit(tmp_path: Path, column: int) -> None:
 
 def test_a_field_at_the_csv_limit_is_only_a_long_key(tmp_path: Path) -> None:
     report = run(tmp_path, b"a\n" + b"k" * csv.field_size_limit() + b"\nb\n")
-    assert_rejected_cleanly(
-        tmp_path, report, [(2, "Line 2 has a key of 131,072 characters; the limit is 512.")]
+    assert [(p.line, p.message, p.kind) for p in report.problems] == [
+        (2, "Line 2 has a key of 131,072 characters; the limit is 512.", "row")
+    ]
+    assert (report.rows_read, report.rows_rejected, report.sendable, output(report)) == (
+        3,
+        1,
+        True,
+        b"a\nb\n",
     )
-    assert report.rows_read == 3
 
 
 def test_a_row_longer_than_the_record_cap(tmp_path: Path) -> None:
@@ -401,34 +444,122 @@ def test_a_failure_while_writing_parts_leaves_no_files(
 # --- blocks: the fast path and the exact path agree -------------------------------------------
 
 
-def reference(content: bytes, *, has_header: bool, limits: Limits) -> dict[str, Any]:
-    """Today's rules, the obvious way: csv.reader line by line, a set for duplicates."""
+def open_quote(record: str) -> int:
+    """Where the quote that `record` ends inside opened, or -1: csv's states, a character at a time."""
+    state, opened = "start", -1
+    for at, char in enumerate(record):
+        if state == "start":
+            if char == '"':
+                state, opened = "quoted", at
+            elif char in "\r\n":
+                return -1
+            elif char != ",":
+                state = "field"
+        elif state == "field":
+            if char == ",":
+                state = "start"
+            elif char in "\r\n":
+                return -1
+        elif state == "quoted":
+            if char == '"':
+                state = "quote"
+        elif char == '"':  # after a quote inside a quoted field: a doubled quote
+            state = "quoted"
+        elif char == ",":
+            state = "start"
+        elif char in "\r\n":
+            return -1
+        else:
+            state = "field"
+    return opened if state == "quoted" else -1
+
+
+def reference(
+    content: bytes, *, has_header: bool, limits: Limits, first_row_is_key: bool = False
+) -> dict[str, Any]:
+    """The rules, the obvious way: csv.reader line by line, a set for duplicates."""
     result: dict[str, Any] = dict.fromkeys(COUNTS, 0)
     result.update(header_skipped=False, sample_keys=[], problems=[], problem_count=0, header_suspected="")
-    result["parts"] = []
+    result.update(rows_rejected=0, structural=False, warnings=[], parts=[])
 
-    def problem(line: int | None, message: str) -> None:
+    def problem(line: int | None, message: str, kind: str = "row") -> None:
         result["problem_count"] += 1
-        if len(result["problems"]) < limits.max_problems:
-            result["problems"].append((line, message))
+        result["structural"] = result["structural"] or kind == "structural"
+        if len(result["problems"]) < limits.max_problems or kind == "structural":
+            result["problems"].append((line, message, kind))
 
     head = content[:8192]
     if not content:
-        problem(None, "The file is empty.")
+        problem(None, "The file is empty.", "structural")
         return result
     if validation.not_csv_text(head):  # what the first bytes say is tested on its own
-        problem(1, validation.not_csv_text(head))
+        problem(1, validation.not_csv_text(head), "structural")
         return result
-    text = io.TextIOWrapper(io.BytesIO(content), encoding="utf-8-sig", errors="surrogateescape", newline="")
-    reader = csv.reader(text)
+    body = content.removeprefix(b"\xef\xbb\xbf")
+    line_no = 0
+    hint = re.match(rb"(?i)sep=([^\r\n])(\r\n|\r|\n|\Z)", body)
+    if hint:
+        body = body[hint.end() :]
+        line_no = 1
+        separator = hint.group(1).decode("utf-8", "surrogateescape")
+        message = f"Line 1 (“{shown_row('sep=' + separator)}”) is Excel’s list-separator hint, not a key: it was skipped."
+        if separator != ",":
+            message += (
+                f" It says the columns are separated by “{shown_row(separator)}”, but only commas separate "
+                f"columns here: a row such as “a{shown_row(separator)}b” is read as one key."
+            )
+        examples = [{"line": 1, "text": shown_row("sep=" + separator)}]
+        result["warnings"].append(
+            {"kind": "separator_line", "message": message, "count": 1, "examples": examples}
+        )
+    text = io.TextIOWrapper(io.BytesIO(body), encoding="utf-8", errors="surrogateescape", newline="")
+    record: list[str] = []
+    at_end = []
+
+    def lines() -> Any:
+        for line in text:
+            record.append(line)
+            yield line
+        at_end.append(True)
+
+    strays: list[dict[str, Any]] = []
     seen: set[str] = set()
     accepted: list[str] = []
-    header_pending, first = has_header, True
-    for row in reader:
-        line = reader.line_num
-        result["rows_read"] += 1
+    header_pending, first = has_header, not has_header and not first_row_is_key
+    for row in csv.reader(lines()):
+        start = line_no + 1
+        line_no += len(record)
+        whole = "".join(record)
+        first_line = record[0].rstrip("\r\n")
+        record.clear()
+        if at_end and open_quote(whole) >= 0:
+            opened = start + len(re.findall(r"\r\n|\r|\n", whole[: open_quote(whole)]))
+            span = (
+                f": lines {opened:,}–{line_no:,} were read as one field"
+                if opened < line_no
+                else " (the file ends first)"
+            )
+            problem(
+                opened,
+                f'A quote (") opened on line {opened:,} is never closed{span}. Nothing after it can be read as '
+                "rows, so the file cannot be sent: close the quote or remove it, then upload the file again.",
+                "structural",
+            )
+            break
         raw = row[0] if row else ""
         key = raw.strip()
+        if line_no > start and ("\n" in key or "\r" in key):
+            problem(
+                start,
+                f'A quote (") opened on line {start:,} is closed only on line {line_no:,}: lines '
+                f"{start:,}–{line_no:,} were read as one key, and a key cannot hold a line break. If the quote "
+                "is a mistake, remove it; otherwise put each key on its own line.",
+                "structural",
+            )
+            continue
+        if '"' in raw and not whole.startswith('"'):
+            strays.append({"line": start, "text": shown_row(first_line)})
+        result["rows_read"] += 1
         if not key:
             result["blank_rows"] += 1
             continue
@@ -440,22 +571,19 @@ def reference(content: bytes, *, has_header: bool, limits: Limits) -> dict[str, 
             first = False
             if looks_like_header(key):
                 result["header_suspected"] = key
+                continue
         if len(row) > 1:
             result["extra_columns_rows"] += 1
+        reason = ""
         if any("\udc80" <= ch <= "\udcff" for ch in key):
-            problem(line, f"Line {line} is not valid UTF-8 text (save the file as UTF-8).")
-            continue
-        if any(unicodedata.category(ch) == "Cc" for ch in key):
-            problem(
-                line,
-                f"Line {line} contains a control character (for example a tab, line break or NUL) inside the key.",
-            )
-            continue
-        if len(key) > limits.max_key_length:
-            problem(
-                line,
-                f"Line {line} has a key of {len(key):,} characters; the limit is {limits.max_key_length:,}.",
-            )
+            reason = "is not valid UTF-8 text (save the file as UTF-8)"
+        elif any(unicodedata.category(ch) == "Cc" for ch in key):
+            reason = "contains a control character (for example a tab, line break or NUL) inside the key"
+        elif len(key) > limits.max_key_length:
+            reason = f"has a key of {len(key):,} characters; the limit is {limits.max_key_length:,}"
+        if reason:
+            problem(start, f"Line {start} {reason}.")
+            result["rows_rejected"] += 1
             continue
         if key != raw:
             result["trimmed_keys"] += 1
@@ -464,11 +592,25 @@ def reference(content: bytes, *, has_header: bool, limits: Limits) -> dict[str, 
             continue
         seen.add(key)
         accepted.append(key)
+    if strays:
+        count = len(strays)
+        result["warnings"].append(
+            {
+                "kind": "stray_quote",
+                "message": (
+                    f"{count:,} row{'' if count == 1 else 's'} (the first on line {strays[0]['line']:,}) "
+                    f'{"has" if count == 1 else "have"} a quote (") inside a key that is not in quotes. Such a '
+                    "key is kept as written, quote included; if the quote is a mistake, remove it from the file."
+                ),
+                "count": count,
+                "examples": strays[:5],
+            }
+        )
     result["keys_accepted"] = len(accepted)
     result["sample_keys"] = accepted[:5]
     if not accepted and not result["problem_count"]:
-        problem(None, "The file has no context keys: every row is blank or a header.")
-    if result["problem_count"] or not accepted:
+        problem(None, "The file has no context keys: every row is blank or a header.", "structural")
+    if result["structural"] or not accepted:
         return result
     part: list[bytes] = []
     for key in accepted:
@@ -488,32 +630,43 @@ def summary(report: Any) -> dict[str, Any]:
     result.update(
         header_skipped=report.header_skipped,
         sample_keys=report.sample_keys,
-        problems=[(p.line, p.message) for p in report.problems],
+        problems=[(p.line, p.message, p.kind) for p in report.problems],
         problem_count=report.problem_count,
         header_suspected=report.header_suspected,
+        rows_rejected=report.rows_rejected,
+        structural=report.structural,
+        warnings=report.warnings,
         parts=[Path(p.path).read_bytes() for p in report.parts],
     )
     assert [p.size_bytes for p in report.parts] == [len(part) for part in result["parts"]]
     assert [p.key_count for p in report.parts] == [part.count(b"\n") for part in result["parts"]]
+    assert report.sendable == (report.keys_accepted > 0 and not report.structural)
     return result
 
 
 def check(
-    tmp_path: Path, content: bytes, *, has_header: bool = False, limits: Limits = LIMITS
+    tmp_path: Path,
+    content: bytes,
+    *,
+    has_header: bool = False,
+    limits: Limits = LIMITS,
+    first_row_is_key: bool = False,
 ) -> dict[str, Any]:
     out = tmp_path / "out"
     if out.exists():
         for part in out.iterdir():
             part.unlink()
-    report = run(tmp_path, content, has_header=has_header, limits=limits)
+    report = run(tmp_path, content, has_header=has_header, limits=limits, first_row_is_key=first_row_is_key)
     got = summary(report)
-    assert got == reference(content, has_header=has_header, limits=limits), content
+    expected = reference(content, has_header=has_header, limits=limits, first_row_is_key=first_row_is_key)
+    assert got == expected, content
     assert sorted(path.name for path in out.iterdir()) == [Path(part.path).name for part in report.parts]
     return got
 
 
 ALPHABET = [b"a", b"b", b"a", b"key", b" ", b",", b'"', b'"', b"\r", b"\n", b"\n", b"\r\n", b"\t", b"\xff",
-            b"\xc3", b"\xc3\xa9", b"\xef\xbb\xbf", b"\xc2\x85", b"\xe2\x80\xa8", b"\xc2\xa0", b"\x1f"]  # fmt: skip
+            b"\xc3", b"\xc3\xa9", b"\xef\xbb\xbf", b"\xc2\x85", b"\xe2\x80\xa8", b"\xc2\xa0", b"\x1f",
+            b'a"', b"sep="]  # fmt: skip
 
 
 def test_random_files_match_the_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -525,25 +678,42 @@ def test_random_files_match_the_reference(tmp_path: Path, monkeypatch: pytest.Mo
         content = b"".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 50)))
         if rng.random() < 0.3:
             content = b"\xef\xbb\xbf" + content
+        if rng.random() < 0.15:
+            content = (
+                rng.choice([b"sep=,", b"SEP=;", b"sep=\t"])
+                + rng.choice([b"\n", b"\r", b"\r\n", b""])
+                + content
+            )
         limits = Limits(
             max_keys_per_part=rng.randint(1, 4),
             max_bytes_per_part=rng.randint(1, 12),
             max_key_length=rng.randint(1, 8),
             max_problems=rng.randint(1, 3),
         )
-        check(tmp_path, content, has_header=rng.random() < 0.3, limits=limits)
+        check(
+            tmp_path,
+            content,
+            has_header=rng.random() < 0.3,
+            limits=limits,
+            first_row_is_key=rng.random() < 0.2,
+        )
 
 
 def test_random_line_files_match_the_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Mostly well-formed lines, so most blocks take the fast path and the odd one the exact path."""
     rng = random.Random(7)
-    words = ["a", "b", "key", "user-1", " a", "b ", "", '"q"', '"q,r"', "x,y", '"m\nn"', "é", "a\tb", '""']
+    words = ["a", "b", "key", "user-1", " a", "b ", "", '"q"', '"q,r"', "x,y", '"m\nn"', "é", "a\tb", '""',
+             'a"b', ' "q"', 'x,"y\nz"', "email,name"]  # fmt: skip
     ends = ["\n", "\n", "\r\n", "\r"]
     for _ in range(200):
         monkeypatch.setattr(validation, "BLOCK_SIZE", rng.randint(1, 64))
         monkeypatch.setattr(duplicates, "SPILL_KEYS", rng.randint(1, 20))
         end = rng.choice(ends)
         lines = [rng.choice(words) + (end if rng.random() < 0.9 else rng.choice(ends)) for _ in range(40)]
+        if rng.random() < 0.1:
+            lines.insert(rng.randrange(40), '"open' + end)  # an unclosed quote, at the end or not
+        if rng.random() < 0.1:
+            lines.insert(0, "sep=," + end)
         content = "".join(lines).encode()
         limits = Limits(max_keys_per_part=rng.randint(1, 9), max_bytes_per_part=rng.randint(4, 40))
         check(tmp_path, content, has_header=rng.random() < 0.3, limits=limits)
@@ -556,9 +726,8 @@ def test_a_quoted_record_straddling_blocks_matches_the_exact_path(
     content += b'"multi\nline",x\n' + b"".join(f"k{i}\n".encode() for i in range(40))
     monkeypatch.setattr(validation, "BLOCK_SIZE", 64)
     mixed = check(tmp_path, content)
-    assert mixed["problems"] == [
-        (42, "Line 42 contains a control character (for example a tab, line break or NUL) inside the key.")
-    ]
+    assert [(line, kind) for line, _, kind in mixed["problems"]] == [(41, "structural")]
+    assert mixed["problems"][0][1].startswith('A quote (") opened on line 41 is closed only on line 42:')
     content = content.replace(b'"multi\nline"', b'k1,"multi\nline"')
     mixed = check(tmp_path, content)
     assert (mixed["rows_read"], mixed["duplicates"], mixed["extra_columns_rows"]) == (81, 1, 1)

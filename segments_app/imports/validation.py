@@ -14,6 +14,12 @@ only the rows that need a message (control characters, invalid UTF-8, over-long 
 rules one at a time, and a block where a quoted record spans lines takes the exact path, csv.reader
 over the real lines, which pulls further lines from the file until the record ends.
 
+Problems come in two kinds. A ROW problem (a bad key on one row: a control character, invalid UTF-8,
+too long) leaves that row out and the rest of the file can still be sent; a STRUCTURAL one (not CSV
+text, empty, a quote never closed, a record over the cap, no keys) means nobody can say which rows
+the file holds, so it blocks the send. Warnings (a stray quote inside a key, Excel's `sep=` line)
+block nothing but are shown, with examples, so the person can check that the keys are what they meant.
+
 Memory stays flat: a record may not take more than `RECORD_CAP` bytes (csv allows no field over
 `csv.field_size_limit()` anyway), and duplicates are found from 64-bit hashes spilled to a
 temporary file in hash buckets, so only one bucket and a bitmap of one bit a key are held at once.
@@ -95,6 +101,11 @@ COPY_SIZE = 1 << 20
 # A problem row's text in the problems file is cut to this many characters: enough to recognise it.
 ROW_TEXT_CHARS = 200
 PROBLEM_COLUMNS = ("line", "row", "reason")
+# Problem kinds: a row problem leaves its row out; a structural one blocks sending the file.
+ROW = "row"
+STRUCTURAL = "structural"
+# Warnings keep the first few of their rows as examples.
+WARNING_EXAMPLES = 5
 
 BOM = codecs.BOM_UTF8
 _C1_CONTROL = re.compile(rb"\xc2[\x80-\x9f]")  # U+0080..U+009F encoded
@@ -105,6 +116,12 @@ _LINE_END = re.compile(rb"\r\n?|\n")
 _INVISIBLE_OR_FULLWIDTH = re.compile(
     "[\u00a0\u00ad\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u3000\ufeff\uff01-\uff5e]"
 )
+# Excel's list-separator hint ("sep=;") when it is a file's first line: an instruction, never a key.
+_SEPARATOR_HINT = re.compile(rb"sep=([^\r\n])(?:\r\n|\r|\n)?", re.IGNORECASE)
+# A line whose first field is not quoted yet holds a quote (csv keeps such a quote as written).
+# Only used on blocks where every line is one record, so "\n" ends each line.
+_STRAY_QUOTE = re.compile(r'^[^",\n][^,\n]*"', re.MULTILINE)
+_FIELD_END = re.compile(r"[,\r\n]")
 _GREEK_CYRILLIC = re.compile("[\u0370-\u03ff\u0400-\u052f]")
 _LATIN = re.compile("[A-Za-z]")
 
@@ -119,8 +136,11 @@ class Limits:
 
 @dataclass(frozen=True)
 class Problem:
+    """One problem; `kind` is ROW (that row is left out) or STRUCTURAL (the file cannot be sent)."""
+
     line: int | None
     message: str
+    kind: str = ROW
 
 
 @dataclass(frozen=True)
@@ -144,26 +164,43 @@ class Report:
     problem_count: int = 0
     header_suspected: str = ""
     lookalike_keys: int = 0  # accepted rows whose key has a character that passes for another
+    rows_rejected: int = 0  # rows left out for a row problem (sending the valid keys leaves them out)
+    structural: bool = False  # a structural problem: nobody can say which rows the file holds
+    # Facts that block nothing: {"kind", "message", "count", "examples": [{"line", "text"}]}.
+    warnings: list[dict[str, Any]] = field(default_factory=list)
     parts: list[PartFile] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
+        """No problem at all: the file can be sent as it is."""
         return self.problem_count == 0 and self.keys_accepted > 0
+
+    @property
+    def sendable(self) -> bool:
+        """The valid keys can be sent: there are some, and the file's structure is sound, so the rows
+        left out are exactly the rows with a problem."""
+        return self.keys_accepted > 0 and not self.structural
 
     @property
     def normalised_bytes(self) -> int:
         return sum(part.size_bytes for part in self.parts)
 
-    def add_problem(self, line: int | None, message: str, limit: int) -> None:
+    def add_problem(self, line: int | None, message: str, limit: int, kind: str = ROW) -> None:
+        """Count a problem; list it if fewer than `limit` are listed. A structural problem is always
+        listed, past the limit too: it is the one that says why the file cannot be sent."""
         self.problem_count += 1
-        if len(self.problems) < limit:
-            self.problems.append(Problem(line, message))
+        if kind == STRUCTURAL:
+            self.structural = True
+        if len(self.problems) < limit or kind == STRUCTURAL:
+            self.problems.append(Problem(line, message, kind))
 
     def to_json(self) -> dict[str, Any]:
-        """What the import record keeps: everything but the local file paths."""
+        """What the import record keeps: everything but the local file paths, and whether it is
+        sendable (pages read the record, not this object)."""
         data = asdict(self)
         data.pop("parts")
         data["part_sizes"] = [{"keys": p.key_count, "bytes": p.size_bytes} for p in self.parts]
+        data["sendable"] = self.sendable
         return data
 
 
@@ -235,9 +272,15 @@ class ProblemLog:
 
 
 def _add_problem(
-    report: Report, log: ProblemLog | None, line: int | None, message: str, limits: Limits, row: str = ""
+    report: Report,
+    log: ProblemLog | None,
+    line: int | None,
+    message: str,
+    limits: Limits,
+    row: str = "",
+    kind: str = ROW,
 ) -> None:
-    report.add_problem(line, message, limits.max_problems)
+    report.add_problem(line, message, limits.max_problems, kind)
     if log is not None:
         log.add(line, row, message)
 
@@ -312,6 +355,33 @@ def _binary_problem(path: Path) -> str:
         return not_csv_text(raw.read(SNIFF_BYTES))
 
 
+def _open_quote(record: str) -> int:
+    """Where the quote opened that `record` (one CSV record, as csv.reader read it) ends inside, or -1
+    when it ends closed.
+
+    csv.reader, in its default non-strict mode, returns a record cut off by the end of the file as if
+    it were complete, so only this says that a quote was never closed. It follows csv's own states
+    (quoted field, doubled quote, text after a closing quote) with str.find, not character by character."""
+    at, end = 0, len(record)
+    while at < end:
+        if record[at] == '"':
+            opened, search = at, at + 1
+            while True:
+                close = record.find('"', search)
+                if close < 0:
+                    return opened
+                if record.startswith('"', close + 1):  # a doubled quote inside the field
+                    search = close + 2
+                    continue
+                at = close + 1
+                break
+        stop = _FIELD_END.search(record, at)  # unquoted text (after a closing quote too) runs to here
+        if stop is None or record[stop.start()] != ",":
+            return -1
+        at = stop.end()
+    return -1
+
+
 def _record_cap() -> int:
     # A fast block never holds a record longer than a block, so the cap is never below one.
     return max(RECORD_CAP, BLOCK_SIZE)
@@ -341,6 +411,17 @@ class _Stream:
 
     def tell(self) -> int:
         return self._start + self._pos
+
+    def separator_hint(self) -> bytes:
+        """Take Excel's `sep=X` line if the upload starts with one (after a BOM); b"" otherwise."""
+        self._fill(16)
+        found = _SEPARATOR_HINT.match(self._buf, self._pos)
+        if found is None or (found.end() == len(self._buf) and not self._eof):
+            return b""
+        if not found.group(0).endswith((b"\n", b"\r")) and found.end() != len(self._buf):
+            return b""  # "sep=,x": a key that starts like the hint
+        self._pos = found.end()
+        return found.group(0)
 
     def _fill(self, want: int) -> None:
         if self._eof or len(self._buf) - self._pos >= want:
@@ -404,7 +485,7 @@ class _Scanner:
     `blocks()` yields the valid keys (non-blank, not the header, without a problem) in file order and
     keeps the report's counts. A block goes through `_fast` when every line in it is one CSV record;
     otherwise `_slow` feeds its lines to `csv.reader`, which pulls further lines from the stream while
-    a quoted record is open."""
+    a quoted record is open. Once the last block is read, the report's warnings are filled in."""
 
     def __init__(
         self,
@@ -414,6 +495,7 @@ class _Scanner:
         report: Report,
         progress: Callable[[int, int], None] | None,
         log: ProblemLog | None = None,
+        first_row_is_key: bool = False,
     ) -> None:
         self._stream = _Stream(raw)
         self._limits = limits
@@ -423,7 +505,11 @@ class _Scanner:
         self._next_progress = PROGRESS_ROWS
         self._field_limit = csv.field_size_limit()
         self._header_pending = has_header
-        self._first_key_pending = True
+        # Only an unanswered first row is suspected: a ticked header is skipped, an answered one is a key.
+        self._first_key_pending = not has_header and not first_row_is_key
+        self._at_end = False  # the stream gave its last line to csv.reader
+        self._stray_count = 0
+        self._stray_examples: list[dict[str, Any]] = []
         self.line = 0  # physical lines read
         self._offset = self._stream.tell()  # end of the last complete record
         self._record_start = 1
@@ -432,6 +518,9 @@ class _Scanner:
         self.broken = False
 
     def blocks(self) -> Iterator[list[str]]:
+        hint = self._stream.separator_hint()
+        if hint:
+            self._separator_hint(hint)
         while not self.broken:
             start = self._stream.tell()
             block = self._stream.block()
@@ -439,7 +528,7 @@ class _Scanner:
             if block is None:  # a line longer than a block: csv.reader reads it, up to the cap
                 valid = self._slow(b"", start)
             elif not block:
-                return
+                break
             else:
                 valid = self._fast(block)
                 if valid is None:
@@ -452,6 +541,64 @@ class _Scanner:
             yield valid
             if self._report.rows_read >= self._next_progress:
                 self._report_progress()
+        if self._stray_count:
+            count = self._stray_count
+            first = self._stray_examples[0]["line"]
+            self._report.warnings.append(
+                {
+                    "kind": "stray_quote",
+                    "message": (
+                        f"{count:,} row{'' if count == 1 else 's'} (the first on line {first:,}) "
+                        f'{"has" if count == 1 else "have"} a quote (") inside a key that is not in quotes. '
+                        "Such a key is kept as written, quote included; if the quote is a mistake, "
+                        "remove it from the file."
+                    ),
+                    "count": count,
+                    "examples": self._stray_examples,
+                }
+            )
+
+    def _separator_hint(self, hint: bytes) -> None:
+        """Excel's `sep=X` line is skipped, never a key, and said: with another separator than a
+        comma, the columns were meant to be split where this file does not split them."""
+        self.line += 1
+        self._offset = self._stream.tell()
+        separator = hint[4:5].decode("utf-8", "surrogateescape")
+        text = "sep=" + separator
+        message = f"Line 1 (“{shown_row(text)}”) is Excel’s list-separator hint, not a key: it was skipped."
+        if separator != ",":
+            message += (
+                f" It says the columns are separated by “{shown_row(separator)}”, but only commas separate "
+                f"columns here: a row such as “a{shown_row(separator)}b” is read as one key."
+            )
+        self._report.warnings.append(
+            {
+                "kind": "separator_line",
+                "message": message,
+                "count": 1,
+                "examples": [{"line": 1, "text": shown_row(text)}],
+            }
+        )
+
+    def _stray_quotes(self, text: str) -> None:
+        """Count the stray quotes of a block in which every line is one record ("\n"-ended) and that
+        starts after line `self.line`; only the examples need a line number."""
+        found = _STRAY_QUOTE.finditer(text)
+        newlines = counted = 0
+        for match in found:
+            start = match.start()
+            newlines += text.count("\n", counted, start)
+            counted = start
+            end = text.find("\n", start)
+            self._stray(self.line + newlines + 1, text[start : end if end >= 0 else len(text)])
+            if len(self._stray_examples) >= WARNING_EXAMPLES:
+                self._stray_count += sum(1 for _ in found)
+                return
+
+    def _stray(self, line: int, text: str) -> None:
+        self._stray_count += 1
+        if len(self._stray_examples) < WARNING_EXAMPLES:
+            self._stray_examples.append({"line": line, "text": shown_row(_without_line_end(text))})
 
     def _report_progress(self) -> None:
         self._next_progress = self._report.rows_read + PROGRESS_ROWS
@@ -475,8 +622,9 @@ class _Scanner:
             return
         if self._first_key_pending:
             self._first_key_pending = False
-            if looks_like_header(key):
+            if looks_like_header(key):  # set aside while the question is open: never counted a member
                 report.header_suspected = key
+                return
         if extra:
             report.extra_columns_rows += 1
         problem = _key_problem(key, self._limits)
@@ -484,6 +632,7 @@ class _Scanner:
             whole = "".join(text) if isinstance(text, list) else text
             row = raw if whole is None else _without_line_end(whole)
             _add_problem(report, self._log, line, f"Line {line} {problem}.", self._limits, row)
+            report.rows_rejected += 1
             return
         if key != raw:
             report.trimmed_keys += 1
@@ -505,9 +654,11 @@ class _Scanner:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         fields: list[int] | None = None  # fields per row, when a row may have more than one
         firsts = _simple_quoted(text) if '"' in text else None
+        stray = False  # whether a quote may stand inside an unquoted key
         if firsts is not None:
             may_be_empty = '""' in text
         elif '"' in text or "," in text:
+            stray = '"' in text
             lines = _split_lines(text)
             try:  # a record open at the end swallows the empty line after the block's; a closed one is []
                 rows = list(csv.reader(chain(lines, ("",))))
@@ -528,6 +679,8 @@ class _Scanner:
             may_be_empty = text.startswith("\n") or "\n\n" in text
         if fields is None and longest > self._field_limit and max(map(len, firsts)) > self._field_limit:
             return None  # csv.reader raises here; the exact path says where
+        if stray:
+            self._stray_quotes(text)
         # Without control characters, an ASCII block can only have spaces to trim.
         may_trim = not is_ascii or " " in text
         keys = list(map(str.strip, firsts)) if may_trim else firsts
@@ -574,7 +727,16 @@ class _Scanner:
         self._new_record()
         try:
             for row in csv.reader(self._lines(first)):
-                self._row(self.line, row[0] if row else "", len(row) > 1, valid, self._record_lines)
+                if self._at_end and self._never_closed():
+                    break
+                raw = row[0] if row else ""
+                lines = self._record_lines
+                if len(lines) > 1 and ("\n" in raw or "\r" in raw) and _has_line_break(raw.strip()):
+                    self._key_over_lines()
+                else:
+                    if '"' in raw and not lines[0].startswith('"'):
+                        self._stray(self._record_start, lines[0])
+                    self._row(self._record_start, raw, len(row) > 1, valid, lines)
                 if self._report.rows_read >= self._next_progress:
                     self._report_progress()
                 if self._offset >= stop:
@@ -605,6 +767,47 @@ class _Scanner:
             self.line += 1
             self._offset += len(raw)
             yield text
+        self._at_end = True  # csv.reader asked for a line past the last: a record it returns now was cut off
+
+    def _never_closed(self) -> bool:
+        """Whether the record the file ended in is inside a quote: then it is a structural problem,
+        reported on the quote's line, and not a row (csv.reader returns it as if it were whole)."""
+        lines = self._record_lines
+        record = "".join(lines)
+        opened = _open_quote(record)
+        if opened < 0:
+            return False
+        line, seen = self._record_start, 0
+        for text in lines:
+            seen += len(text)
+            if seen > opened:
+                break
+            line += 1
+        if line < self.line:
+            span = f": lines {line:,}–{self.line:,} were read as one field"
+        else:
+            span = " (the file ends first)"
+        message = (
+            f'A quote (") opened on line {line:,} is never closed{span}. Nothing after it can be read as '
+            "rows, so the file cannot be sent: close the quote or remove it, then upload the file again."
+        )
+        _add_problem(
+            self._report, self._log, line, message, self._limits, _without_line_end(record), STRUCTURAL
+        )
+        self.broken = True
+        return True
+
+    def _key_over_lines(self) -> None:
+        """A quoted key that runs over line ends: a key cannot hold a line break, and the lines it
+        swallowed may be keys of their own, so no one can say which rows the file holds."""
+        start, end = self._record_start, self.line
+        message = (
+            f'A quote (") opened on line {start:,} is closed only on line {end:,}: lines {start:,}–{end:,} '
+            "were read as one key, and a key cannot hold a line break. If the quote is a mistake, "
+            "remove it; otherwise put each key on its own line."
+        )
+        row = _without_line_end("".join(self._record_lines))
+        _add_problem(self._report, self._log, start, message, self._limits, row, STRUCTURAL)
 
     def _broken(self, error: str, head: bytes | None) -> None:
         """A record csv cannot read, or may not read whole: one problem, and reading stops, because
@@ -628,8 +831,12 @@ class _Scanner:
         else:
             message = f"Line {start} is not valid CSV ({error})."
         row = _without_line_end("".join(lines))
-        _add_problem(self._report, self._log, start, message, self._limits, row)
+        _add_problem(self._report, self._log, start, message, self._limits, row, STRUCTURAL)
         self.broken = True
+
+
+def _has_line_break(key: str) -> bool:
+    return "\n" in key or "\r" in key
 
 
 def _lookalikes(keys: list[str]) -> int:
@@ -822,11 +1029,18 @@ def normalise_csv(
     limits: Limits,
     progress: Callable[[int, int], None] | None = None,
     problems: ProblemLog | None = None,
+    first_row_is_key: bool = False,
 ) -> Report:
-    """Validate `source`; when `out_dir` is given and the file is sound, write its parts there.
+    """Validate `source`; when `out_dir` is given and its valid keys can be sent, write them in parts.
 
-    With problems, no parts are kept: the report lists the first ones with their line numbers, and
-    `problems`, when given, receives every one of them as it is found (closed before returning).
+    A row problem leaves its row out of the parts (`rows_rejected`); a structural problem, or no key at
+    all, leaves no parts (`Report.sendable` is False). The report lists the first problems with their
+    line numbers (a structural one always), and `problems`, when given, receives every one of them as
+    it is found (closed before returning).
+
+    Without `has_header`, a first row that reads as a column title ("email") is set aside, named in
+    `header_suspected` and never counted a member until the person answers; `first_row_is_key` is that
+    answer ("No — it is a key"): the first row is then a key like any other.
     `progress(rows_read, bytes_read)` is called every PROGRESS_ROWS rows or so and at the end, so the
     caller can show it and keep its lease. Whatever is raised (by `progress` too, to cancel), every
     file made here is gone before it propagates.
@@ -843,7 +1057,9 @@ def normalise_csv(
             progress(report.rows_read, size)
 
     try:
-        return _normalise(source, out_dir, size, has_header, limits, progress, problems, report, tell)
+        return _normalise(
+            source, out_dir, size, (has_header, first_row_is_key), limits, progress, problems, report, tell
+        )
     except BaseException:
         if problems is not None:
             problems.discard()
@@ -857,7 +1073,7 @@ def _normalise(
     source: Path,
     out_dir: Path | None,
     size: int,
-    has_header: bool,
+    header: tuple[bool, bool],
     limits: Limits,
     progress: Callable[[int, int], None] | None,
     problems: ProblemLog | None,
@@ -865,12 +1081,12 @@ def _normalise(
     tell: Callable[[], None],
 ) -> Report:
     if size == 0:
-        _add_problem(report, problems, None, "The file is empty.", limits)
+        _add_problem(report, problems, None, "The file is empty.", limits, kind=STRUCTURAL)
         tell()
         return report
     binary = _binary_problem(source)
     if binary:
-        _add_problem(report, problems, 1, binary, limits)
+        _add_problem(report, problems, 1, binary, limits, kind=STRUCTURAL)
         tell()
         return report
     created: list[Path] = []
@@ -881,13 +1097,17 @@ def _normalise(
             try:
                 if out_dir is not None:
                     writers.append(_Parts(out_dir, limits, created, prefix=".unchecked-part-"))
-                for keys in _Scanner(raw, limits, has_header, report, progress, problems).blocks():
+                has_header, first_row_is_key = header
+                scanner = _Scanner(
+                    raw, limits, has_header, report, progress, problems, first_row_is_key=first_row_is_key
+                )
+                for keys in scanner.blocks():
                     if not keys:
                         continue
                     if len(report.sample_keys) < SAMPLE_KEYS:
                         _add_samples(report.sample_keys, keys)
                     duplicates.add(keys)
-                    if writers and report.problem_count == 0:
+                    if writers and not report.structural:  # rows with a problem are already left out
                         writers[0].write(_normalised(keys), len(keys))
                 report.duplicates, bitmap = duplicates.finish()
             finally:
@@ -900,11 +1120,12 @@ def _normalise(
                 None,
                 "The file has no context keys: every row is blank or a header.",
                 limits,
+                kind=STRUCTURAL,
             )
         tell()
         if writers and out_dir is not None:
             unchecked = writers[0].close()
-            if not report.ok:
+            if not report.sendable:
                 for part in unchecked:
                     Path(part.path).unlink()
             elif report.duplicates == 0:
