@@ -86,6 +86,7 @@ def import_steps(
     The page passes what it already loaded (the timeline, the parts, the undo state), so the steps add
     no query to a page that everyone watching an import polls every 2 s. Nothing for an import that was
     never sent: its page has the file check, the draft or the rejection instead."""
+    # Imported here, as status_words does: the presenter imports the models and the undo module.
     from segments_app import import_steps as presenter
 
     if not presenter.shows_steps(record):
