@@ -252,7 +252,9 @@ def record_upload(
                 mode=mode,
                 wait_on_approvals=wait_on_approvals,
                 has_header=has_header,
-                send_when_valid=send,
+                # A replace or a remove is never sent straight from an upload: it waits, as a draft,
+                # for a person to confirm its impact preview.
+                send_when_valid=send and mode not in ImportRecord.DESTRUCTIVE_MODES,
                 status=ImportStatus.VALIDATING,
                 storage_dir=str(upload.path.parent),
                 submission_token=submission_token,

@@ -1,0 +1,220 @@
+"""A replace or a remove is sent only on a confirmed preview that still holds when it is sent (issue #14),
+against a mocked LaunchDarkly: the exact calls made, and none when the members changed."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from segments_app import imports
+from segments_app.imports import preview
+from segments_app.imports.intake import new_upload_path
+from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot, SnapshotStatus
+from tests.factories import ready_snapshot, send_confirmed
+
+pytestmark = pytest.mark.django_db
+
+SEGMENT = "/api/v2/segments/shop/live/vip"
+IMPORTS = f"{SEGMENT}/imports"
+CONTEXTS = f"{SEGMENT}/contexts"
+
+
+def checked(user: Any, content: bytes, *, mode: str = "replace", send: bool = True) -> ImportRecord:
+    """An upload as the upload form records it, checked by one worker step."""
+    path = new_upload_path()
+    path.write_bytes(content)
+    record, _ = imports.record_upload(
+        user=user,
+        project="shop",
+        environment="live",
+        segment="vip",
+        upload=imports.ReceivedFile(path, "keys.csv", len(content), hashlib.sha256(content).hexdigest()),
+        mode=mode,
+        wait_on_approvals=False,
+        has_header=False,
+        send=send,
+    )
+    return imports.advance(record.pk)
+
+
+def step(record: ImportRecord) -> ImportRecord:
+    ImportRecord.objects.filter(pk=record.pk).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1), lease_owner="", lease_until=None
+    )
+    return imports.advance(record.pk)
+
+
+def segment_answer(real_ld: Any, count: int) -> None:
+    real_ld.mock.upsert(
+        "GET",
+        real_ld.url(SEGMENT),
+        json={
+            "key": "vip",
+            "name": "VIP",
+            "tags": [],
+            "creationDate": 1,
+            "unbounded": True,
+            "version": 1,
+            "_links": {},
+            "_unboundedMetadata": {"includedCount": count, "excludedCount": 0},
+            "_flags": [],
+        },
+    )
+
+
+def accept(real_ld: Any) -> None:
+    real_ld.mock.post(real_ld.url(IMPORTS), status=204, headers={"Location": f"{IMPORTS}/imp-1"})
+
+
+@pytest.mark.parametrize("mode", ["replace", "remove"])
+def test_a_destructive_upload_is_never_sent_straight_from_the_form(
+    user: Any, real_ld: Any, mode: str
+) -> None:
+    record = checked(user, b"a\nb\n", mode=mode, send=True)
+    assert record.status == ImportStatus.DRAFT
+    assert record.next_attempt_at > timezone.now() + timedelta(hours=1)  # due again only to expire
+    assert not record.parts.exists()
+    assert not record.send_when_valid
+    assert len(real_ld.mock.calls) == 0
+
+
+def test_a_preview_that_still_holds_is_sent_once(user: Any, real_ld: Any) -> None:
+    segment_answer(real_ld, 2)
+    accept(real_ld)
+    record = send_confirmed(checked(user, b"a\nb\n"), members=b"a\nz\n")
+    assert record.status == ImportStatus.QUEUED
+    assert not record.parts.exists()  # made only once the preview is checked at send
+    record = step(record)
+    assert record.status == ImportStatus.PREPARING
+    (call,) = real_ld.calls_to(IMPORTS)
+    assert call.request.method == "POST"
+    part = record.parts.get()
+    assert (part.number, part.mode, part.status, part.ld_import_id) == (1, "replace", "preparing", "imp-1")
+    # The only other call: the member count before it (the check read the undo copy, no new export).
+    assert [c.request.path_url for c in real_ld.mock.calls] == [SEGMENT, IMPORTS]
+
+
+def test_members_changed_since_the_preview_send_nothing_and_show_the_new_number(
+    user: Any, real_ld: Any, logged_in: Any
+) -> None:
+    record = checked(user, b"a\nb\nc\n", mode="replace")
+    now = b"".join(f"m{n}\n".encode() for n in range(1, 21)) + b"a\n"
+    record = send_confirmed(record, members=b"a\nold\n", members_at_send=now)
+    confirmed = record.confirmed_preview
+    record = step(record)
+    assert len(real_ld.mock.calls) == 0  # nothing at all went to LaunchDarkly
+    assert record.status == ImportStatus.DRAFT
+    assert (record.confirmed_preview, record.undo_snapshot, record.sent_by) == (None, None, None)
+    assert not record.parts.exists()
+    message = record.events.last().message
+    assert message.startswith(
+        "Nothing was sent: the segment changed since you checked. It has 21 members now, "
+    )
+    assert "2 members when you checked" in message
+    assert "(20 joined, 1 left since)" in message
+    # The members read at send are the draft's preview now: 21 members, of which a replace removes 20.
+    impact = preview.state(record)
+    assert impact is not None
+    assert impact.state == "ready"
+    assert impact.members == 21
+    assert impact.removes("replace") == 20
+    assert impact.snapshot_id != confirmed.pk
+    snapshot = MemberSnapshot.objects.get(pk=impact.snapshot_id)
+    assert snapshot.purpose == MemberSnapshot.Purpose.PREVIEW
+
+    page = logged_in.get(f"/imports/{record.pk}/").content.decode()
+    assert "type 20 to confirm" in page
+    assert "It has 21 members now" in page
+    # The old number, on the old preview: refused, nothing sent.
+    old = {"mode": "replace", "preview": str(confirmed.pk), "confirm_removed": "1"}
+    refused = logged_in.post(f"/imports/{record.pk}/send/", old)
+    assert refused.status_code == 400
+    assert "The preview changed since this page was shown" in refused.content.decode()
+    assert ImportRecord.objects.get(pk=record.pk).status == ImportStatus.DRAFT
+    # The old number on the new preview: refused with the new number.
+    wrong = logged_in.post(
+        f"/imports/{record.pk}/send/",
+        {"mode": "replace", "preview": str(snapshot.pk), "confirm_removed": "1"},
+    )
+    assert "A replace removes 20 members: type 20 to confirm" in wrong.content.decode()
+    # The new number on the new preview: sent (queued for the worker's check at send).
+    sent = logged_in.post(
+        f"/imports/{record.pk}/send/",
+        {"mode": "replace", "preview": str(snapshot.pk), "confirm_removed": "20"},
+    )
+    assert sent.status_code == 302
+    record = ImportRecord.objects.get(pk=record.pk)
+    assert (record.status, record.confirmed_preview_id) == (ImportStatus.QUEUED, snapshot.pk)
+    assert len(real_ld.mock.calls) == 0
+
+
+def test_a_queued_replace_with_no_confirmed_preview_is_never_sent(user: Any, real_ld: Any) -> None:
+    """Whatever path queued it (a record from before previews, a bug): the worker sends no replace
+    whose preview nobody confirmed."""
+    record = checked(user, b"a\n", mode="merge", send=False)
+    assert imports.send_draft(record, user, mode="merge", wait_on_approvals=False)
+    ImportRecord.objects.filter(pk=record.pk).update(mode="replace")
+    record.parts.update(mode="replace")
+    record = ImportRecord.objects.get(pk=record.pk)
+    copy = ready_snapshot(record, b"a\nb\n", MemberSnapshot.Purpose.UNDO)
+    ImportRecord.objects.filter(pk=record.pk).update(undo_snapshot=copy)
+    record = step(record)
+    assert record.status == ImportStatus.DRAFT
+    assert record.events.last().message.startswith(
+        "Nothing was sent: a replace or a remove is sent only once"
+    )
+    assert real_ld.calls_to(IMPORTS) == []
+
+
+def test_members_that_could_not_be_read_at_send_send_nothing(user: Any, real_ld: Any) -> None:
+    record = send_confirmed(checked(user, b"a\n", mode="remove"), members=b"a\n")
+    MemberSnapshot.objects.filter(pk=record.undo_snapshot_id).update(
+        status=SnapshotStatus.FAILED, file_path="", error_message="LaunchDarkly refused the export."
+    )
+    record = step(record)
+    assert record.status == ImportStatus.DRAFT
+    assert (
+        "could not be read just before sending (LaunchDarkly refused the export)"
+        in record.events.last().message
+    )
+    assert real_ld.calls_to(CONTEXTS) == []
+    assert real_ld.calls_to(IMPORTS) == []
+    # Its preview is asked for again, so the person can confirm once it shows.
+    assert MemberSnapshot.objects.filter(
+        import_record=record, purpose=MemberSnapshot.Purpose.PREVIEW, status=SnapshotStatus.REQUESTED
+    ).exists()
+
+
+def test_a_remove_whose_members_changed_sends_no_batch(user: Any, real_ld: Any) -> None:
+    record = send_confirmed(
+        checked(user, b"a\nb\n", mode="remove"), members=b"a\nb\n", members_at_send=b"a\n"
+    )
+    record = step(record)
+    assert record.status == ImportStatus.DRAFT
+    assert real_ld.calls_to(CONTEXTS) == []
+    assert preview.state(record).removes("remove") == 1  # of the listed keys, only "a" is a member now
+
+
+def test_a_stale_preview_is_made_again_before_it_can_be_confirmed(
+    user: Any, real_ld: Any, logged_in: Any, settings: Any
+) -> None:
+    settings.IMPORT_PREVIEW_MAX_AGE_MINUTES = 30
+    record = checked(user, b"a\n", mode="replace")
+    from tests.factories import preview_on
+
+    snapshot = preview_on(record, b"a\nb\n")
+    MemberSnapshot.objects.filter(pk=snapshot.pk).update(finished_at=timezone.now() - timedelta(minutes=31))
+    answer = logged_in.post(
+        f"/imports/{record.pk}/send/",
+        {"mode": "replace", "preview": str(snapshot.pk), "confirm_removed": "1"},
+    )
+    assert answer.status_code == 400
+    assert "This preview was made more than 30 minutes ago" in answer.content.decode()
+    assert ImportRecord.objects.get(pk=record.pk).status == ImportStatus.DRAFT
+    newer = MemberSnapshot.objects.filter(import_record=record, purpose="preview").exclude(pk=snapshot.pk)
+    assert newer.get().status == SnapshotStatus.REQUESTED
+    assert len(real_ld.mock.calls) == 0
