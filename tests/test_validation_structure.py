@@ -293,3 +293,56 @@ def test_to_json_keeps_the_new_facts(tmp_path: Path) -> None:
     assert data["header_suspected"] == "email"
     assert "parts" not in data
     assert data["part_sizes"] == [{"keys": 2, "bytes": len(output(report))}]
+
+
+# --- what the report shows ----------------------------------------------------------------------
+
+
+class Record:
+    """What the report partial reads of an import record."""
+
+    pk = 1
+    problems_path = None
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+
+
+def shown(report: Any, status: str = "draft") -> str:
+    from django.template.loader import render_to_string
+
+    html = render_to_string(
+        "segments_app/partials/import_report.html", {"report": report.to_json(), "record": Record(status)}
+    )
+    return " ".join(html.split())
+
+
+def test_the_report_shows_rows_rejected_and_warnings_with_their_lines(tmp_path: Path) -> None:
+    content = b"sep=,\n" + b"".join(b'k%d"x\n' % i for i in range(7)) + b"ok\nbad\tkey\nlong\txx\n"
+    html = shown(run(tmp_path, content))
+    assert "2 rows rejected — left out if you send the valid keys (8)." in html
+    assert "Line 1 (“sep=,”) is Excel’s list-separator hint, not a key: it was skipped." in html
+    assert "7 rows (the first on line 2) have a quote (&quot;) inside a key that is not in quotes." in html
+    assert "<li>Line 2: <code>k0&quot;x</code></li>" in html
+    assert "<li>Line 6: <code>k4&quot;x</code></li>" in html
+    assert "Line 7:" not in html
+    assert "The first 5 of 7 rows are shown." in html
+    assert f"<li>Line 10 {CONTROL}</li>" in html
+    assert "<dt>Rows rejected (left out)</dt><dd>2</dd>" in html
+
+
+def test_the_report_shows_a_structural_problem_and_never_offers_the_valid_keys(tmp_path: Path) -> None:
+    html = shown(run(tmp_path, b"good1\nbad\tkey\n" + b'"bad-open\ngood2\ngood3\n'), status="rejected")
+    assert (
+        "<strong>A quote (&quot;) opened on line 3 is never closed: lines 3–5 were read as one field." in html
+    )
+    assert "2 problems found. Nothing was sent to LaunchDarkly." in html
+    assert "1 row rejected — the file cannot be sent until the problem above is fixed." in html
+    assert "left out if you send" not in html
+    assert html.count("opened on line 3") == 1  # in bold above the list, not again in it
+
+
+def test_the_report_says_a_suspected_header_is_set_aside(tmp_path: Path) -> None:
+    html = shown(run(tmp_path, b"email\na@x.test\n"))
+    assert "<dt>First row set aside</dt><dd><code>email</code> looks like a header" in html
+    assert "<dt>Keys accepted</dt><dd>1</dd>" in html
