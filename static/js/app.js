@@ -103,8 +103,8 @@
   });
 })();
 
-// Upload form: a progress bar while the browser sends the file, the header box pre-set from the
-// file's first row, and the typed confirmation shown only for the modes that remove members.
+// Upload form: a progress bar while the browser sends the file, a hint when the file's first row looks
+// like a header, and the typed confirmation shown only for the modes that remove members.
 (function () {
   "use strict";
   var HEADER_WORDS = ["key", "keys", "id", "ids", "user", "users", "userkey", "user_key", "user-key", "userid",
@@ -124,13 +124,33 @@
     var file = form.querySelector("input[type=file]");
     var header = form.querySelector("[name=has_header]");
     if (file && header && window.FileReader) {
+      // Only a hint: the box is the person's answer, so it is never ticked or unticked for them (a box
+      // ticked behind their back made a real key the header, and Space then unticked it).
+      var hint = document.createElement("small");
+      hint.className = "header-hint";
+      hint.setAttribute("role", "status");
+      hint.hidden = true;
+      (header.closest("div") || header.parentNode).appendChild(hint);
+      var suspected = "";
+      var showHint = function () {
+        hint.textContent = suspected ? "The first row looks like a header (\u201c" + suspected +
+          "\u201d): tick the box if it is one." : "";
+        hint.hidden = !suspected || header.checked;
+      };
+      header.addEventListener("change", showHint);
       file.addEventListener("change", function () {
+        suspected = "";
+        showHint();
         if (!file.files.length) return;
         var reader = new FileReader();
         reader.onload = function () {
-          var first = String(reader.result).replace(/^\uFEFF/, "").split(/\r\n|\r|\n/)[0] || "";
-          var cell = first.split(",")[0].trim().replace(/^"|"$/g, "").trim().toLowerCase();
-          header.checked = HEADER_WORDS.indexOf(cell) !== -1;
+          // The first row that is not blank, as the checker reads it (Excel's "sep=," line is skipped).
+          var rows = String(reader.result).replace(/^\uFEFF/, "").split(/\r\n|\r|\n/);
+          if (/^sep=.$/i.test(rows[0] || "")) rows.shift();
+          var first = rows.filter(function (row) { return row.split(",")[0].trim() !== ""; })[0] || "";
+          var cell = first.split(",")[0].trim().replace(/^"|"$/g, "").trim();
+          suspected = HEADER_WORDS.indexOf(cell.toLowerCase()) !== -1 ? cell : "";
+          showHint();
         };
         reader.readAsText(file.files[0].slice(0, 4096));
       });
