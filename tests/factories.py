@@ -9,7 +9,9 @@ mocked: the snapshots are written as files, as the worker would have.
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from django.utils import timezone
 from segments_app import imports, snapshots
 from segments_app.imports import preview
 from segments_app.imports.compare import compare
+from segments_app.imports.intake import new_upload_path
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot, SnapshotStatus
 
 
@@ -87,3 +90,48 @@ def send_confirmed(
         ImportRecord.objects.filter(pk=record.pk).update(undo_snapshot=undo_copy)
         record.undo_snapshot = undo_copy
     return record
+
+
+def checked(user: Any, content: bytes, *, mode: str = "replace", send: bool = True) -> ImportRecord:
+    """An upload as the upload form records it, checked by one worker step."""
+    path = new_upload_path()
+    path.write_bytes(content)
+    record, _ = imports.record_upload(
+        user=user,
+        project="shop",
+        environment="live",
+        segment="vip",
+        upload=imports.ReceivedFile(path, "keys.csv", len(content), hashlib.sha256(content).hexdigest()),
+        mode=mode,
+        wait_on_approvals=False,
+        has_header=False,
+        send=send,
+    )
+    return imports.advance(record.pk)
+
+
+def step(record: ImportRecord) -> ImportRecord:
+    """One worker step of `record`, due now and free of any lease."""
+    ImportRecord.objects.filter(pk=record.pk).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1), lease_owner="", lease_until=None
+    )
+    return imports.advance(record.pk)
+
+
+def segment_answer(real_ld: Any, count: int) -> None:
+    """LaunchDarkly's answer about the segment shop/live/vip from now on: a big segment of `count`."""
+    real_ld.mock.upsert(
+        "GET",
+        real_ld.url("/api/v2/segments/shop/live/vip"),
+        json={
+            "key": "vip",
+            "name": "VIP",
+            "tags": [],
+            "creationDate": 1,
+            "unbounded": True,
+            "version": 1,
+            "_links": {},
+            "_unboundedMetadata": {"includedCount": count, "excludedCount": 0},
+            "_flags": [],
+        },
+    )

@@ -3,67 +3,23 @@ against a mocked LaunchDarkly: the exact calls made, and none when the members c
 
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
+from requests_toolbelt.multipart.decoder import MultipartDecoder
 
 from segments_app import imports
 from segments_app.imports import preview
-from segments_app.imports.intake import new_upload_path
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot, SnapshotStatus
-from tests.factories import ready_snapshot, send_confirmed
+from tests.factories import checked, ready_snapshot, segment_answer, send_confirmed, step
 
 pytestmark = pytest.mark.django_db
 
 SEGMENT = "/api/v2/segments/shop/live/vip"
 IMPORTS = f"{SEGMENT}/imports"
 CONTEXTS = f"{SEGMENT}/contexts"
-
-
-def checked(user: Any, content: bytes, *, mode: str = "replace", send: bool = True) -> ImportRecord:
-    """An upload as the upload form records it, checked by one worker step."""
-    path = new_upload_path()
-    path.write_bytes(content)
-    record, _ = imports.record_upload(
-        user=user,
-        project="shop",
-        environment="live",
-        segment="vip",
-        upload=imports.ReceivedFile(path, "keys.csv", len(content), hashlib.sha256(content).hexdigest()),
-        mode=mode,
-        wait_on_approvals=False,
-        has_header=False,
-        send=send,
-    )
-    return imports.advance(record.pk)
-
-
-def step(record: ImportRecord) -> ImportRecord:
-    ImportRecord.objects.filter(pk=record.pk).update(
-        next_attempt_at=timezone.now() - timedelta(seconds=1), lease_owner="", lease_until=None
-    )
-    return imports.advance(record.pk)
-
-
-def segment_answer(real_ld: Any, count: int) -> None:
-    real_ld.mock.upsert(
-        "GET",
-        real_ld.url(SEGMENT),
-        json={
-            "key": "vip",
-            "name": "VIP",
-            "tags": [],
-            "creationDate": 1,
-            "unbounded": True,
-            "version": 1,
-            "_links": {},
-            "_unboundedMetadata": {"includedCount": count, "excludedCount": 0},
-            "_flags": [],
-        },
-    )
 
 
 def accept(real_ld: Any) -> None:
@@ -218,3 +174,29 @@ def test_a_stale_preview_is_made_again_before_it_can_be_confirmed(
     newer = MemberSnapshot.objects.filter(import_record=record, purpose="preview").exclude(pk=snapshot.pk)
     assert newer.get().status == SnapshotStatus.REQUESTED
     assert len(real_ld.mock.calls) == 0
+
+
+def test_send_the_valid_rows_sends_exactly_the_valid_keys(user: Any, real_ld: Any, logged_in: Any) -> None:
+    segment_answer(real_ld, 0)
+    accept(real_ld)
+    good = b"".join(f"key-{n}\n".encode() for n in range(1, 9))
+    record = checked(
+        user, good[:24] + b"bad\x01one\n" + good[24:] + b"x" * 600 + b"\n", mode="merge", send=True
+    )
+    # Rows were rejected: a person decides, even after "Check and send".
+    assert record.status == ImportStatus.DRAFT
+    assert (record.report["rows_rejected"], record.key_count) == (2, 8)
+    page = logged_in.get(f"/imports/{record.pk}/").content.decode()
+    assert "Send the 8 valid keys, leave out the 2 rejected rows" in page
+    assert "Upload a corrected file" in page
+    assert f"/imports/{record.pk}/problems.csv" in page  # the rejected rows stay downloadable
+    answer = logged_in.post(f"/imports/{record.pk}/send/", {"mode": "merge", "without_preview": "1"})
+    assert answer.status_code == 302
+    record = step(ImportRecord.objects.get(pk=record.pk))
+    assert record.status == ImportStatus.PREPARING
+    (call,) = real_ld.calls_to(IMPORTS)
+    decoder = MultipartDecoder(call.request.body, call.request.headers["Content-Type"])
+    files = [part.content for part in decoder.parts if b"filename=" in part.headers[b"Content-Disposition"]]
+    assert files == [good]  # exactly the valid keys, in order, and nothing of the rejected rows
+    assert "2 rejected rows left out." in record.events.get(action="sent").message
+    assert logged_in.get(f"/imports/{record.pk}/problems.csv").status_code == 200

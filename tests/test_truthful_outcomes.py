@@ -20,7 +20,10 @@ from django.utils import timezone
 
 from segments_app import imports
 from segments_app.models import ImportEvent, ImportPart, ImportRecord, ImportStatus
-from tests.test_send_check import IMPORTS, SEGMENT, checked, segment_answer, step
+from tests.factories import checked, segment_answer, step
+
+SEGMENT = "/api/v2/segments/shop/live/vip"
+IMPORTS = f"{SEGMENT}/imports"
 
 DEADLINE_SECONDS = 20
 

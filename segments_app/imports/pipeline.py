@@ -127,6 +127,7 @@ def _validate(record: ImportRecord, lease: Lease) -> None:
             storage / UPLOAD_NAME,
             storage,
             has_header=record.has_header,
+            first_row_is_key=record.first_row_is_key,
             limits=limits(),
             progress=progress,
             problems=ProblemLog(storage / ImportRecord.PROBLEMS_NAME, cell=history.neutralise),
@@ -156,7 +157,7 @@ def _checked(record: ImportRecord, report: Report) -> None:
         "rows_read": report.rows_read,
         "bytes_read": record.size_bytes,
     }
-    if not report.ok:
+    if not report.sendable:
         if record.move(
             ImportStatus.REJECTED,
             f"Rejected {name}: {report.problem_count:,} problem{'' if report.problem_count == 1 else 's'} "
@@ -166,11 +167,20 @@ def _checked(record: ImportRecord, report: Report) -> None:
         ):
             _keep_only_problems(record)
         return
-    if record.send_when_valid and not record.is_destructive and not _asks_about_header(record, report):
+    # Only a sound merge that asks nothing goes at once; anything a person should see waits for them.
+    asks = _asks_about_header(record, report) or report.rows_rejected or report.warnings
+    if record.send_when_valid and not record.is_destructive and not asks:
         _queue(record, f"Checked {name}: {_keys_in_parts(report)}, {record.mode}.", **result)
         return
     if _asks_about_header(record, report):
         why = f"the first row (“{report.header_suspected}”) looks like a header; say whether it is one"
+    elif report.rows_rejected:
+        were = "row was" if report.rows_rejected == 1 else "rows were"
+        why = f"{report.rows_rejected:,} {were} rejected; send the valid keys or upload a corrected file"
+    elif report.warnings:
+        why = "the file has warnings to read before sending"
+    elif record.is_destructive:
+        why = "a replace or a remove is sent once you have confirmed its preview"
     else:
         why = "checked only; send it or discard it"
     expires = timezone.now() + timedelta(hours=settings.IMPORT_DRAFT_RETENTION_HOURS)
@@ -306,9 +316,11 @@ def send_draft(
     confirmed = ""
     if destructive and confirmed_preview is not None:
         confirmed = f" Confirmed on the preview of {confirmed_preview.member_count or 0:,} members."
+    rejected = int((record.report or {}).get("rows_rejected") or 0)
+    left_out = f" {rejected:,} rejected row{'' if rejected == 1 else 's'} left out." if rejected else ""
     return _queue(
         record,
-        f"Sent by {who}: {record.key_count:,} keys, {mode}.{confirmed}{unseen}",
+        f"Sent by {who}: {record.key_count:,} keys, {mode}.{left_out}{confirmed}{unseen}",
         source={ImportStatus.DRAFT},
         sent_by=user,
         confirmed_preview=confirmed_preview if destructive else None,
