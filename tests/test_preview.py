@@ -1,5 +1,6 @@
-"""Impact preview on a draft: the snapshot it asks for, the exact numbers it shows, the replace
-confirmation it adds to Send, sending without waiting, and a preview that could not be made."""
+"""Impact preview on a draft: the snapshot it asks for, the exact numbers it shows, the one number a
+replace or a remove asks to type at Send (on the preview the page showed), a merge sent without waiting,
+and a preview that could not be made (a replace or a remove is then refused, and a new one asked for)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ MEMBERS = ["a", "b", "c", "Alice", "<b>x</b>"]
 
 def draft(client: Any, real_ld: Any, mode: str = "replace") -> ImportRecord:
     big_segment(real_ld)
-    post(client, FILE, action="check", mode=mode, confirm_key="vip")
+    post(client, FILE, action="check", mode=mode)
     record = step(ImportRecord.objects.get())
     assert record.status == "draft"
     return record
@@ -59,8 +60,25 @@ def row(html: str, mode: str) -> list[str]:
     return [cell.strip() for cell in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", found.group(1), re.S)]
 
 
+def shown_preview(client: Any, record: ImportRecord) -> str:
+    """The preview id the draft's page puts in its Send form (its hidden `preview` field), "" if none."""
+    html = client.get(f"/imports/{record.pk}/").content.decode()
+    found = re.findall(r'<input type="hidden" name="preview"(?: value="([^"]*)")?', html)
+    assert len(found) == 1, found
+    return found[0]
+
+
 def send(client: Any, record: ImportRecord, **fields: Any) -> Any:
-    return client.post(f"/imports/{record.pk}/send/", {"mode": "replace", "confirm_key": "vip", **fields})
+    """The draft's Send form as the page posts it: Replace, with the preview the page showed."""
+    data = {"mode": "replace", "preview": shown_preview(client, record), **fields}
+    return client.post(f"/imports/{record.pk}/send/", data)
+
+
+def no_send(record: ImportRecord) -> None:
+    record.refresh_from_db()
+    assert record.status == "draft"
+    assert record.confirmed_preview_id is None
+    assert not record.events.filter(action="sent").exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -107,7 +125,12 @@ def test_a_new_draft_asks_for_a_snapshot_and_says_it_is_comparing(logged_in: Any
     assert (snapshot.status, snapshot.segment_key, snapshot.environment_key) == ("requested", "vip", "live")
     html = text(logged_in.get(f"/imports/{record.pk}/"))
     assert "Comparing with the segment's current members…" in html
-    assert "Send to LaunchDarkly without the preview" in html
+    # Only a merge may go without the preview, by its own button, shown for Merge alone.
+    assert (
+        '<span data-modes="merge"><button type="submit" name="without_preview" value="1" class="secondary" '
+        "data-once>Send as Merge without the preview</button></span>" in html
+    )
+    assert 'name="confirm_removed"' not in html  # nothing to type before the number is known
     assert f'hx-get="/imports/{record.pk}/?part=preview"' in html
     # The preview's own poll answers with just its block, still polling, and leaves the form alone.
     fragment = text(logged_in.get(f"/imports/{record.pk}/?part=preview", headers=HTMX))
@@ -134,10 +157,15 @@ def test_the_preview_counts_exactly_and_escapes_its_samples(
     assert row(html, "merge") == ["Merge", "2", "0", "2", "7"]
     assert row(html, "replace") == ["Replace", "2", "3", "2", "4"]
     assert "Comparing with" not in html
-    # Each mode that takes members out asks for its own number, and says which mode it is for.
-    assert "If sent as Replace: type 3 to confirm that 3 members will be removed" in html
-    assert "If sent as Remove: type 2 to confirm that 2 members will leave the segment" in html
+    # One number is asked, in one field; what to type says which mode each number is for.
+    assert "Replace: type 3 to confirm that 3 members will be removed." in html
+    assert "Remove: type 2 to confirm that 2 members will leave the segment." in html
+    assert html.count('name="confirm_removed"') == 1
+    assert 'name="confirm_key"' not in html
+    assert 'name="confirm_leaving"' not in html
+    assert shown_preview(logged_in, record) == str(preview_snapshot(record).pk)
     assert ">Send to LaunchDarkly</button>" in html
+    assert "without the preview" not in html  # the preview is there
     assert f'hx-get="/imports/{record.pk}/?part=preview"' not in html  # done: no more polling
 
 
@@ -148,7 +176,9 @@ def test_the_finished_poll_brings_the_send_form_that_asks_for_the_number(
     members_ready(record, tmp_path)
     fragment = text(logged_in.get(f"/imports/{record.pk}/?part=preview", headers=HTMX))
     assert 'id="draft-send" hx-swap-oob="true"' in fragment
-    assert "If sent as Replace: type 3 to confirm that 3 members will be removed" in fragment
+    assert "Replace: type 3 to confirm that 3 members will be removed." in fragment
+    assert fragment.count('name="confirm_removed"') == 1
+    assert f'<input type="hidden" name="preview" value="{preview_snapshot(record).pk}"' in fragment
     assert 'hx-trigger="every' not in fragment
 
 
@@ -157,21 +187,26 @@ def test_replace_is_refused_without_the_right_number_and_sent_with_it(
 ) -> None:
     record = draft(logged_in, real_ld)
     members_ready(record, tmp_path)
+    replace_says = "A replace removes 3 members: type 3 to confirm, or choose Merge."
     for wrong, said in (
-        ({}, "type 3 to confirm"),
-        ({"confirm_removed": "2"}, "type 3 to confirm"),
-        ({"confirm_removed": "three"}, "Type the number 3 in digits to confirm."),
-        ({"confirm_leaving": "3"}, "type 3 to confirm"),  # typed in Remove's box, not Replace's
+        ({}, replace_says),
+        ({"confirm_removed": "2"}, replace_says),  # Remove's number does not confirm a replace
+        ({"confirm_removed": "three"}, "Type the number of members it removes, in digits."),
+        ({"confirm_key": "vip"}, replace_says),  # the segment key confirms nothing any more
+        ({"mode": "remove", "confirm_removed": "3"}, "A remove takes 2 members out of the segment: type 2"),
     ):
         response = send(logged_in, record, **wrong)
         assert response.status_code == 400, wrong
         assert said in text(response), wrong
-        record.refresh_from_db()
-        assert record.status == "draft"
+        no_send(record)
     response = send(logged_in, record, confirm_removed="3")
     assert response.status_code == 302
     record.refresh_from_db()
-    assert (record.status, record.mode) == ("queued", "replace")
+    assert (record.status, record.mode, record.confirmed_preview_id) == (
+        "queued",
+        "replace",
+        preview_snapshot(record).pk,
+    )
 
 
 def test_a_replace_that_removes_no_one_asks_for_no_number(
@@ -182,14 +217,37 @@ def test_a_replace_that_removes_no_one_asks_for_no_number(
     members_ready(record, tmp_path, members=["a", "b"])  # every member is in the file
     html = text(logged_in.get(f"/imports/{record.pk}/"))
     assert row(html, "replace") == ["Replace", "2", "0", "2", "4"]
-    assert "Type 0" not in html
-    assert 'name="confirm_removed"' not in html
-    # Remove would still take two members out: its number alone is asked, without naming the mode.
-    assert "Type 2 to confirm that 2 members will leave the segment" in html
+    assert "type 0" not in html.lower()
+    assert "Replace: type" not in html
+    # Remove would still take two members out: its number alone is asked, shown for Remove only.
+    assert "Remove: type 2 to confirm that 2 members will leave the segment." in html
+    assert html.count('name="confirm_removed"') == 1
+    assert '<div class="mode-confirm" data-modes="remove ">' in html
     response = send(logged_in, record)
     assert response.status_code == 302, text(response)
     record.refresh_from_db()
     assert (record.status, record.mode) == ("queued", "replace")
+
+
+def test_a_preview_where_no_mode_removes_anyone_asks_for_no_number(
+    logged_in: Any, real_ld: Any, tmp_path: Path
+) -> None:
+    record = draft(logged_in, real_ld, mode="remove")
+    members_ready(record, tmp_path, members=[])  # an empty segment: neither mode takes anyone out
+    html = text(logged_in.get(f"/imports/{record.pk}/"))
+    assert row(html, "replace") == ["Replace", "4", "0", "0", "4"]
+    assert 'name="confirm_removed"' not in html
+    assert "to confirm that" not in html
+    # The preview the page showed still goes with the form: it is what the send is confirmed on.
+    assert shown_preview(logged_in, record) == str(preview_snapshot(record).pk)
+    response = send(logged_in, record, mode="remove")
+    assert response.status_code == 302, text(response)
+    record.refresh_from_db()
+    assert (record.status, record.mode, record.confirmed_preview_id) == (
+        "queued",
+        "remove",
+        preview_snapshot(record).pk,
+    )
 
 
 def test_a_large_number_is_shown_grouped_and_may_be_typed_grouped(
@@ -198,11 +256,11 @@ def test_a_large_number_is_shown_grouped_and_may_be_typed_grouped(
     record = draft(logged_in, real_ld)
     members_ready(record, tmp_path, members=["a", "b", *(f"m-{n}" for n in range(3000))])
     html = text(logged_in.get(f"/imports/{record.pk}/"))
-    assert "If sent as Replace: type 3,000 to confirm that 3,000 members will be removed" in html
+    assert "Replace: type 3,000 to confirm that 3,000 members will be removed." in html
     assert not re.search(r"\b3000\b", html)
     refused = send(logged_in, record, confirm_removed="3.000")
     assert refused.status_code == 400
-    assert "Type the number 3,000 in digits to confirm." in text(refused)
+    assert "Type the number of members it removes, in digits." in text(refused)
     refused = send(logged_in, record, confirm_removed="2,999")
     assert refused.status_code == 400
     assert "A replace removes 3,000 members: type 3,000 to confirm, or choose Merge." in text(refused)
@@ -221,15 +279,26 @@ def test_merge_asks_for_no_number(logged_in: Any, real_ld: Any, tmp_path: Path) 
     assert (record.status, record.mode) == ("queued", "merge")
 
 
-def test_a_person_may_send_without_waiting_for_the_preview(logged_in: Any, real_ld: Any) -> None:
+def test_only_a_merge_may_be_sent_without_waiting_for_the_preview(logged_in: Any, real_ld: Any) -> None:
+    """The old "send without the preview" sent a replace unseen: now a replace or a remove waits for its
+    preview, even with the button's flag, and only a merge goes, by that explicit button."""
     record = draft(logged_in, real_ld)
     assert preview.state(record).running  # still exporting: the number is not known
-    response = send(logged_in, record, without_preview="1")
+    for mode in ("replace", "remove"):
+        refused = send(logged_in, record, mode=mode, without_preview="1", confirm_removed="3")
+        assert refused.status_code == 400, mode
+        assert (
+            f"A {mode} is sent only after you have seen what it removes: wait for the preview, "
+            "then type its number." in text(refused)
+        )
+        no_send(record)
+    assert MemberSnapshot.objects.filter(import_record=record).count() == 1  # the one running goes on
+    response = send(logged_in, record, mode="merge", without_preview="1")
     assert response.status_code == 302
     record.refresh_from_db()
-    assert record.status == "queued"
+    assert (record.status, record.mode, record.confirmed_preview_id) == ("queued", "merge", None)
     sent = record.events.get(action="sent")
-    assert sent.message.endswith("keys, replace. Sent without the impact preview.")
+    assert sent.message.endswith("keys, merge. Sent without the impact preview.")
     # A preview that finishes after the draft was sent changes nothing on it.
     snapshot = preview_snapshot(record)
     snapshot.status = SnapshotStatus.READY
@@ -239,20 +308,34 @@ def test_a_person_may_send_without_waiting_for_the_preview(logged_in: Any, real_
     assert "impact" not in record.report
 
 
-def test_a_failed_snapshot_is_said_and_the_draft_can_still_be_sent(logged_in: Any, real_ld: Any) -> None:
+def test_a_failed_snapshot_is_said_and_the_draft_can_still_be_sent_as_a_merge(
+    logged_in: Any, real_ld: Any
+) -> None:
     record = draft(logged_in, real_ld)
-    MemberSnapshot.objects.filter(pk=preview_snapshot(record).pk).update(
+    failed = preview_snapshot(record)
+    MemberSnapshot.objects.filter(pk=failed.pk).update(
         status=SnapshotStatus.FAILED, error_message="LaunchDarkly could not export the members."
     )
     html = text(logged_in.get(f"/imports/{record.pk}/"))
     assert "No preview could be made. LaunchDarkly could not export the members." in html
-    assert "You can still send the draft without it." in html
-    assert "Send to LaunchDarkly without the preview" in html
+    assert "Send as Merge without the preview" in html
+    assert 'name="confirm_removed"' not in html
     assert "?part=preview" not in html  # nothing left to wait for
-    response = send(logged_in, record, without_preview="1")
+    # A replace is refused, and the preview it needs is asked for again.
+    refused = send(logged_in, record, without_preview="1")
+    assert refused.status_code == 400
+    assert (
+        "A replace is sent only after you have seen what it removes, and there is no preview "
+        "(LaunchDarkly could not export the members). It is being made now" in text(refused)
+    )
+    no_send(record)
+    again = MemberSnapshot.objects.filter(import_record=record, purpose="preview").exclude(pk=failed.pk)
+    assert [snapshot.status for snapshot in again] == ["requested"]
+    assert preview.state(record).running
+    response = send(logged_in, record, mode="merge", without_preview="1")
     assert response.status_code == 302
     record.refresh_from_db()
-    assert record.status == "queued"
+    assert (record.status, record.mode) == ("queued", "merge")
 
 
 def test_a_members_file_that_cannot_be_compared_fails_the_preview_only(
@@ -265,7 +348,8 @@ def test_a_members_file_that_cannot_be_compared_fails_the_preview_only(
     assert record.report["impact"]["state"] == "failed"
     html = text(logged_in.get(f"/imports/{record.pk}/"))
     assert "No preview could be made." in html
-    assert "Send to LaunchDarkly without the preview" in html
+    assert "Send as Merge without the preview" in html
+    assert 'name="confirm_removed"' not in html
 
 
 # --- end to end against the sandbox ----------------------------------------------------------------
@@ -289,7 +373,6 @@ def test_the_preview_of_a_draft_against_the_sandbox(sandbox: str, logged_in: Any
         {
             "file": SimpleUploadedFile("keys.csv", FILE),
             "mode": "replace",
-            "confirm_key": "churn-risk",
             "action": "check",
             "submission_token": uuid.uuid4().hex,
         },
@@ -310,13 +393,11 @@ def test_the_preview_of_a_draft_against_the_sandbox(sandbox: str, logged_in: Any
     assert row(html, "merge") == ["Merge", "2", "0", "2", "7"]
     assert row(html, "replace") == ["Replace", "2", "3", "2", "4"]
     assert "Flags that use this segment:" in html
-    response = logged_in.post(
-        f"/imports/{record.pk}/send/",
-        {"mode": "replace", "confirm_key": "churn-risk", "confirm_removed": "3"},
-    )
-    assert response.status_code == 302
+    assert "Replace: type 3 to confirm that 3 members will be removed." in html
+    response = send(logged_in, record, confirm_removed="3")
+    assert response.status_code == 302, text(response)
     record.refresh_from_db()
-    assert record.status == "queued"
+    assert (record.status, record.confirmed_preview_id) == ("queued", preview_snapshot(record).pk)
 
 
 def test_a_comparison_under_way_shows_its_progress_and_one_cut_short_is_said(
@@ -351,15 +432,21 @@ def test_a_send_while_the_preview_runs_is_refused_unless_chosen_explicitly(
 ) -> None:
     record = draft(logged_in, real_ld)
     assert preview.state(record).running
-    response = send(logged_in, record)  # the plain Send, as from a page loaded before the preview began
+    # The plain Send of a merge, as from a page loaded before the preview began.
+    response = send(logged_in, record, mode="merge")
     assert response.status_code == 400
     assert (
         "The comparison with the segment&#x27;s members is still running: wait for it, "
         "or choose Send without the preview." in response.content.decode()
     )
-    record.refresh_from_db()
-    assert record.status == "draft"
-    assert not record.events.filter(action="sent").exists()
+    no_send(record)
+    # A replace is not sent even with its number guessed: the preview must be seen first.
+    response = send(logged_in, record, confirm_removed="3")
+    assert response.status_code == 400
+    assert "A replace is sent only after you have seen what it removes: wait for the preview" in text(
+        response
+    )
+    no_send(record)
 
 
 def test_a_send_after_the_preview_is_ready_needs_no_flag_and_says_nothing_of_it(
@@ -374,13 +461,29 @@ def test_a_send_after_the_preview_is_ready_needs_no_flag_and_says_nothing_of_it(
     assert "without the impact preview" not in record.events.get(action="sent").message
 
 
-def test_with_the_preview_switched_off_no_snapshot_is_asked_and_send_goes_at_once(
+def test_with_the_preview_switched_off_no_snapshot_is_asked_and_a_merge_goes_at_once(
+    logged_in: Any, real_ld: Any, settings: Any
+) -> None:
+    settings.IMPORT_PREVIEW_ENABLED = False
+    record = draft(logged_in, real_ld, mode="merge")
+    assert not MemberSnapshot.objects.filter(import_record=record).exists()
+    assert preview.state(record) is None
+    assert send(logged_in, record, mode="merge").status_code == 302
+    record.refresh_from_db()
+    assert record.status == "queued"
+    assert not MemberSnapshot.objects.filter(import_record=record).exists()
+
+
+def test_with_the_preview_switched_off_a_replace_still_asks_for_its_preview(
     logged_in: Any, real_ld: Any, settings: Any
 ) -> None:
     settings.IMPORT_PREVIEW_ENABLED = False
     record = draft(logged_in, real_ld)
-    assert not MemberSnapshot.objects.filter(import_record=record).exists()
     assert preview.state(record) is None
-    assert send(logged_in, record).status_code == 302
-    record.refresh_from_db()
-    assert record.status == "queued"
+    refused = send(logged_in, record, confirm_removed="3")
+    assert refused.status_code == 400
+    assert "A replace is sent only after you have seen what it removes, and there is no preview." in text(
+        refused
+    )
+    no_send(record)
+    assert preview_snapshot(record).status == "requested"  # asked for, the setting notwithstanding
