@@ -367,14 +367,18 @@ SNAPSHOT_POLL_SECONDS = env_float("SNAPSHOT_POLL_SECONDS", IMPORT_POLL_SECONDS)
 SNAPSHOT_TIMEOUT_HOURS = env_float("SNAPSHOT_TIMEOUT_HOURS", 24.0)
 # Transient failures (LaunchDarkly unavailable, connection lost) tried again this many times.
 SNAPSHOT_MAX_ATTEMPTS = env_int("SNAPSHOT_MAX_ATTEMPTS", 8)
-# Undo: a replace import always keeps the members as they were before it; with this on, every import does
-# (a merge only adds, but a restore then undoes it too). Each snapshot is one export of the segment.
+# Undo: a replace or remove import always keeps the members as they were before it (that copy is also
+# what its confirmed preview is checked against just before sending); with this on, every merge does too
+# (a merge only adds, but a restore then undoes it). Each snapshot is one export of the segment.
 UNDO_SNAPSHOT_ALL_IMPORTS = env_bool("UNDO_SNAPSHOT_ALL_IMPORTS", False)
-# Off only where LaunchDarkly exports are not available: imports then go at once and cannot be undone.
+# Off: merges never take an undo copy, whatever UNDO_SNAPSHOT_ALL_IMPORTS says (replace and remove still do).
 UNDO_SNAPSHOTS_ENABLED = env_bool("UNDO_SNAPSHOTS_ENABLED", True)
-# Impact preview: each new draft is compared with an export of its segment's members. Off only where
-# LaunchDarkly exports are not available: drafts then show no preview and Send needs no waiting.
+# Impact preview: each new draft is compared with an export of its segment's members. Off, a draft gets
+# a preview only when it is to be sent as a replace or a remove (they are never sent without one).
 IMPORT_PREVIEW_ENABLED = env_bool("IMPORT_PREVIEW_ENABLED", True)
+# A preview older than this is made again, against the members as they are then, before its number may
+# be confirmed.
+IMPORT_PREVIEW_MAX_AGE_MINUTES = env_float("IMPORT_PREVIEW_MAX_AGE_MINUTES", 60.0)
 # Each worker process checks in this often; /healthz calls the workers stale after WORKER_STALE_SECONDS.
 WORKER_CHECKIN_SECONDS = max(0.1, env_float("WORKER_CHECKIN_SECONDS", 5.0))
 WORKER_STALE_SECONDS = env_float("WORKER_STALE_SECONDS", 60.0)

@@ -27,7 +27,7 @@ from segments_app.forms import EarlierFile, HistoryFilterForm, ImportForm, SendD
 from segments_app.imports import preview, undo
 from segments_app.imports.intake import HashingUploadHandler, declared_too_large, too_large_message
 from segments_app.launchdarkly import Environment, Project, Segment
-from segments_app.models import ImportRecord, ImportStatus
+from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot
 from segments_app.views import (
     VARIES_FOR_HTMX,
     HtmxHttpRequest,
@@ -126,7 +126,7 @@ def _import_new(
                 mode=data["mode"],
                 wait_on_approvals=data["wait_on_approvals"],
                 has_header=data["has_header"],
-                send=request.POST.get("action") != "check",
+                send=data["send"],
                 submission_token=data["submission_token"],
             )
             handler.claimed = created
@@ -245,7 +245,7 @@ def _detail_context(
             segment_key=record.segment_key,
             asks_about_header=record.asks_about_header,
             first_row_text=_first_row(record),
-            removes=_removes(impact),
+            impact=impact,
         )
     if send_form is not None:
         _restore_sends_replace(send_form, record)
@@ -273,15 +273,6 @@ def _detail_context(
     }
 
 
-def _removes(impact: preview.Preview | None) -> dict[str, int | None]:
-    """How many members each mode that takes members out would remove, as far as the preview knows:
-    what the Send form asks the person to type."""
-    if impact is None:
-        return {}
-    removal = impact.remove_mode
-    return {"replace": impact.removed_on_replace, "remove": removal.remove if removal else None}
-
-
 @require_GET
 def import_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The import page; to its own htmx poll it answers with just the live part of the page."""
@@ -300,6 +291,13 @@ def import_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render_page_or_fragment(
         request, "segments_app/import_detail.html", "segments_app/partials/import_live.html", context
     )
+
+
+def _confirmed_preview(record: ImportRecord, impact: preview.Preview | None) -> MemberSnapshot | None:
+    """The preview snapshot a person just confirmed (the form checked it is the one the page showed)."""
+    if impact is None or impact.snapshot_id is None:
+        return None
+    return MemberSnapshot.objects.filter(pk=impact.snapshot_id, import_record=record).first()
 
 
 def _offered_modes(record: ImportRecord) -> list[str]:
@@ -340,21 +338,24 @@ def import_send(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         segment_key=record.segment_key,
         asks_about_header=record.asks_about_header,
         first_row_text=_first_row(record),
-        removes=_removes(impact),
-        preview_running=bool(impact and impact.running),
+        impact=impact,
     )
     if not _restore_sends_replace(form, record).is_valid():
+        if form.wants_new_preview:  # a replace or remove with no usable preview: it is made (again) now
+            preview.start(record, asked=True)
         return render(
             request, "segments_app/import_detail.html", _detail_context(request, record, form), status=400
         )
     data = form.cleaned_data
+    destructive = data["mode"] in ImportRecord.DESTRUCTIVE_MODES
     if not imports.send_draft(
         record,
         request.user,
         mode=data["mode"],
         wait_on_approvals=data["wait_on_approvals"],
-        first_row_is_header=data["first_row_is_header"],
+        first_row=data.get("first_row") or "",
         without_preview=bool(data["without_preview"] and impact and impact.state != "ready"),
+        confirmed_preview=_confirmed_preview(record, impact) if destructive else None,
     ):
         messages.info(request, "This draft was already sent or discarded.")
     return _to_import(request, record)

@@ -158,7 +158,8 @@
     var approvals = form.querySelector(".approvals-choice");
     function toggle() {
       var chosen = form.querySelector("[name=mode]:checked");
-      // Boxes asked only in some modes (the typed key: Replace and Remove) say which in data-modes.
+      // What is shown only for some modes (the number to type, the button that sends) says which in
+      // data-modes; without JavaScript everything shows and the server decides by the mode chosen.
       form.querySelectorAll("[data-modes]").forEach(function (box) {
         box.hidden = !(chosen && box.getAttribute("data-modes").split(" ").indexOf(chosen.value) !== -1);
       });
@@ -168,38 +169,6 @@
     form.querySelectorAll("[name=mode]").forEach(function (radio) { radio.addEventListener("change", toggle); });
     toggle();
   }
-
-  // Replace or Remove without the typed key is refused by the server too; saying so before the upload
-  // starts spares sending a large file only to choose it again.
-  document.addEventListener("submit", function (event) {
-    var form = event.target;
-    if (!form.matches || !form.matches("form[data-upload-form]")) return;
-    if (event.submitter && event.submitter.value === "check") return;
-    var chosen = form.querySelector("[name=mode]:checked");
-    var typed = form.querySelector("[name=confirm_key]");
-    if (!chosen || (chosen.value !== "replace" && chosen.value !== "remove") || !typed) return;
-    var key = typed.getAttribute("data-segment-key");
-    if (typed.value.trim() === key) return;
-    event.preventDefault();
-    event.stopPropagation();
-    var message = form.querySelector(".client-error");
-    if (!message) {
-      message = document.createElement("small");
-      message.className = "field-error client-error";
-      message.id = typed.id + "_client_error";
-      message.setAttribute("role", "alert");
-      typed.insertAdjacentElement("afterend", message);
-      // Read with the field's help (and any error from the server), not instead of it.
-      var described = (typed.getAttribute("aria-describedby") || "").split(" ").filter(Boolean);
-      described.push(message.id);
-      typed.setAttribute("aria-describedby", described.join(" "));
-    }
-    message.textContent = "Type \u201c" + key + "\u201d to confirm " + (chosen.value === "replace"
-      ? "that the segment will contain exactly the keys in this file."
-      : "that every key in this file leaves the segment.");
-    typed.setAttribute("aria-invalid", "true");
-    typed.focus();
-  }, true);
 
   function scan() { document.querySelectorAll("form[data-upload-form]").forEach(setUp); }
   document.addEventListener("DOMContentLoaded", scan);
