@@ -324,6 +324,8 @@ def send_draft(
         source={ImportStatus.DRAFT},
         sent_by=user,
         confirmed_preview=confirmed_preview if destructive else None,
+        error_code="",  # what a draft sent back said (the members changed) is answered by this send
+        error_message="",
         actor=user,
         action=ImportEvent.Action.SENT,
         **choices,

@@ -217,6 +217,8 @@ def _back_to_draft(record: ImportRecord, message: str, members: MemberSnapshot |
             message,
             source={ImportStatus.QUEUED},
             report=report,
+            error_code="",
+            error_message=message,  # said at the top of the draft's page until it is sent again
             undo_snapshot=None,
             confirmed_preview=None,
             sent_by=None,
