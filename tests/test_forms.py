@@ -9,12 +9,14 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from segments_app.forms import (
     DESCRIPTION_MAX_LENGTH,
+    PREVIEW_RUNNING,
     DeleteSegmentForm,
     ImportForm,
     SegmentFilterForm,
     SegmentForm,
     SendDraftForm,
 )
+from segments_app.imports.preview import ModeImpact, Preview
 
 VALID = {
     "name": "VIP customers",
@@ -266,7 +268,7 @@ def test_a_draft_send_form_refuses_maybe_too() -> None:
     [
         ({"mode": "delete-everything"}, {"mode": ["Choose Merge, Replace or Remove."]}),
         ({"mode": None}, {"mode": ["Choose Merge, Replace or Remove."]}),
-        ({"action": "send-now"}, {"__all__": ["Choose “Check file” or “Upload”."]}),
+        ({"action": "send-now"}, {"__all__": ["Choose “Check file” or “Check and send”."]}),
     ],
     ids=["unknown mode", "no mode", "unknown action"],
 )
@@ -285,104 +287,181 @@ def test_the_form_s_own_actions_are_accepted(action: str | None) -> None:
 
 
 @pytest.mark.parametrize(
-    ("mode", "typed", "error"),
+    ("mode", "action", "sends"),
     [
-        (
-            "replace",
-            "",
-            'Replace removes every current member that is not in the file. Type "vip" to confirm.',
-        ),
-        (
-            "replace",
-            "vi",
-            'Replace removes every current member that is not in the file. Type "vip" to confirm.',
-        ),
-        ("remove", "", 'Remove takes every key in the file out of the segment. Type "vip" to confirm.'),
-        ("remove", "VIP", 'Remove takes every key in the file out of the segment. Type "vip" to confirm.'),
-        ("remove", " vip ", None),
-        ("replace", "vip", None),
-        ("merge", "", None),
+        ("merge", "upload", True),
+        ("merge", None, True),  # no button named: the form's default, "Check and send"
+        ("merge", "check", False),
+        ("replace", "upload", False),
+        ("replace", None, False),
+        ("replace", "check", False),
+        ("remove", "upload", False),
+        ("remove", "check", False),
     ],
 )
-def test_replace_and_remove_need_the_segment_key_on_upload(mode: str, typed: str, error: str | None) -> None:
-    form = import_form(mode=mode, confirm_key=typed)
-    assert form.is_valid() is (error is None)
-    if error:
-        assert form.errors == {"confirm_key": [error]}
+def test_the_upload_form_sends_only_a_merge(mode: str, action: str | None, sends: bool) -> None:
+    """A replace or a remove is always kept as a draft, whatever the button: it is sent from its
+    preview. Nothing is asked for it on the upload form (no typed key)."""
+    form = import_form(mode=mode, action=action)
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["send"] is sends
 
 
-def test_a_check_sends_nothing_so_it_asks_for_no_key() -> None:
-    assert import_form(mode="remove", action="check").is_valid()
+def test_no_form_asks_for_the_segment_key() -> None:
+    assert "confirm_key" not in ImportForm(segment_key="vip").fields
+    typed = import_form(mode="replace", confirm_key="nope")  # a stale page's key is not looked at
+    assert typed.is_valid(), typed.errors
+    assert "confirm_key" not in typed.cleaned_data
+    assert "confirm_key" not in send_form({}, replace=3, remove=2).fields
 
 
-def test_the_key_field_says_which_modes_need_it() -> None:
-    field = import_form()["confirm_key"]
-    assert field.label == "To replace or remove, type the segment key “vip”"
-    assert field.help_text == (
-        "Replace removes every current member that is not in the file. "
-        "Remove takes every key in the file out of the segment. Merge needs no key."
-    )
+def impact(replace: int, remove: int, *, snapshot_id: int = 7, **changes: Any) -> Preview:
+    """A ready preview whose replace removes `replace` members and whose remove takes out `remove`."""
+    modes = [
+        ModeImpact("merge", "Merge", 1, None, remove, 10),
+        ModeImpact("replace", "Replace", 1, replace, remove, 1 + remove),
+        ModeImpact("remove", "Remove", 0, remove, 9, 9, 1),
+    ]
+    fields: dict[str, Any] = {"members": 9, "modes": modes, "snapshot_id": snapshot_id, **changes}
+    return Preview("ready", **fields)
 
 
-def send_form(data: dict[str, Any], **removes: int | None) -> SendDraftForm:
-    return SendDraftForm(data, segment_key="vip", asks_about_header=False, removes=removes)
+def send_form(data: dict[str, Any], shown: Preview | None = None, **removes: int) -> SendDraftForm:
+    """The draft's Send form; its preview `shown`, or a ready one removing `removes` (snapshot 7)."""
+    if shown is None and removes:
+        shown = impact(removes.get("replace", 0), removes.get("remove", 0))
+    return SendDraftForm(data, segment_key="vip", asks_about_header=False, impact=shown)
 
 
 @pytest.mark.parametrize("typed", ["3,000", "3 000", "3000", "3\u00a0000", "3\u202f000", " 3,000 "])
 def test_a_number_is_accepted_grouped_as_the_page_shows_it(typed: str) -> None:
-    form = send_form({"mode": "replace", "confirm_key": "vip", "confirm_removed": typed}, replace=3000)
+    form = send_form({"mode": "replace", "preview": "7", "confirm_removed": typed}, replace=3000)
     assert form.is_valid(), form.errors
+    assert form.cleaned_data["confirm_removed"] == 3000
 
 
 @pytest.mark.parametrize("typed", ["3.000", "30,00", "3,0000", "3,000,", "three", "-3000", "3e3", "３０００"])
 def test_anything_else_is_not_read_as_the_number(typed: str) -> None:
-    form = send_form({"mode": "replace", "confirm_key": "vip", "confirm_removed": typed}, replace=3000)
-    assert form.errors == {"confirm_removed": ["Type the number 3,000 in digits to confirm."]}
+    form = send_form({"mode": "replace", "preview": "7", "confirm_removed": typed}, replace=3000)
+    assert form.errors == {"confirm_removed": ["Type the number of members it removes, in digits."]}
 
 
-def test_each_mode_checks_its_own_number() -> None:
+def test_each_mode_checks_its_own_number_in_the_one_field() -> None:
     removes = {"replace": 3000, "remove": 1}
-    form = send_form({"mode": "remove", "confirm_key": "vip", "confirm_removed": "3000"}, **removes)
+    form = send_form({"mode": "remove", "preview": "7", "confirm_removed": "3000"}, **removes)
     assert form.errors == {
-        "confirm_leaving": ["A remove takes 1 member out of the segment: type 1 to confirm."]
+        "confirm_removed": ["A remove takes 1 member out of the segment: type 1 to confirm."]
     }
-    form = send_form({"mode": "remove", "confirm_key": "vip", "confirm_leaving": "1"}, **removes)
+    form = send_form({"mode": "remove", "preview": "7", "confirm_removed": "1"}, **removes)
     assert form.is_valid(), form.errors
-    form = send_form({"mode": "replace", "confirm_key": "vip", "confirm_leaving": "1"}, **removes)
+    form = send_form({"mode": "replace", "preview": "7", "confirm_removed": "1"}, **removes)
     assert form.errors == {
         "confirm_removed": ["A replace removes 3,000 members: type 3,000 to confirm, or choose Merge."]
     }
-    form = send_form({"mode": "merge"}, **removes)  # a merge removes no one: no key, no number
+    form = send_form({"mode": "replace", "preview": "7"}, **removes)  # nothing typed
+    assert form.errors == {
+        "confirm_removed": ["A replace removes 3,000 members: type 3,000 to confirm, or choose Merge."]
+    }
+    form = send_form({"mode": "merge"}, **removes)  # a merge removes no one: no number
     assert form.is_valid(), form.errors
 
 
-def test_two_numbers_say_which_mode_each_is_for_and_one_needs_not() -> None:
+def test_one_field_and_what_to_type_says_which_mode_each_number_is_for() -> None:
     both = send_form({}, replace=3000, remove=2)
-    assert [field.label for field in both.count_fields] == [
-        "If sent as Replace: type 3,000 to confirm that 3,000 members will be removed",
-        "If sent as Remove: type 2 to confirm that 2 members will leave the segment",
+    assert [name for name in both.fields if name.startswith("confirm")] == ["confirm_removed"]
+    assert both["confirm_removed"].label == "Type the number of members it removes"
+    assert both.confirmations == [
+        ("replace", "Replace: type 3,000 to confirm that 3,000 members will be removed."),
+        ("remove", "Remove: type 2 to confirm that 2 members will leave the segment."),
     ]
-    one = send_form({}, replace=1, remove=None)
-    assert [field.label for field in one.count_fields] == ["Type 1 to confirm that 1 member will be removed"]
+    assert both.initial["preview"] == "7"  # the page sends back which preview it showed
+    one = send_form({}, replace=1, remove=0)
+    assert one.confirmations == [("replace", "Replace: type 1 to confirm that 1 member will be removed.")]
 
 
 def test_nothing_removed_asks_for_no_number() -> None:
-    form = send_form({"mode": "replace", "confirm_key": "vip"}, replace=0, remove=0)
-    assert form.count_fields == []
+    form = send_form({"mode": "replace", "preview": "7"}, impact(0, 0))
+    assert form.confirmations == []
     assert "confirm_removed" not in form.fields
-    assert "confirm_leaving" not in form.fields
     assert form.is_valid(), form.errors
 
 
 def test_a_form_offering_replace_only_asks_nothing_of_the_other_modes() -> None:
-    form = send_form({"mode": "remove", "confirm_key": "vip"}, replace=2, remove=5)
+    form = send_form({"mode": "remove", "preview": "7"}, replace=2, remove=5)
     form.offer_only(["replace"], "A restore is sent as a replace: choose Replace.")
-    assert form["confirm_key"].label == "To replace, type the segment key “vip”"
-    assert form["confirm_key"].help_text == "Replace removes every current member that is not in the file."
-    assert [field.label for field in form.count_fields] == [
-        "Type 2 to confirm that 2 members will be removed"
-    ]
+    assert form.confirmations == [("replace", "Replace: type 2 to confirm that 2 members will be removed.")]
     assert form.errors == {"mode": ["A restore is sent as a replace: choose Replace."]}
+
+
+@pytest.mark.parametrize("mode", ["replace", "remove"])
+def test_a_replace_or_remove_goes_only_on_the_ready_recent_preview_the_page_showed(
+    mode: str, settings: Any
+) -> None:
+    settings.IMPORT_PREVIEW_MAX_AGE_MINUTES = 60
+    verb = f"A {mode}"
+    typed = {"mode": mode, "preview": "7", "confirm_removed": "3"}
+    # No preview at all, or a failed one: refused, and the view is told to make one.
+    for shown, why in (
+        (None, ""),
+        (Preview("failed", message="LaunchDarkly is down."), " (LaunchDarkly is down)"),
+    ):
+        form = send_form(typed, shown)
+        assert form.errors == {
+            "__all__": [
+                f"{verb} is sent only after you have seen what it removes, and there is no preview{why}. "
+                "It is being made now: check it and send again once it shows."
+            ]
+        }
+        assert form.wants_new_preview
+    # Still running: refused; the one running goes on.
+    form = send_form({**typed, "without_preview": "1"}, Preview("exporting"))
+    assert form.errors == {
+        "__all__": [
+            f"{verb} is sent only after you have seen what it removes: wait for the preview, "
+            "then type its number."
+        ]
+    }
+    assert not form.wants_new_preview
+    # Too old: refused, and made again.
+    form = send_form(typed, impact(3, 3, stale=True))
+    assert form.errors == {
+        "__all__": [
+            "This preview was made more than 60 minutes ago. It is being made again on the members as "
+            "they are now: check it and send again once it shows."
+        ]
+    }
+    assert form.wants_new_preview
+    # Another preview than the one now made (a page left open), or none said: refused.
+    for other in ("6", "", None):
+        form = send_form({**typed, "preview": other}, impact(3, 3))
+        assert form.errors == {
+            "__all__": [
+                "The preview changed since this page was shown: check the new numbers below and type the "
+                "new number to send."
+            ]
+        }, other
+        assert not form.wants_new_preview
+    form = send_form(typed, impact(3, 3))
+    assert form.is_valid(), form.errors
+
+
+def test_a_merge_goes_while_the_preview_runs_only_by_the_explicit_button() -> None:
+    form = send_form({"mode": "merge"}, Preview("comparing"))
+    assert form.errors == {"__all__": [PREVIEW_RUNNING]}
+    form = send_form({"mode": "merge", "without_preview": "1"}, Preview("comparing"))
+    assert form.is_valid(), form.errors
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_the_header_question_answered_needs_no_number_yet(mode: str) -> None:
+    """A replace is checked again with the answer and comes back as a draft to confirm: nothing is sent
+    on this form, so no number is asked yet (the preview of the file with its header is not the one
+    that will be confirmed)."""
+    data = {"mode": mode, "first_row": "header"}
+    form = SendDraftForm(data, segment_key="vip", asks_about_header=True, impact=impact(3, 3))
+    assert form.is_valid(), form.errors
+    unanswered = SendDraftForm({"mode": mode}, segment_key="vip", asks_about_header=True, impact=impact(3, 3))
+    assert unanswered.errors["first_row"] == ["Say whether the first row is a header before sending."]
 
 
 @pytest.mark.parametrize("sandbox", [True, False])
