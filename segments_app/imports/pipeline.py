@@ -368,6 +368,8 @@ def _submit(record: ImportRecord) -> None:
         return  # the members are being saved first, so this import can be undone (imports/undo.py)
     if first and record.is_destructive and not preview.still_true(record):
         return  # nothing sent: the import is a draft again, with the preview of the members as they are
+    if first:
+        undo.say_saved(record)
     counted: dict[str, Any] = {}
     if first:  # what the segment held just before this import changed it (read on each try)
         try:

@@ -79,12 +79,20 @@ def ready_to_send(record: ImportRecord) -> bool:
     if snapshot.status in (SnapshotStatus.REQUESTED, SnapshotStatus.EXPORTING):
         ImportRecord.objects.filter(pk=record.pk).update(**wait)
         return False
-    if snapshot.is_ready:
-        _note_once(record, SAVED.format(count=f"{snapshot.member_count or 0:,}"))
-    elif not record.is_destructive:  # a replace or remove is never sent without it (preview.still_true)
-        reason = snapshot.error_message or "the saved members are gone"
-        _note_once(record, f"{NOT_SAVED} ({reason.rstrip('.')}). It is sent anyway.")
     return True
+
+
+def say_saved(record: ImportRecord) -> None:
+    """On the timeline, once the import is about to go: whether it can be undone. Said only then — a
+    replace or remove whose members changed is a draft again, and its copy of them is its new preview."""
+    if not wants_undo_snapshot(record):
+        return
+    snapshot = MemberSnapshot.objects.filter(pk=record.undo_snapshot_id).first()
+    if snapshot is not None and snapshot.is_ready:
+        _note_once(record, SAVED.format(count=f"{snapshot.member_count or 0:,}"))
+    else:
+        reason = (snapshot.error_message if snapshot is not None else "") or "the saved members are gone"
+        _note_once(record, f"{NOT_SAVED} ({reason.rstrip('.')}). It is sent anyway.")
 
 
 def _note_once(record: ImportRecord, message: str) -> None:
