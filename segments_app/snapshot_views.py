@@ -3,16 +3,19 @@
 Downloading members is reading, so every role that may view segments may do it (the site's middleware
 already refuses people without one). Pages only record the request and read the snapshot; the worker
 takes it (`segments_app/snapshots.py`).
+
+A ready snapshot downloads two ways: raw, the keys exactly as LaunchDarkly stores them (so the file can
+be uploaded back), and spreadsheet-safe, for opening in Excel or Google Sheets. Both are written as they
+are sent (`snapshots.member_csv`), a block at a time.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods
 
 from segments_app import snapshots
@@ -69,7 +72,20 @@ def _members_block(
 def segment_members_download(
     request: HttpRequest, project: str, env: str, segment: str, snapshot: int
 ) -> HttpResponse:
-    """The snapshot's file, streamed, as an attachment named after the segment and the time it was taken."""
+    """The members as LaunchDarkly stores them, streamed, as an attachment named after the segment and
+    the time they were taken."""
+    return _download(project, env, segment, snapshot, spreadsheet_safe=False)
+
+
+@require_GET
+def segment_members_spreadsheet(
+    request: HttpRequest, project: str, env: str, segment: str, snapshot: int
+) -> HttpResponse:
+    """The same members with every key a spreadsheet would run as a formula made text."""
+    return _download(project, env, segment, snapshot, spreadsheet_safe=True)
+
+
+def _download(project: str, env: str, segment: str, snapshot: int, *, spreadsheet_safe: bool) -> HttpResponse:
     found = MemberSnapshot.objects.filter(
         pk=snapshot,
         project_key=project,
@@ -80,15 +96,17 @@ def segment_members_download(
     if found is None:
         raise Http404("These members are no longer available: ask for them again")
     try:
-        # FileResponse streams the file in blocks and closes it when sent.
-        members = Path(found.file_path).open("rb")  # noqa: SIM115
+        # Opened here, not as the download starts, so a file already gone is a 404, not a cut download.
+        source = snapshots.open_members(found)
     except OSError:  # deleted by retention, or never on this machine's disk
         raise Http404("These members are no longer available: ask for them again") from None
-    response = FileResponse(
-        members,
-        as_attachment=True,
-        filename=found.download_name,
+    response = StreamingHttpResponse(
+        snapshots.member_csv(source, spreadsheet_safe=spreadsheet_safe),
         content_type="text/csv; charset=utf-8",
     )
+    name = found.download_name
+    if spreadsheet_safe:
+        name = name.removesuffix(".csv") + "-for-spreadsheets.csv"
+    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=name)
     patch_cache_control(response, private=True, no_store=True)
     return response

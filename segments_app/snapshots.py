@@ -9,6 +9,10 @@ Each download goes to a file of its own holder and is kept only if that holder s
 
 For the impact preview and undo: `iter_member_keys(snapshot)` reads the members of a ready snapshot,
 one key at a time, from `snapshot.file_path` (CSV, the key in the first column).
+
+For "Download members (CSV)": `member_csv` writes them again as CSV of our own, quoted wherever a key
+needs it, either raw (the keys exactly as LaunchDarkly stores them: uploaded back, they are the same
+keys) or spreadsheet-safe (a key a spreadsheet would run as a formula made text, as the history does).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from django.conf import settings
 from django.db import transaction
@@ -29,6 +33,7 @@ from django.utils import timezone
 from segments_app import wakeup
 from segments_app.connection import launchdarkly_client
 from segments_app.error_messages import describe
+from segments_app.history import neutralise
 from segments_app.imports.coordination import Lease, active_pause, claim_first, pause_until
 from segments_app.imports.storage import disk_full
 from segments_app.launchdarkly import LaunchDarklyError, NotFound, RateLimited
@@ -95,10 +100,60 @@ def iter_member_keys(snapshot: MemberSnapshot) -> Iterator[str]:
     """The members of a ready snapshot, one key at a time (the file is never read whole)."""
     if not snapshot.is_ready:
         raise ValueError(f"Snapshot {snapshot.pk} has no file to read")
-    with Path(snapshot.file_path).open(encoding="utf-8", newline="") as source:
-        for row in csv.reader(source):
-            if row and row[0]:
-                yield row[0]
+    with open_members(snapshot) as source:
+        yield from _keys(source)
+
+
+def open_members(snapshot: MemberSnapshot) -> TextIO:
+    """The snapshot's file, open for reading; OSError once retention deleted it (or it has none)."""
+    return Path(snapshot.file_path).open(encoding="utf-8", newline="")
+
+
+def _keys(source: TextIO) -> Iterator[str]:
+    for row in csv.reader(source):
+        if row and row[0]:
+            yield row[0]
+
+
+# --- the members download -------------------------------------------------------------------------------
+
+# The download is sent in blocks of about this many bytes: a key at a time would be a write per key.
+DOWNLOAD_BLOCK_BYTES = 64 * 1024
+
+
+class _Line:
+    """Where csv.writer "writes" a row: it is handed back instead, to be streamed."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def member_csv(source: TextIO, *, spreadsheet_safe: bool = False) -> Iterator[bytes]:
+    """The members in `source` (an open snapshot file) as CSV, one key a line, streamed in blocks: one
+    key at a time is read and written, so memory stays flat however many members there are. Closes
+    `source` when done (or when the response is closed early).
+
+    Raw, every key is written exactly as it is, quoted when it must be, so csv.reader reads back the very
+    same keys — a CR, LF, quote or comma inside, spaces around. csv.writer quotes a cell holding the
+    delimiter, the quote or any character of its line terminator: "\r\n" makes that CR as well as LF (with
+    "\n" alone, a key holding a CR went out bare and read back as two lines). Lines still end in "\n", as
+    the snapshot files do. `spreadsheet_safe` makes a key a spreadsheet would run (= + - @ tab CR first)
+    text, as the history export does: for reading, not for uploading back."""
+    writer = csv.writer(_Line(), lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    block: list[str] = []
+    size = 0
+    try:
+        for key in _keys(source):
+            line = writer.writerow([neutralise(key) if spreadsheet_safe else key])[:-2] + "\n"
+            block.append(line)
+            size += len(line)
+            if size >= DOWNLOAD_BLOCK_BYTES:
+                yield "".join(block).encode("utf-8")
+                block, size = [], 0
+        if block:
+            yield "".join(block).encode("utf-8")
+    finally:
+        source.close()
 
 
 # --- what the worker calls ------------------------------------------------------------------------------

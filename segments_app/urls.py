@@ -19,6 +19,11 @@ urlpatterns = [
         snapshot_views.segment_members_download,
         name="segment_members_download",
     ),
+    path(
+        f"{SEGMENT}members/<int:snapshot>-for-spreadsheets.csv",
+        snapshot_views.segment_members_spreadsheet,
+        name="segment_members_spreadsheet",
+    ),
     path(f"{SEGMENT}lookup/", lookup_views.lookup_keys, name="lookup_keys"),
     path(f"{SEGMENT}lookup/<str:token>.csv", lookup_views.lookup_download, name="lookup_download"),
     path("imports/", import_views.import_history, name="import_history"),
