@@ -19,7 +19,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from segments_app import imports
-from segments_app.models import ImportEvent, ImportPart, ImportRecord
+from segments_app.models import ImportEvent, ImportPart, ImportRecord, MemberSnapshot
+from tests.factories import preview_on, ready_snapshot
 from tests.launchdarkly_answers import big_segment_json
 from tests.test_imports import multipart
 
@@ -60,11 +61,20 @@ def import_posts(real_ld: Any) -> list[Any]:
 def test_upload_form_fields_and_labels(logged_in: Any, real_ld: Any) -> None:
     big_segment(real_ld)
     html = text(logged_in.get(FORM))
-    for field in ("id_file", "id_confirm_key", "id_wait_on_approvals", "id_has_header"):
+    for field in ("id_file", "id_wait_on_approvals", "id_has_header"):
         assert f'<label for="{field}">' in html
     assert 'id="id_mode_0"' in html
-    assert 'value="check"' in html
-    assert 'value="upload"' in html
+    assert "confirm_key" not in html  # the segment key is never asked
+    assert (
+        '<button type="submit" name="action" value="check" class="secondary">Check file — nothing is sent</button>'
+        in html
+    )
+    # The button that sends is shown for Merge alone: a replace or a remove is always kept as a draft.
+    assert (
+        '<span data-modes="merge"><button type="submit" name="action" value="upload">'
+        "Check and send to LaunchDarkly</button></span>" in html
+    )
+    assert html.count('name="action"') == 2
     assert '<progress id="upload-progress"' in html
     assert 'hx-encoding="multipart/form-data"' in html
 
@@ -141,19 +151,31 @@ def test_check_then_send_sends_the_stored_file_once(logged_in: Any, real_ld: Any
     )
     post(logged_in, b"k1\nk2\n", action="check")
     record = step(ImportRecord.objects.get())
+    shown = preview_on(record, b"k1\nold\n")  # a replace removes "old"
     response = logged_in.post(
-        f"/imports/{record.pk}/send/", {"mode": "replace", "confirm_key": "vip", "wait_on_approvals": "on"}
+        f"/imports/{record.pk}/send/",
+        {"mode": "replace", "preview": str(shown.pk), "confirm_removed": "1", "wait_on_approvals": "on"},
     )
-    assert response.status_code == 302
+    assert response.status_code == 302, text(response)
     record.refresh_from_db()
-    assert (record.status, record.mode, record.sent_by, record.wait_on_approvals) == (
+    assert (
+        record.status,
+        record.mode,
+        record.sent_by,
+        record.wait_on_approvals,
+        record.confirmed_preview,
+    ) == (
         "queued",
         "replace",
         user,
         True,
+        shown,
     )
     assert not (Path(record.storage_dir) / "upload.csv").exists()  # only the parts are kept
     assert import_posts(real_ld) == []  # the worker sends it, not the page
+    # Just before sending, the worker's undo copy holds the members the preview was confirmed on.
+    undo_copy = ready_snapshot(record, b"k1\nold\n", MemberSnapshot.Purpose.UNDO)
+    ImportRecord.objects.filter(pk=record.pk).update(undo_snapshot=undo_copy)
     record = step(record)
     (call,) = import_posts(real_ld)
     assert multipart(call) == {
@@ -168,15 +190,21 @@ def test_check_then_send_sends_the_stored_file_once(logged_in: Any, real_ld: Any
     assert len(import_posts(real_ld)) == 1
 
 
-def test_a_draft_replace_needs_the_typed_key(logged_in: Any, real_ld: Any) -> None:
+def test_a_draft_replace_needs_the_typed_number_not_the_key(logged_in: Any, real_ld: Any) -> None:
     big_segment(real_ld)
     post(logged_in, b"k1\n", action="check")
     record = step(ImportRecord.objects.get())
-    response = logged_in.post(f"/imports/{record.pk}/send/", {"mode": "replace", "confirm_key": "nope"})
-    assert response.status_code == 400
-    assert 'Type "vip" to confirm.' in text(response)
-    record.refresh_from_db()
-    assert record.status == "draft"
+    shown = preview_on(record, b"k1\nm-1\nm-2\n")
+    for typed in ({"confirm_key": "vip"}, {"confirm_removed": "3"}):
+        response = logged_in.post(
+            f"/imports/{record.pk}/send/", {"mode": "replace", "preview": str(shown.pk), **typed}
+        )
+        assert response.status_code == 400, typed
+        assert "A replace removes 2 members: type 2 to confirm, or choose Merge." in text(response)
+        record.refresh_from_db()
+        assert record.status == "draft"
+        assert not record.events.filter(action="sent").exists()
+    assert import_posts(real_ld) == []
 
 
 def test_discard_deletes_the_draft_and_its_files(
@@ -229,7 +257,9 @@ def test_a_first_row_said_to_be_a_key_is_sent(logged_in: Any, real_ld: Any) -> N
     post(logged_in, b"id\nx\n")
     record = step(ImportRecord.objects.get())
     logged_in.post(f"/imports/{record.pk}/send/", {"mode": "merge", "first_row": "key"})
-    step(ImportRecord.objects.get())
+    record = step(ImportRecord.objects.get())  # checked again with the first row as a key
+    assert (record.status, record.key_count) == ("queued", 2)
+    step(record)
     (call,) = import_posts(real_ld)
     assert multipart(call)["file"] == b"id\nx\n"
 
@@ -245,17 +275,25 @@ def test_two_identical_posts_make_one_import(logged_in: Any, real_ld: Any, setti
     assert len(storage_folders(settings)) == len(before) + 1  # the second copy was not kept
 
 
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"bad\xff\nworse\xfe\n", "Line 1 is not valid UTF-8 text"),  # no valid row left to send
+        (b'ok\n"bad\nmore\n', 'A quote (") opened on line 2 is never closed'),  # nothing after it is read
+    ],
+    ids=["no valid row", "unclosed quote"],
+)
 def test_an_invalid_file_never_reaches_launchdarkly_and_leaves_nothing(
-    logged_in: Any, real_ld: Any, settings: Any
+    logged_in: Any, real_ld: Any, settings: Any, content: bytes, said: str
 ) -> None:
     big_segment(real_ld)
     before = storage_folders(settings)
-    post(logged_in, b"ok\nbad\xff\n")
+    post(logged_in, content)
     record = step(ImportRecord.objects.get())
     assert record.status == "rejected"
     html = text(logged_in.get(f"/imports/{record.pk}/"))
     assert "The file has problems" in html
-    assert "Line 2 is not valid UTF-8 text" in html
+    assert said in html
     assert "Nothing was sent to LaunchDarkly." in html
     assert import_posts(real_ld) == []
     assert only_problems_left(settings, before, record)
@@ -263,9 +301,10 @@ def test_an_invalid_file_never_reaches_launchdarkly_and_leaves_nothing(
 
 def test_a_rejected_import_shows_no_keys_as_its_keys(logged_in: Any, real_ld: Any) -> None:
     """The checker accepted line 1 before it refused the file: a "1" beside "Rejected" read as if a key
-    had been imported. Nothing was sent, and the Keys cells say so."""
+    had been imported. Nothing was sent, and the Keys cells say so. (A bad row alone no longer rejects
+    a file: an unclosed quote, after which nothing can be read, does.)"""
     big_segment(real_ld)
-    post(logged_in, b"ok\nbad\xff\n")
+    post(logged_in, b'ok\n"bad\nmore\n')
     record = step(ImportRecord.objects.get())
     assert (record.status, record.key_count) == ("rejected", 1)
     page = text(logged_in.get(f"/imports/{record.pk}/"))
@@ -314,13 +353,17 @@ def test_htmx_upload_answers_with_a_client_redirect(logged_in: Any, real_ld: Any
     assert response["HX-Redirect"] == f"/imports/{ImportRecord.objects.get().pk}/"
 
 
-def test_replace_needs_the_typed_segment_key(logged_in: Any, real_ld: Any, settings: Any) -> None:
+def test_a_replace_upload_asks_no_key_and_is_kept_as_a_draft(logged_in: Any, real_ld: Any) -> None:
+    """The typed key is gone: "Check and send" in Replace mode takes the file, checks it and keeps it
+    as a draft to be sent from its preview. Nothing reaches LaunchDarkly's imports."""
     big_segment(real_ld)
-    before = storage_folders(settings)
-    html = text(post(logged_in, b"k\n", mode="replace", confirm_key="vi"))
-    assert 'Replace removes every current member that is not in the file. Type "vip" to confirm.' in html
-    assert ImportRecord.objects.count() == 0
-    assert storage_folders(settings) == before
+    response = post(logged_in, b"k\n", mode="replace", confirm_key="vi")
+    record = ImportRecord.objects.get()
+    assert response["Location"] == f"/imports/{record.pk}/"
+    assert (record.mode, record.send_when_valid) == ("replace", False)
+    record = step(record)
+    assert record.status == "draft"
+    assert import_posts(real_ld) == []
 
 
 def test_too_large_an_upload_is_refused_with_a_clear_message(
