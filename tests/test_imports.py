@@ -15,6 +15,7 @@ from requests_toolbelt.multipart.decoder import MultipartDecoder
 from segments_app import imports
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import ImportEvent, ImportPart, ImportRecord, ImportStatus, UpstreamPause
+from tests.factories import send_confirmed
 
 pytestmark = pytest.mark.django_db
 
@@ -109,13 +110,42 @@ def statuses(record: ImportRecord) -> list[str]:
 def test_record_parts_and_event_are_saved_before_any_call(user: Any, tmp_path: Path, real_ld: Any) -> None:
     record = new_import(user, tmp_path, b"\xef\xbb\xbfa\r\nb\r\na\r\n", mode="replace")
     assert len(real_ld.mock.calls) == 0
-    assert (record.status, record.key_count, record.part_count, record.mode) == ("queued", 2, 1, "replace")
+    # A replace is never sent straight from an upload: a draft, sent once its preview is confirmed.
+    assert (record.status, record.key_count, record.part_count, record.mode) == ("draft", 2, 1, "replace")
     assert record.sha256 == hashlib.sha256(b"\xef\xbb\xbfa\r\nb\r\na\r\n").hexdigest()
     assert record.report["duplicates"] == 1
-    part = record.parts.get()
-    assert (part.number, part.mode, part.key_count) == (1, "replace", 2)
-    assert Path(part.file_path).read_bytes() == b"a\nb\n"
-    assert statuses(record) == ["validating", "queued"]
+    record = send_confirmed(record, members=b"a\nz\n")
+    assert len(real_ld.mock.calls) == 0
+    assert record.status == "queued"
+    assert not record.parts.exists()  # a replace's parts are made once its preview is checked at send
+    # What the database holds at the moment LaunchDarkly receives the part.
+    seen: list[tuple[Any, ...]] = []
+
+    def start_import(request: Any) -> tuple[int, dict[str, str], str]:
+        part = ImportPart.objects.get(record=record)
+        seen.append(
+            (
+                ImportRecord.objects.get(pk=record.pk).status,
+                (part.number, part.mode, part.key_count, part.status),
+                Path(part.file_path).read_bytes(),
+                statuses(record),
+            )
+        )
+        return 204, {"Location": f"{IMPORTS}/imp-1"}, ""
+
+    real_ld.mock.add_callback("POST", real_ld.url(IMPORTS), callback=start_import)
+    record = imports.advance(record.pk)
+    assert seen == [
+        (
+            "submitting",
+            (1, "replace", 2, "submitting"),
+            b"a\nb\n",
+            ["validating", "draft", "queued", "queued", "submitting"],
+        )
+    ]
+    assert record.status == "preparing"
+    saved = record.events.order_by("pk")[3]
+    assert saved.message == "Saved the segment's 2 members as they were before this import: it can be undone."
 
 
 def test_an_invalid_file_is_recorded_rejected_and_never_sent(user: Any, tmp_path: Path, real_ld: Any) -> None:
@@ -134,7 +164,7 @@ def test_an_invalid_file_is_recorded_rejected_and_never_sent(user: Any, tmp_path
 def test_submit_sends_the_exact_multipart_request(user: Any, tmp_path: Path, real_ld: Any) -> None:
     accept(real_ld)
     record = new_import(user, tmp_path, b"key-1, x\n key-2\nkey-1\n", mode="replace", wait=True)
-    record = imports.advance(record.pk)
+    record = imports.advance(send_confirmed(record, members=b"key-1\nold\n").pk)
     (call,) = real_ld.calls_to(IMPORTS)  # the member count read before it: tests/test_outcomes.py
     assert call.request.method == "POST"
     assert call.request.url == real_ld.url(IMPORTS)
@@ -151,7 +181,8 @@ def test_submit_sends_the_exact_multipart_request(user: Any, tmp_path: Path, rea
     part = record.parts.get()
     assert (part.ld_import_id, part.status) == ("imp-1", "preparing")
     assert part.ld_location == "/api/v2/segments/shop/live/vip/imports/imp-1"
-    assert statuses(record) == ["validating", "queued", "submitting", "preparing"]
+    # validating → draft → sent (queued) → the undo copy is noted (queued) → submitting → preparing
+    assert statuses(record) == ["validating", "draft", "queued", "queued", "submitting", "preparing"]
 
 
 def test_status_is_refreshed_at_most_once_per_interval_then_completes(
@@ -218,13 +249,16 @@ def test_large_list_is_sent_in_parts_strictly_in_turn_and_a_409_delays_without_l
 ) -> None:
     settings.IMPORT_PART_MAX_KEYS = 2
     record = new_import(user, tmp_path, b"a\nb\nc\nd\ne\n", mode="replace")
-    assert [(p.number, p.mode, p.key_count) for p in record.parts.all()] == [
+    assert record.part_count == 3
+    record = send_confirmed(record, members=b"a\nz\n")
+    accept(real_ld, "imp-1")
+    record = imports.advance(record.pk)
+    # The parts are made once the preview is checked, just before the first goes.
+    assert [(p.number, p.mode, p.key_count) for p in record.parts.order_by("number")] == [
         (1, "replace", 2),
         (2, "merge", 2),
         (3, "merge", 1),
     ]
-    accept(real_ld, "imp-1")
-    record = imports.advance(record.pk)
     ld_status(real_ld, "in_progress", "imp-1")
     due(record)
     imports.advance(record.pk)
