@@ -313,13 +313,20 @@ def test_the_upload_form_posts_without_javascript_and_htmx_replaces_only_the_for
     assert f'hx-post="{UPLOAD}"' in form
     assert 'hx-target="this" hx-swap="outerHTML"' in form
     assert "hx-select" not in form
-    wrong = {"mode": "replace", "confirm_key": "nope", "action": "upload", "submission_token": "t" * 32}
+    # A value no browser sends for the tick box: the form comes back to correct (no key is asked any more).
+    wrong = {
+        "mode": "replace",
+        "wait_on_approvals": "maybe",
+        "action": "upload",
+        "submission_token": "t" * 32,
+    }
 
     # Without JavaScript: a plain POST, and the whole page answers with the form to correct.
     plain = logged_in.post(UPLOAD, {**wrong, "file": SimpleUploadedFile("k.csv", b"k\n")})
     assert plain.status_code == 200
     assert text(plain).startswith("<!doctype html>")
-    assert_labelled_and_described(text(plain), {"id_confirm_key"})
+    assert_labelled_and_described(text(plain), {"id_wait_on_approvals"})
+    assert "confirm_key" not in text(plain)
 
     # With htmx: only the form comes back, to replace the form.
     fragment = logged_in.post(UPLOAD, {**wrong, "file": SimpleUploadedFile("k.csv", b"k\n")}, headers=HTMX)
@@ -328,8 +335,8 @@ def test_the_upload_form_posts_without_javascript_and_htmx_replaces_only_the_for
     assert html.lstrip().startswith('<form id="upload-form"')
     assert "<main" not in html
     assert "HX-Request" in fragment["Vary"]
-    page = assert_labelled_and_described(html, {"id_confirm_key"})
-    assert 'Type "vip" to confirm.' in page.texts["id_confirm_key_error"]
+    page = assert_labelled_and_described(html, {"id_wait_on_approvals"})
+    assert "Tick the box or leave it empty; “maybe” is neither." in page.texts["id_wait_on_approvals_error"]
     assert ImportRecord.objects.count() == 0
 
 
