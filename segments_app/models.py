@@ -624,6 +624,25 @@ class ImportPart(AuditRecord):
     def __str__(self) -> str:
         return f"Part {self.number} of import {self.record_id}"
 
+    @classmethod
+    def lay_out(cls, record: ImportRecord, parts: list[ImportPart]) -> list[ImportPart]:
+        """Save the parts `record` will send. A draft sent again (its members changed while its first
+        part waited after a 409) already has parts that never reached LaunchDarkly: they are rewritten
+        in place, numbers kept, and any left over say "Not sent"."""
+        existing = {part.number: part for part in cls.objects.filter(record=record)}
+        if any(part.status not in (ImportStatus.QUEUED, ImportStatus.NOT_SENT) for part in existing.values()):
+            raise ValueError(f"Import {record.pk} has parts that were sent: they are never laid out again")
+        fresh = [part for part in parts if part.number not in existing]
+        for part in parts:
+            if part.number in existing:
+                part.pk = existing[part.number].pk
+                part.status = ImportStatus.QUEUED
+                part.save(update_fields=["key_count", "size_bytes", "mode", "file_path", "status"])
+        cls.objects.bulk_create(fresh)
+        numbers = {part.number for part in parts}
+        cls.objects.filter(record=record).exclude(number__in=numbers).update(status=ImportStatus.NOT_SENT)
+        return parts
+
     def set(self, status: str, **fields: Any) -> None:
         """The part's own status; its record's transition writes the timeline event."""
         self.status = status

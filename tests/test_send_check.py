@@ -200,3 +200,46 @@ def test_send_the_valid_rows_sends_exactly_the_valid_keys(user: Any, real_ld: An
     assert files == [good]  # exactly the valid keys, in order, and nothing of the rejected rows
     assert "2 rejected rows left out." in record.events.get(action="sent").message
     assert logged_in.get(f"/imports/{record.pk}/problems.csv").status_code == 200
+
+
+def test_a_first_part_sent_again_after_a_409_reads_and_checks_the_members_again(
+    user: Any, real_ld: Any
+) -> None:
+    segment_answer(real_ld, 2)
+    real_ld.mock.post(
+        real_ld.url(IMPORTS), status=409, json={"code": "conflict", "message": "an import is running"}
+    )
+    record = send_confirmed(checked(user, b"a\nb\n"), members=b"a\nz\n")
+    first_copy = record.undo_snapshot_id
+    record = step(record)
+    assert record.status == ImportStatus.QUEUED
+    assert record.undo_snapshot_id is None  # the next try saves and checks the members again
+    assert record.events.last().message.endswith("read and checked against the preview again first.")
+    # Meanwhile the segment changed: the next try sends nothing and the import is a draft again.
+    copy = ready_snapshot(record, b"a\nz\nnew\n", MemberSnapshot.Purpose.UNDO)
+    ImportRecord.objects.filter(pk=record.pk).update(undo_snapshot=copy)
+    record = step(record)
+    assert record.status == ImportStatus.DRAFT
+    assert copy.pk != first_copy
+    assert len(real_ld.calls_to(IMPORTS)) == 1
+
+
+def test_a_draft_sent_back_after_a_409_can_be_sent_again_in_another_mode(user: Any, real_ld: Any) -> None:
+    """Its parts never reached LaunchDarkly: sent again, they are laid out anew, numbers kept."""
+    segment_answer(real_ld, 2)
+    real_ld.mock.post(
+        real_ld.url(IMPORTS), status=409, json={"code": "conflict", "message": "an import is running"}
+    )
+    record = step(send_confirmed(checked(user, b"a\nb\n"), members=b"a\nz\n"))
+    copy = ready_snapshot(record, b"a\nz\nnew\n", MemberSnapshot.Purpose.UNDO)
+    ImportRecord.objects.filter(pk=record.pk).update(undo_snapshot=copy)
+    record = step(record)
+    assert record.status == ImportStatus.DRAFT
+    assert list(record.parts.values_list("number", "mode", "status")) == [(1, "replace", "queued")]
+    real_ld.mock.replace("POST", real_ld.url(IMPORTS), status=204, headers={"Location": f"{IMPORTS}/imp-2"})
+    assert imports.send_draft(record, user, mode="merge", wait_on_approvals=False)
+    record = step(ImportRecord.objects.get(pk=record.pk))
+    assert record.status == ImportStatus.PREPARING
+    assert list(record.parts.values_list("number", "mode", "status", "ld_import_id")) == [
+        (1, "merge", "preparing", "imp-2")
+    ]

@@ -261,7 +261,7 @@ def _make_parts(record: ImportRecord, report: dict[str, Any]) -> list[ImportPart
         )
         for number, size in enumerate(report.get("part_sizes", []), start=1)
     ]
-    return ImportPart.objects.bulk_create(parts)
+    return ImportPart.lay_out(record, parts)
 
 
 @wakeup.wakes_workers
@@ -358,12 +358,13 @@ def _submit(record: ImportRecord) -> None:
             ImportRecord.objects.filter(pk=record.pk).update(**fields)
         return
     removing = record.mode == ImportRecord.Mode.REMOVE  # queued only until its batches are cut
-    first = not record.parts_done and not record.parts.exists()  # a replace's parts come after its check
     part = record.parts.filter(status=ImportStatus.QUEUED).order_by("number").first()
-    if part is None and not first:
+    # A replace's or a remove's parts are laid out only after its check at send; any other import
+    # with no part left to send is settled from what its parts say.
+    if part is None and (record.parts.exists() or not record.is_destructive):
         _settle_from_parts(record)
         return
-    first = first or part.number == 1
+    first = part is None or (part.number == 1 and not record.parts_done)
     if first and not undo.ready_to_send(record):
         return  # the members are being saved first, so this import can be undone (imports/undo.py)
     if first and record.is_destructive and not preview.still_true(record):
@@ -386,7 +387,7 @@ def _submit(record: ImportRecord) -> None:
         seconds=settings.LD_CONNECT_TIMEOUT + settings.LD_UPLOAD_TIMEOUT + SUBMIT_MARGIN_SECONDS
     )
     with transaction.atomic():
-        if part is None:  # a replace whose preview still holds: its parts are made now
+        if first and record.is_destructive:  # its preview still holds: its parts are laid out now
             part = _make_parts(record, record.report)[0]
         moved = record.move(
             ImportStatus.SUBMITTING,
@@ -488,6 +489,10 @@ def _answered(
         message = f"{message} (The answer came after the upload had been reported as interrupted.)"
     if status not in FINAL_STATUSES:
         fields.setdefault("finished_at", None)
+    if status == ImportStatus.QUEUED and part.number == 1 and record.is_destructive:
+        # Sent again later: the members may change meanwhile, so they are read and checked again then.
+        fields["undo_snapshot"] = None
+        message = f"{message} The members will be read and checked against the preview again first."
     return record.move(
         status,
         message,

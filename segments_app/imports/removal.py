@@ -105,7 +105,7 @@ def start(record: ImportRecord, finish: Finish, **counted: Any) -> None:
             **counted,
         ):
             return
-        ImportPart.objects.bulk_create(parts)
+        ImportPart.lay_out(record, parts)
     for part_file in files:
         part_file.unlink(missing_ok=True)
     send_next(record, finish)
