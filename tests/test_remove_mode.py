@@ -16,6 +16,7 @@ from segments_app import imports
 from segments_app.forms import SendChoicesForm
 from segments_app.imports import pipeline
 from segments_app.models import ImportPart, ImportRecord, ImportStatus, UpstreamPause
+from tests.factories import preview_on, send_confirmed
 from tests.test_imports import new_import, received
 
 pytestmark = pytest.mark.django_db
@@ -41,6 +42,14 @@ def run(record_id: int, steps: int = 20) -> ImportRecord:
         due(record_id)
         record = imports.advance(record_id)
     return record
+
+
+def remove_sent(user: Any, tmp_path: Path, content: bytes, **kwargs: Any) -> ImportRecord:
+    """A remove of `content`'s keys, checked (a draft), then sent on a preview of members that hold every
+    listed key and one more, which still holds when it goes."""
+    record = new_import(user, tmp_path, content, mode="remove", **kwargs)
+    assert record.status == ImportStatus.DRAFT  # a remove is never sent straight from an upload
+    return send_confirmed(record, members=content + b"kept\n")
 
 
 def sent_batches(real_ld: Any) -> list[list[str]]:
@@ -71,7 +80,8 @@ def test_each_batch_is_one_exact_included_remove_post(
     user: Any, tmp_path: Path, real_ld: Any, small_batches: None
 ) -> None:
     answer(real_ld, 204)
-    record = new_import(user, tmp_path, b"a\nb\nc\nd\ne\n", mode="remove", wait=True)
+    record = remove_sent(user, tmp_path, b"a\nb\nc\nd\ne\n", wait=True)
+    assert record.status == ImportStatus.QUEUED
     assert not record.wait_on_approvals  # context-target updates do not go through approvals
     assert not record.parts.exists()  # batches are cut by the worker when the import's turn comes
     record = run(record.pk)
@@ -100,7 +110,7 @@ def test_a_crash_after_batch_2_resumes_at_batch_3(
     user: Any, tmp_path: Path, real_ld: Any, small_batches: None, monkeypatch: Any
 ) -> None:
     answer(real_ld, 204)
-    record = new_import(user, tmp_path, b"a\nb\nc\nd\ne\nf\n", mode="remove")
+    record = remove_sent(user, tmp_path, b"a\nb\nc\nd\ne\nf\n")
     original = pipeline.removal.send_next
 
     def dies_after_batch_2(record: ImportRecord, finish: Any) -> None:
@@ -121,7 +131,7 @@ def test_a_batch_whose_post_went_before_the_crash_is_sent_again_and_said_so(
     user: Any, tmp_path: Path, real_ld: Any, small_batches: None, monkeypatch: Any
 ) -> None:
     answer(real_ld, 204)
-    record = new_import(user, tmp_path, b"a\nb\nc\nd\ne\nf\n", mode="remove")
+    record = remove_sent(user, tmp_path, b"a\nb\nc\nd\ne\nf\n")
     original = ImportPart.set
 
     def dies_marking_batch_2_done(part: ImportPart, status: str, **fields: Any) -> None:
@@ -144,7 +154,7 @@ def test_a_429_on_batch_2_pauses_then_completes(
     user: Any, tmp_path: Path, real_ld: Any, small_batches: None
 ) -> None:
     answer(real_ld, 204, 429, 204)
-    record = new_import(user, tmp_path, b"a\nb\nc\nd\ne\n", mode="remove")
+    record = remove_sent(user, tmp_path, b"a\nb\nc\nd\ne\n")
     due(record.pk)
     record = imports.advance(record.pk)  # batch 1
     due(record.pk)
@@ -167,7 +177,7 @@ def test_a_refused_batch_fails_the_import_in_words(
     user: Any, tmp_path: Path, real_ld: Any, small_batches: None
 ) -> None:
     answer(real_ld, 204, 400)
-    record = run(new_import(user, tmp_path, b"a\nb\nc\nd\ne\n", mode="remove").pk)
+    record = run(remove_sent(user, tmp_path, b"a\nb\nc\nd\ne\n").pk)
     assert record.status == ImportStatus.FAILED
     assert record.error_message == (
         "LaunchDarkly refused batch 2 of 3: no such context kind. 1 earlier batch was removed; the rest were "
@@ -178,7 +188,7 @@ def test_a_refused_batch_fails_the_import_in_words(
 
 def test_no_answer_is_tried_again_later(user: Any, tmp_path: Path, real_ld: Any, small_batches: None) -> None:
     answer(real_ld, 503, 204)
-    record = new_import(user, tmp_path, b"a\nb\n", mode="remove")
+    record = remove_sent(user, tmp_path, b"a\nb\n")
     due(record.pk)
     record = imports.advance(record.pk)
     assert record.status == ImportStatus.SUBMITTING
@@ -194,7 +204,7 @@ def test_a_batch_never_confirmed_fails_after_the_last_try_and_says_what_to_do(
 ) -> None:
     settings.REMOVE_MAX_ATTEMPTS = 2
     answer(real_ld, 503)
-    record = run(new_import(user, tmp_path, b"a\nb\n", mode="remove").pk)
+    record = run(remove_sent(user, tmp_path, b"a\nb\n").pk)
     assert record.status == ImportStatus.FAILED
     assert len(real_ld.calls_to(CONTEXTS)) == 2
     assert record.error_message.startswith("LaunchDarkly did not confirm batch 1 of 1 after 2 tries (")
@@ -229,7 +239,7 @@ def test_the_page_and_history_say_remove(
     logged_in: Any, user: Any, tmp_path: Path, real_ld: Any, small_batches: None
 ) -> None:
     answer(real_ld, 204)
-    record = run(new_import(user, tmp_path, b"a\nb\nc\n", mode="remove").pk)
+    record = run(remove_sent(user, tmp_path, b"a\nb\nc\n").pk)
     page = logged_in.get(f"/imports/{record.pk}/").content.decode()
     assert "Remove listed keys" in page
     assert "Removed batch 2 of 2: 1 key." in page
@@ -242,6 +252,8 @@ def test_sandbox_removes_exactly_the_listed_members(
     user: Any, sandbox: str, settings: Any, tmp_path: Path
 ) -> None:
     from sandbox.models import SandboxSegment
+    from segments_app import snapshots
+    from tests.test_undo import run as run_with_snapshots
 
     settings.REMOVE_BATCH_KEYS = 15
     segment = SandboxSegment.objects.get(environment__key="production", key="churn-risk")
@@ -266,11 +278,21 @@ def test_sandbox_removes_exactly_the_listed_members(
         has_header=False,
         send=True,
     )
-    record = run(record.pk, steps=30)
-    assert record.status == ImportStatus.COMPLETE, record.error_message
+    record = imports.advance(record.pk)
+    assert record.status == ImportStatus.DRAFT  # a remove is never sent straight from an upload
+    # The person confirms the preview made on the members as they are, and sends it.
+    confirmed = preview_on(record, "\n".join(keys).encode() + b"\n")
+    assert imports.send_draft(
+        record, user, mode="remove", wait_on_approvals=False, confirmed_preview=confirmed
+    )
+    # The worker saves the members from the sandbox (the undo copy), finds them unchanged, removes.
+    record = run_with_snapshots(record.pk, {"complete", "failed", "unknown", "stopped", "draft"})
+    assert record.status == ImportStatus.COMPLETE, (record.status, record.error_message)
     assert record.part_count == 4
     remaining = set(segment.visible_members().values_list("context_key", flat=True))
     assert remaining == set(keys[40:])
+    assert record.undo_snapshot is not None
+    assert set(snapshots.iter_member_keys(record.undo_snapshot)) == set(keys)
 
 
 def test_the_preview_says_how_many_listed_keys_are_members_and_a_draft_is_sent_as_remove(
@@ -322,6 +344,11 @@ def test_a_remove_import_saves_the_members_first_so_it_can_be_undone(
         headers={"Location": "/api/v2/segments/shop/live/vip/exports/exp-1"},
     )
     record = new_import(user, tmp_path, b"a\nb\n", mode="remove")
+    assert record.status == ImportStatus.DRAFT
+    confirmed = preview_on(record, b"a\nb\nc\n")
+    assert imports.send_draft(
+        record, user, mode="remove", wait_on_approvals=False, confirmed_preview=confirmed
+    )
     due(record.pk)
     record = imports.advance(record.pk)
     assert record.undo_snapshot_id is not None  # asked for before any key leaves
@@ -333,12 +360,11 @@ def test_a_finished_remove_offers_to_restore_the_members_it_saved(
     user: Any, logged_in: Any, tmp_path: Path, real_ld: Any, settings: Any, small_batches: None
 ) -> None:
     from segments_app.imports import undo
-    from tests.test_undo import ready_snapshot
 
     settings.UNDO_SNAPSHOTS_ENABLED = True
     answer(real_ld, 204)
-    record = new_import(user, tmp_path, b"a\nb\nc\n", mode="remove")
-    ready_snapshot(user, record, b"a\nb\nc\nd\n")
+    record = send_confirmed(new_import(user, tmp_path, b"a\nb\nc\n", mode="remove"), members=b"a\nb\nc\nd\n")
+    assert record.undo_snapshot is not None  # the members saved before the first batch (ready)
     record = run(record.pk)
     assert record.status == ImportStatus.COMPLETE
     assert undo.undo_state(record) == "ready"
