@@ -170,8 +170,8 @@ def read_keys(source: Path, *, max_keys: int = MAX_KEYS) -> KeyList:
             first = report.problems[0].message if report.problems else "The list has a problem."
             more = report.problem_count - 1
             raise KeyListRefused(first + (f" ({more:,} more problems.)" if more > 0 else ""))
-        header = report.header_suspected
-        count = report.keys_accepted - (1 if header else 0)
+        header = report.header_suspected  # set aside by the check, neither counted nor in the parts
+        count = report.keys_accepted
         if count > max_keys:
             raise KeyListRefused(
                 f"The list has {count:,} different keys; at most {max_keys:,} can be looked up at once. "
@@ -180,8 +180,6 @@ def read_keys(source: Path, *, max_keys: int = MAX_KEYS) -> KeyList:
         keys = [key for part in report.parts for key in _keys_in(Path(part.path))]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if header and keys and keys[0] == header:
-        keys = keys[1:]
     if not keys:
         raise KeyListRefused("The list has no context keys: every row is blank or a header.")
     return KeyList(

@@ -602,3 +602,16 @@ def test_only_one_poll_at_a_time_reads_a_snapshot_for_a_lookup(settings: Any, tm
     old = time.time() - lookup.CLAIM_STALE_SECONDS - 1
     os.utime(marker, (old, old))
     assert lookup.claim_answering(token) is True
+
+
+def test_a_header_set_aside_by_the_check_is_left_out_once_and_a_later_row_of_the_same_text_is_a_key(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "list.csv"
+    source.write_bytes(b"email\nemail\nbob\n")
+    found = lookup.read_keys(source, max_keys=2)
+    assert found.keys == ["email", "bob"]
+    assert found.header_left_out == "email"
+    source.write_bytes(b"email\nalice\nemail\nbob\n")
+    with pytest.raises(lookup.KeyListRefused, match="The list has 3 different keys; at most 2"):
+        lookup.read_keys(source, max_keys=2)
