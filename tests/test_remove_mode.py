@@ -211,28 +211,55 @@ def test_a_batch_never_confirmed_fails_after_the_last_try_and_says_what_to_do(
     assert "it may or may not have been applied. Upload the file again as Remove" in record.error_message
 
 
-def test_remove_needs_the_segment_key_typed_like_replace() -> None:
-    """Members leave at once: a Remove chosen by a click made without reading must not go."""
-    form = SendChoicesForm({"mode": "remove"}, segment_key="vip")
-    assert form.errors == {
-        "confirm_key": ['Remove takes every key in the file out of the segment. Type "vip" to confirm.']
-    }
-    form = SendChoicesForm({"mode": "remove", "confirm_key": "vip"}, segment_key="vip")
-    assert form.is_valid(), form.errors
-    assert form.cleaned_data["mode"] == "remove"
+def test_remove_needs_its_number_typed_like_replace() -> None:
+    """Members leave at once: a Remove chosen by a click made without reading must not go. Like a
+    replace, it is sent from a draft, by typing the number of members it takes out (never the key)."""
+    from segments_app.forms import SendDraftForm
+    from segments_app.imports.preview import ModeImpact, Preview
+
+    assert "confirm_key" not in SendChoicesForm(segment_key="vip").fields
+    shown = Preview(
+        "ready",
+        members=5,
+        modes=[
+            ModeImpact("merge", "Merge", 2, None, 2, 7),
+            ModeImpact("replace", "Replace", 2, 3, 2, 4),
+            ModeImpact("remove", "Remove", 0, 2, 3, 3, 2),
+        ],
+        snapshot_id=4,
+    )
+
+    def form(**data: str) -> SendDraftForm:
+        return SendDraftForm(
+            {"mode": "remove", "preview": "4", **data},
+            segment_key="vip",
+            asks_about_header=False,
+            impact=shown,
+        )
+
+    said = {"confirm_removed": ["A remove takes 2 members out of the segment: type 2 to confirm."]}
+    assert form().errors == said
+    assert form(confirm_key="vip").errors == said
+    assert form(confirm_removed="3").errors == said  # Replace's number does not confirm a remove
+    confirmed = form(confirm_removed="2")
+    assert confirmed.is_valid(), confirmed.errors
+    assert confirmed.cleaned_data["mode"] == "remove"
 
 
-def test_an_upload_in_remove_mode_without_the_key_sends_nothing(logged_in: Any, real_ld: Any) -> None:
-    from tests.test_import_pages import big_segment, post, text
+def test_an_upload_in_remove_mode_sends_nothing(logged_in: Any, real_ld: Any) -> None:
+    """ "Check and send" in Remove mode keeps the checked file as a draft: no key is asked, nothing goes."""
+    from tests.test_import_pages import big_segment, post, step
 
     big_segment(real_ld)
-    response = post(logged_in, b"a\nb\n", mode="remove")
-    assert response.status_code == 200
-    assert 'Remove takes every key in the file out of the segment. Type "vip" to confirm.' in text(response)
-    assert not ImportRecord.objects.exists()
-    response = post(logged_in, b"a\nb\n", mode="remove", confirm_key="vip")
+    response = post(logged_in, b"a\nb\n", mode="remove", action="upload")
     assert response.status_code == 302
-    assert ImportRecord.objects.get().mode == "remove"
+    record = ImportRecord.objects.get()
+    assert (record.mode, record.send_when_valid) == ("remove", False)
+    record = step(record)
+    assert record.status == ImportStatus.DRAFT
+    assert not record.events.filter(action="sent").exists()
+    assert real_ld.calls_to(CONTEXTS) == []
+    assert real_ld.calls_to("/api/v2/segments/shop/live/vip/imports") == []
 
 
 def test_the_page_and_history_say_remove(
@@ -298,7 +325,9 @@ def test_sandbox_removes_exactly_the_listed_members(
 def test_the_preview_says_how_many_listed_keys_are_members_and_a_draft_is_sent_as_remove(
     logged_in: Any, real_ld: Any, tmp_path: Path, small_batches: None, settings: Any
 ) -> None:
-    from tests.test_preview import draft, members_ready, row
+    from segments_app.models import MemberSnapshot
+    from tests.factories import ready_snapshot
+    from tests.test_preview import MEMBERS, draft, members_ready, row, send
 
     settings.IMPORT_PREVIEW_ENABLED = True  # off in tests/settings.py
 
@@ -309,23 +338,23 @@ def test_the_preview_says_how_many_listed_keys_are_members_and_a_draft_is_sent_a
     assert (
         "If sent as Remove: 2 of the listed keys are members now and will leave; 2 are not members." in html
     )
-    assert "If sent as Remove: type 2 to confirm that 2 members will leave the segment" in html
-    for wrong, said in (
-        ({}, 'Remove takes every key in the file out of the segment. Type "vip" to confirm.'),
-        ({"confirm_key": "vip"}, "A remove takes 2 members out of the segment: type 2 to confirm."),
-        ({"confirm_key": "vip", "confirm_leaving": "4"}, "type 2 to confirm"),
-    ):
-        response = logged_in.post(f"/imports/{record.pk}/send/", {"mode": "remove", **wrong})
+    assert "Remove: type 2 to confirm that 2 members will leave the segment." in html
+    said = "A remove takes 2 members out of the segment: type 2 to confirm."
+    for wrong in ({}, {"confirm_key": "vip"}, {"confirm_removed": "4"}, {"confirm_removed": "3"}):
+        response = send(logged_in, record, mode="remove", **wrong)
         assert response.status_code == 400, wrong
         assert said in html_lib.unescape(response.content.decode()), wrong
         record.refresh_from_db()
         assert record.status == ImportStatus.DRAFT
-    response = logged_in.post(
-        f"/imports/{record.pk}/send/", {"mode": "remove", "confirm_key": "vip", "confirm_leaving": "2"}
-    )
+    response = send(logged_in, record, mode="remove", confirm_removed="2")
     assert response.status_code == 302, response.content
     record.refresh_from_db()
     assert (record.status, record.mode) == (ImportStatus.QUEUED, "remove")
+    assert record.confirmed_preview is not None
+    # Just before it goes, the worker's copy of the members is still what the preview was made on.
+    members = "".join(f"{key}\n" for key in MEMBERS).encode()
+    undo_copy = ready_snapshot(record, members, MemberSnapshot.Purpose.UNDO)
+    ImportRecord.objects.filter(pk=record.pk).update(undo_snapshot=undo_copy)
     answer(real_ld, 204)
     record = run(record.pk)
     assert (record.status, record.part_count) == (ImportStatus.COMPLETE, 2)
