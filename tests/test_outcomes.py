@@ -18,6 +18,7 @@ from django.utils import timezone
 from segments_app import imports
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import ImportRecord, ImportStatus, UpstreamPause
+from tests.factories import preview_on, send_confirmed
 from tests.launchdarkly_answers import big_segment_json
 
 SEGMENT = "/api/v2/segments/shop/live/vip"
@@ -25,9 +26,19 @@ IMPORTS = f"{SEGMENT}/imports"
 
 
 def new_import(
-    user: Any, content: bytes = b"a\nb\nc\n", *, mode: str = "merge", **where: str
+    user: Any,
+    content: bytes = b"a\nb\nc\n",
+    *,
+    mode: str = "merge",
+    members: bytes = b"a\nold\n",
+    undo_copy: bool = True,
+    **where: str,
 ) -> ImportRecord:
-    """An upload as the view records it, checked by one worker step (no LaunchDarkly call)."""
+    """An upload as the view records it, checked by one worker step (no LaunchDarkly call), and queued.
+
+    A replace or a remove is a draft first: it is sent on a confirmed preview of `members`; with
+    `undo_copy`, the members the worker saves just before sending are made beforehand (the same, so the
+    preview holds and no export is asked for); without, the worker asks for them."""
     path = new_upload_path()
     path.write_bytes(content)
     record, _ = imports.record_upload(
@@ -44,6 +55,15 @@ def new_import(
         send=True,
     )
     record = imports.advance(record.pk)
+    if record.is_destructive:
+        assert record.status == ImportStatus.DRAFT
+        if undo_copy:
+            return send_confirmed(record, members=members)
+        confirmed = preview_on(record, members)
+        assert imports.send_draft(
+            record, user, mode=mode, wait_on_approvals=False, confirmed_preview=confirmed
+        )
+        record.refresh_from_db()
     assert record.status == ImportStatus.QUEUED
     return record
 
@@ -82,7 +102,10 @@ def calls(real_ld: Any) -> list[str]:
 def test_counts_before_and_after_are_read_and_shown(user: Any, logged_in: Any, real_ld: Any) -> None:
     segment_answer(real_ld, 120)
     accept(real_ld)
-    record = step(new_import(user, mode="replace"))
+    # A replace confirmed on the segment's 120 members, which the worker saves (its undo copy) just
+    # before sending: made beforehand here, so the only calls are the count and the file.
+    members = "".join(f"m-{n:03d}\n" for n in range(120)).encode()
+    record = step(new_import(user, mode="replace", members=members))
     assert record.status == ImportStatus.PREPARING
     # The count is read just before the file goes, with the same credentials as every call.
     assert calls(real_ld) == [f"GET {SEGMENT}", f"POST {IMPORTS}"]
@@ -100,22 +123,47 @@ def test_counts_before_and_after_are_read_and_shown(user: Any, logged_in: Any, r
     assert calls(real_ld)[2:] == [f"GET {IMPORTS}/imp-1", f"GET {SEGMENT}"]
     record.refresh_from_db()
     assert (record.members_before, record.members_after) == (120, 3)
-    assert record.members_added is None  # exact numbers need member snapshots
-    assert record.members_removed is None
-    assert record.members_moved == "120 → 3 (−117)"
+    # A replace always saves the members before it goes, so what it changed is known exactly.
+    assert (record.members_added, record.members_removed) == (3, 120)
+    assert record.members_moved == "120 → 3 (+3 / −120)"
+    assert not record.members_changed_elsewhere
 
     page = logged_in.get(reverse("import_detail", args=[record.pk])).content.decode()
-    assert "<dt>Members</dt><dd>120 → 3 (−117)</dd>" in page
+    assert "<dt>Members</dt><dd>120 → 3 (+3 / −120)</dd>" in page
     history = logged_in.get(reverse("import_history")).content.decode()
     assert "Members</th>" in history
-    assert "120 → 3 (−117)" in history
+    assert "120 → 3 (+3 / −120)" in history
+
+    # A merge saves no members (UNDO_SNAPSHOT_ALL_IMPORTS is off): only its counts are known.
+    merged = step(new_import(user, b"d\n"))
+    assert merged.status == ImportStatus.PREPARING
+    assert merged.members_before == 3
+    segment_answer(real_ld, 4)
+    merged = step(merged)
+    assert merged.status == ImportStatus.COMPLETE
+    merged.refresh_from_db()
+    assert (merged.members_added, merged.members_removed) == (None, None)  # exact numbers need snapshots
+    assert merged.members_moved == "3 → 4 (+1)"
+    assert "3 → 4 (+1)" in logged_in.get(reverse("import_history")).content.decode()
 
     export = logged_in.get(reverse("import_export"))
-    rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
-    assert rows[0]["members_before"] == "120"
-    assert rows[0]["members_after"] == "3"
-    assert rows[0]["members_change"] == "-117"
-    assert rows[0]["members_added"] == rows[0]["members_removed"] == ""
+    rows = {
+        row["id"]: row for row in csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode()))
+    }
+    replaced = rows[str(record.pk)]
+    assert (replaced["members_before"], replaced["members_after"], replaced["members_change"]) == (
+        "120",
+        "3",
+        "-117",
+    )
+    assert (replaced["members_added"], replaced["members_removed"]) == ("3", "120")
+    merged_row = rows[str(merged.pk)]
+    assert (merged_row["members_before"], merged_row["members_after"], merged_row["members_change"]) == (
+        "3",
+        "4",
+        "1",
+    )
+    assert merged_row["members_added"] == merged_row["members_removed"] == ""
 
 
 @pytest.mark.django_db
@@ -244,12 +292,18 @@ def test_counts_against_the_sandbox_end_to_end(user: Any, sandbox: str, contract
     from sandbox.models import SandboxSegment
 
     where = {"project": "demo", "environment": "production", "segment": "vip-customers"}
-    before = SandboxSegment.objects.get(key="vip-customers", environment__key="production").included_count
+    segment = SandboxSegment.objects.get(key="vip-customers", environment__key="production")
+    before = segment.included_count
     assert before > 3
-    replaced = run_until_final(new_import(user, b"u-1\nu-2\nu-3\n", mode="replace", **where))
+    # Confirmed on the members as they are (the sandbox's), and those are still the members at send.
+    members = "".join(f"{key}\n" for key in segment.visible_members().values_list("context_key", flat=True))
+    replaced = run_until_final(
+        new_import(user, b"u-1\nu-2\nu-3\n", mode="replace", members=members.encode(), **where)
+    )
     assert replaced.status == ImportStatus.COMPLETE
     assert (replaced.members_before, replaced.members_after) == (before, 3)
-    assert replaced.members_moved == f"{before:,} → 3 (−{before - 3:,})"
+    # A replace always saves the members before it goes: what it changed is known exactly.
+    assert replaced.members_moved == f"{before:,} → 3 (+3 / −{before:,})"
 
     merged = run_until_final(new_import(user, b"u-3\nu-4\nu-5\n", mode="merge", **where))
     assert merged.status == ImportStatus.COMPLETE
@@ -306,7 +360,7 @@ def test_exact_changes_compare_the_snapshot_with_the_keys_sent_in_the_import_mod
 def test_exact_changes_are_unknown_without_a_snapshot_or_the_files(user: Any, tmp_path: Any) -> None:
     from segments_app.imports.outcomes import exact_changes
 
-    record = new_import(user, b"a\nnew-1\n", mode="replace")
+    record = new_import(user, b"a\nnew-1\n", mode="replace", undo_copy=False)
     assert exact_changes(record) == {}  # no undo snapshot
     record = with_snapshot(record, b"a\nb\n", tmp_path)
     assert exact_changes(record) == {"members_added": 1, "members_removed": 1}
@@ -379,6 +433,13 @@ def test_a_replace_says_exactly_what_it_added_and_removed_end_to_end(
         wait_on_approvals=False,
         has_header=False,
         send=True,
+    )
+    record = imports.advance(record.pk)
+    assert record.status == ImportStatus.DRAFT  # a replace is never sent straight from an upload
+    # Confirmed on the members as they are; the worker saves them again just before sending and checks.
+    confirmed = preview_on(record, "".join(f"{key}\n" for key in members).encode())
+    assert imports.send_draft(
+        record, user, mode="replace", wait_on_approvals=False, confirmed_preview=confirmed
     )
     for _ in range(500):
         ImportRecord.objects.filter(pk=record.pk).exclude(next_attempt_at=None).update(
