@@ -74,7 +74,7 @@ clean:
 ## Figures go in bench/RESULTS.md.
 .PHONY: bench
 bench: install-test
-	@status=0; for script in upload_path validation polling history compare idle_worker; do \
+	@status=0; for script in upload_path validation polling history compare send_check idle_worker; do \
 		echo "=== bench/$$script.py"; \
 		timeout 1500 $(PY) bench/$$script.py || { echo "bench/$$script.py failed"; status=1; }; \
 	done; exit $$status
