@@ -54,7 +54,9 @@ def produce(export_id: uuid.UUID) -> SandboxExport:
         partial = target.with_suffix(".part")
         keys = export.segment.visible_members().order_by("context_key").values_list("context_key", flat=True)
         with partial.open("w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out, lineterminator="\n")
+            # "\r\n": csv quotes a field holding any character of the line end, so a key with a CR or an
+            # LF reads back as itself (with "\n" alone a CR went unquoted and split the key in two).
+            writer = csv.writer(out, lineterminator="\r\n")
             for key in keys.iterator(chunk_size=5000):
                 writer.writerow([key])
         partial.replace(target)

@@ -74,7 +74,7 @@ def test_export_file_link_without_its_signature_is_refused(sandbox: str, tmp_pat
 
 def test_export_keys_with_commas_and_line_breaks_survive_as_csv(sandbox: str, tmp_path: Path) -> None:
     seg = SandboxSegment.objects.get(key="churn-risk", environment__key="production")
-    odd = ["a,b", 'quote"d', "line\nbreak", "plain"]
+    odd = ["a,b", 'quote"d', "line\nbreak", "carriage\rreturn", "crlf\r\nkey", "plain"]
     SandboxMember.objects.bulk_create([SandboxMember(segment=seg, context_key=k) for k in odd])
     SandboxSegment.objects.filter(pk=seg.pk).update(included_count=len(odd))
     with launchdarkly_client() as ld:
