@@ -1,5 +1,6 @@
 """The impact preview in the browser: a checked draft compares itself with the segment's members while
-the person watches, then says what each mode will change, and a replace asks for the number removed."""
+the person watches, then says what each mode will change, and a replace asks for the number removed (one
+number, for the mode chosen; never the segment key)."""
 
 from __future__ import annotations
 
@@ -35,8 +36,10 @@ def test_a_draft_shows_what_it_will_change_and_a_replace_asks_for_the_number(
     page.goto(f"{app}/segments/demo/staging/churn-risk/imports/new/")
     page.get_by_label("CSV file").set_input_files(str(upload))
     page.get_by_label(re.compile("Replace — the segment will contain")).check()
-    page.get_by_label(re.compile("To replace or remove, type the segment key")).fill("churn-risk")
-    page.get_by_role("button", name="Check file").click()
+    expect(page.get_by_label(re.compile("type the segment key"))).to_have_count(0)
+    # Only a merge is sent straight from the upload form: for Replace, its button is not offered.
+    expect(page.get_by_role("button", name="Check and send to LaunchDarkly")).to_be_hidden()
+    page.get_by_role("button", name="Check file — nothing is sent").click()
     expect(page).to_have_url(re.compile(r"/imports/\d+/$"))
 
     # The file is checked (one worker step, taken here), but no worker exports the members yet.
@@ -44,26 +47,50 @@ def test_a_draft_shows_what_it_will_change_and_a_replace_asks_for_the_number(
     assert record.status == "draft"
     preview = page.get_by_role("region", name="What sending it will change")
     expect(preview).to_contain_text("Comparing with the segment's current members…")
-    expect(page.get_by_role("button", name="Send to LaunchDarkly without the preview")).to_be_visible()
+    # Without the preview only a merge may go, by its own button, shown when Merge is chosen.
+    send_form = page.locator("#draft-send")
+    without = page.get_by_role("button", name="Send as Merge without the preview")
+    expect(send_form.get_by_label(re.compile("Replace — "))).to_be_checked()
+    expect(without).to_be_hidden()
+    send_form.get_by_label(re.compile("Merge — ")).check()
+    expect(without).to_be_visible()
     snap(page, "preview-comparing")
+    send_form.get_by_label(re.compile("Replace — ")).check()
+    expect(without).to_be_hidden()
 
     worker()  # exports the members from the sandbox and compares them; the page updates itself
     table = preview.get_by_role("table")
     expect(table.get_by_role("row", name=re.compile("^Replace"))).to_contain_text("1 2 3 4")
     expect(table.get_by_role("row", name=re.compile("^Merge"))).to_contain_text("1 0 3 6")
     expect(preview).to_contain_text("<b>gone-2</b>")  # a sample shown as text, not markup
-    confirm = page.get_by_label("If sent as Replace: type 2 to confirm that 2 members will be removed")
+    # One number to type, and what to type for the mode chosen: Replace removes 2, Remove would take 3.
+    confirm = page.get_by_label("Type the number of members it removes")
+    expect(confirm).to_have_count(1)
+    expect(confirm).to_be_visible()
+    replace_says = page.get_by_text("Replace: type 2 to confirm that 2 members will be removed.")
+    remove_says = page.get_by_text("Remove: type 3 to confirm that 3 members will leave the segment.")
+    expect(replace_says).to_be_visible()
+    expect(remove_says).to_be_hidden()
+    expect(without).to_have_count(0)  # the preview is there
+    expect(page.get_by_label(re.compile("type the segment key"))).to_have_count(0)
+    send_form.get_by_label(re.compile("Remove — ")).check()
+    expect(remove_says).to_be_visible()
+    expect(replace_says).to_be_hidden()
+    send_form.get_by_label(re.compile("Merge — ")).check()
+    expect(confirm).to_be_hidden()  # a merge removes no one
+    send_form.get_by_label(re.compile("Replace — ")).check()
     expect(confirm).to_be_visible()
     snap(page, "preview-ready")
 
-    page.get_by_label(re.compile("To replace or remove, type the segment key")).fill("churn-risk")
-    confirm.fill("3")
+    confirm.fill("3")  # Remove's number does not confirm a replace
     page.get_by_role("button", name="Send to LaunchDarkly", exact=True).click()
-    expect(page.get_by_role("alert").first).to_contain_text("type 2 to confirm")
+    expect(page.get_by_role("alert").first).to_contain_text(
+        "A replace removes 2 members: type 2 to confirm, or choose Merge."
+    )
+    assert ImportRecord.objects.get(pk=record.pk).status == "draft"  # nothing was sent
     snap(page, "preview-wrong-number")
 
-    page.get_by_label(re.compile("To replace or remove, type the segment key")).fill("churn-risk")
-    page.get_by_label("If sent as Replace: type 2 to confirm that 2 members will be removed").fill("2")
+    page.get_by_label("Type the number of members it removes").fill("2")
     page.get_by_role("button", name="Send to LaunchDarkly", exact=True).click()
     expect(page.locator("[id^='import-badge-']").first).to_contain_text("Complete", timeout=30_000)
     segment.refresh_from_db()  # a replace makes a new generation of members
