@@ -312,10 +312,11 @@ def purge_expired(now: datetime | None = None) -> int:
     Returns how many files went."""
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.SNAPSHOT_RETENTION_DAYS)
-    # A preview's file is of no use once its draft is sent or discarded (nobody holding it to compare).
+    # A preview's file is of no use once its draft is discarded or its import under way (nobody holding
+    # it to compare); a queued one's is read once more, to check it still holds just before sending.
     previews_done = (
         Q(purpose=MemberSnapshot.Purpose.PREVIEW)
-        & ~Q(import_record__status=ImportStatus.DRAFT)
+        & ~Q(import_record__status__in=(ImportStatus.DRAFT, ImportStatus.QUEUED))
         & (Q(lease_until__isnull=True) | Q(lease_until__lt=now))
     )
     purged = 0

@@ -243,3 +243,21 @@ def test_a_draft_sent_back_after_a_409_can_be_sent_again_in_another_mode(user: A
     assert list(record.parts.values_list("number", "mode", "status", "ld_import_id")) == [
         (1, "merge", "preparing", "imp-2")
     ]
+
+
+def test_housekeeping_keeps_a_queued_imports_confirmed_preview_until_it_is_checked(
+    user: Any, real_ld: Any
+) -> None:
+    from pathlib import Path
+
+    from segments_app import snapshots
+
+    record = send_confirmed(checked(user, b"a\n"), members=b"a\nb\n")
+    confirmed = record.confirmed_preview
+    snapshots.purge_expired()
+    assert Path(confirmed.file_path).is_file()  # still needed: compared with the members at send
+    segment_answer(real_ld, 2)
+    accept(real_ld)
+    assert step(record).status == ImportStatus.PREPARING
+    snapshots.purge_expired()
+    assert not Path(confirmed.file_path).exists()  # the import is under way: the preview has served
