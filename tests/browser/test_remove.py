@@ -38,25 +38,18 @@ def test_a_list_of_keys_leaves_the_segment_in_batches(
     page.get_by_label(re.compile("Remove — the keys in this file leave the segment")).check()
     expect(page.get_by_label("Wait for approvals")).to_be_hidden()  # context-target updates need none
 
-    confirm = page.get_by_label(re.compile("To replace or remove, type the segment key “churn-risk”"))
-    expect(confirm).to_be_visible()  # Remove, like Replace, asks for the key; Merge does not
+    # No key is asked, and a remove is never sent from the upload form: "Check and send" is offered
+    # for Merge alone; a Remove is checked and kept as a draft, to be sent from its preview.
+    expect(page.get_by_label(re.compile("type the segment key"))).to_have_count(0)
+    send_now = page.get_by_role("button", name="Check and send to LaunchDarkly")
+    expect(send_now).to_be_hidden()
     page.get_by_label(re.compile("Merge — add these keys")).check()
-    expect(confirm).to_be_hidden()
+    expect(send_now).to_be_visible()
     page.get_by_label(re.compile("Remove — the keys in this file leave the segment")).check()
+    expect(send_now).to_be_hidden()
+    snap(page, "remove-upload-form")
 
-    # Upload without the segment key typed: refused before the file is sent, nothing recorded, the
-    # message read with the field.
-    page.get_by_role("button", name="Upload").click()
-    expect(confirm).to_have_attribute("aria-invalid", "true")
-    expect(confirm).to_have_accessible_description(
-        re.compile("Type “churn-risk” to confirm that every key in this file leaves the segment.")
-    )
-    expect(confirm).to_be_focused()
-    assert not ImportRecord.objects.exists()
-    snap(page, "remove-refused")
-
-    page.get_by_label("CSV file").set_input_files(str(upload))  # a form sent again holds no file
-    page.get_by_role("button", name="Check file").click()  # a check sends nothing: no key asked
+    page.get_by_role("button", name="Check file — nothing is sent").click()
     expect(page).to_have_url(re.compile(r"/imports/\d+/$"))
     assert imports.advance(ImportRecord.objects.get().pk).status == "draft"
 
@@ -66,20 +59,24 @@ def test_a_list_of_keys_leaves_the_segment_in_batches(
         "If sent as Remove: 3 of the listed keys are members now and will leave; 1 is not a member."
     )
     expect(preview.get_by_role("row", name=re.compile("^Remove"))).to_contain_text("0 3 3 3")
-    page.get_by_label(re.compile("Remove — the keys in this file leave the segment")).check()
-    count = page.get_by_label("If sent as Remove: type 3 to confirm that 3 members will leave the segment")
+    expect(page.get_by_label(re.compile("Remove — the keys in this file leave the segment"))).to_be_checked()
+    count = page.get_by_label("Type the number of members it removes")
     expect(count).to_be_visible()
+    expect(
+        page.get_by_text("Remove: type 3 to confirm that 3 members will leave the segment.")
+    ).to_be_visible()
     snap(page, "remove-preview")
 
-    page.get_by_label(re.compile("type the segment key “churn-risk”")).fill("churn-risk")
-    page.get_by_role("button", name="Send to LaunchDarkly", exact=True).click()
-    expect(page.get_by_role("alert").first).to_contain_text(
-        "A remove takes 3 members out of the segment: type 3 to confirm."
-    )
+    page.get_by_role("button", name="Send to LaunchDarkly", exact=True).click()  # nothing typed
+    said = "A remove takes 3 members out of the segment: type 3 to confirm."
+    expect(page.get_by_role("alert").first).to_contain_text(said)
+    count = page.get_by_label("Type the number of members it removes")
+    expect(count).to_have_attribute("aria-invalid", "true")
+    expect(count).to_have_accessible_description(re.compile(re.escape(said)))
     assert ImportRecord.objects.get().status == "draft"
+    snap(page, "remove-refused")
 
-    page.get_by_label(re.compile("type the segment key “churn-risk”")).fill("churn-risk")
-    page.get_by_label("If sent as Remove: type 3 to confirm that 3 members will leave the segment").fill("3")
+    count.fill("3")
     page.get_by_role("button", name="Send to LaunchDarkly", exact=True).click()
     expect(page.locator("[id^='import-badge-']").first).to_contain_text("Complete", timeout=30_000)
     expect(page.get_by_text("Removed batch 2 of 2: 2 keys.")).to_be_visible()
