@@ -54,8 +54,15 @@ def test_replace_then_restore_the_members_from_the_import_page(
         has_header=False,
         send=True,
     )
-    worker()  # checks it, saves the members, then sends it
+    worker()  # checks it and previews it: a replace is never sent straight from an upload
     page.goto(f"{app}/imports/{original.pk}/")
+    replacing = page.get_by_label("Type the number of members it removes")
+    expect(replacing).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Replace: type 4 to confirm that 4 members will be removed.")).to_be_visible()
+    assert ImportRecord.objects.get(pk=original.pk).status == "draft"
+    replacing.fill("4")
+    page.get_by_role("button", name="Send to LaunchDarkly", exact=True).click()
+    # The worker saves the members, finds them as previewed, then sends it.
     expect(page.locator("[id^='import-badge-']").first).to_contain_text("Complete", timeout=30_000)
     assert members() == {"wrong-1"}
     undo = page.get_by_role("region", name="Undo this import")
@@ -68,8 +75,10 @@ def test_replace_then_restore_the_members_from_the_import_page(
     assert page.url.endswith(f"/imports/{restoring.pk}/")
     link_back = page.get_by_role("note").filter(has_text="Restores the members as they were before")
     expect(link_back.get_by_role("link", name=f"import #{original.pk}")).to_be_visible()
-    confirm = page.get_by_label(re.compile("Type 1 to confirm"))
+    confirm = page.get_by_label("Type the number of members it removes")
     expect(confirm).to_be_visible(timeout=30_000)  # checked and previewed by the worker meanwhile
+    expect(page.get_by_text("Replace: type 1 to confirm that 1 member will be removed.")).to_be_visible()
+    expect(page.get_by_label(re.compile("type the segment key"))).to_have_count(0)
     # A restore is sent as a replace only: the preview tells nothing of what Merge or Remove would do.
     preview = page.get_by_role("region", name="What sending it will change")
     expect(preview.get_by_role("row", name=re.compile("^Replace"))).to_be_visible()
@@ -77,7 +86,6 @@ def test_replace_then_restore_the_members_from_the_import_page(
     expect(preview).not_to_contain_text("If sent as Remove")
     snap(page, "undo-restore-draft")
 
-    page.get_by_label(re.compile("To replace, type the segment key")).fill("churn-risk")
     confirm.fill("1")
     page.get_by_role("button", name="Send to LaunchDarkly", exact=True).click()
     expect(page.locator("[id^='import-badge-']").first).to_contain_text("Complete", timeout=30_000)
