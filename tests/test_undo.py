@@ -9,6 +9,7 @@ import csv
 import hashlib
 import html as html_lib
 import io
+import re
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ from segments_app import imports, snapshots
 from segments_app.imports import undo, worker
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot, SnapshotStatus
+from tests.factories import preview_on, send_confirmed
 from tests.test_imports import multipart
 
 SEGMENT_PATH = "/api/v2/segments/shop/live/vip"
@@ -49,7 +51,24 @@ def upload(user: Any, content: bytes, *, mode: str = "replace", send: bool = Tru
         has_header=False,
         send=send,
     )
-    return imports.advance(record.pk)  # checked: queued
+    return imports.advance(record.pk)  # checked: a merge queued, a replace or a remove a draft
+
+
+def confirm(record: ImportRecord, members: bytes) -> ImportRecord:
+    """A checked draft sent as a person sends it: on its preview, made on `members` and confirmed. The
+    members the worker saves just before sending are not made here: the worker asks for them."""
+    assert record.status == "draft"
+    confirmed = preview_on(record, members)
+    assert imports.send_draft(
+        record, record.user, mode=record.mode, wait_on_approvals=False, confirmed_preview=confirmed
+    )
+    record.refresh_from_db()
+    assert (record.status, record.confirmed_preview_id, record.undo_snapshot_id) == (
+        "queued",
+        confirmed.pk,
+        None,
+    )
+    return record
 
 
 def due(record: ImportRecord) -> ImportRecord:
@@ -143,13 +162,12 @@ def test_a_replace_import_saves_the_members_before_its_first_part_goes(
 ) -> None:
     mock_export(real_ld, b"m-1\nm-2\n")
     accept(real_ld)
-    record = upload(user, b"a\nb\n")
-    assert record.status == "queued"
+    record = confirm(upload(user, b"a\nb\n"), b"m-1\nm-2\n")
     record = due(record)
     # Nothing went to LaunchDarkly's imports: the worker asked for the members first and waits for them.
     assert real_ld.calls_to(IMPORTS) == []
     assert record.status == "queued"
-    snapshot = MemberSnapshot.objects.get()
+    snapshot = MemberSnapshot.objects.get(purpose=MemberSnapshot.Purpose.UNDO)
     assert (snapshot.purpose, snapshot.import_record_id, record.undo_snapshot_id) == (
         "undo",
         record.pk,
@@ -174,20 +192,33 @@ def test_a_replace_import_saves_the_members_before_its_first_part_goes(
     assert urls.index(real_ld.url(f"{SEGMENT_PATH}/exports")) < urls.index(real_ld.url(IMPORTS))
 
 
-def test_a_failed_snapshot_lets_the_import_go_and_says_it_cannot_be_undone(
+def test_a_failed_snapshot_sends_nothing_and_makes_the_replace_a_draft_again(
     user: Any, real_ld: Any, logged_in: Any
 ) -> None:
+    """A replace is sent only once the members just before it are read and match its confirmed preview:
+    without them it could not be undone nor checked, so nothing goes (it once went "anyway")."""
     real_ld.mock.post(real_ld.url(f"{SEGMENT_PATH}/exports"), status=200)  # no Location: the export fails
     accept(real_ld)
-    record = due(upload(user, b"a\n"))
-    snapshot = step_snapshot(MemberSnapshot.objects.get())
+    record = due(confirm(upload(user, b"a\n"), b"a\nb\n"))
+    snapshot = step_snapshot(MemberSnapshot.objects.get(purpose=MemberSnapshot.Purpose.UNDO))
     assert snapshot.status == SnapshotStatus.FAILED
     record = due(record)
-    assert record.status == "preparing"
-    assert record.events.filter(message__startswith=undo.NOT_SAVED).count() == 1
-    ImportRecord.objects.filter(pk=record.pk).update(status="complete", finished_at=timezone.now())
-    page = logged_in.get(f"/imports/{record.pk}/").content.decode()
-    assert "This import cannot be undone here" in page
+    assert record.status == "draft"
+    assert real_ld.calls_to(IMPORTS) == []  # nothing sent
+    assert not record.parts.exists()
+    assert (record.confirmed_preview, record.undo_snapshot, record.sent_by) == (None, None, None)
+    message = record.events.last().message
+    assert message.startswith(
+        "Nothing was sent: the segment's members could not be read just before sending ("
+    ), message
+    assert "Send it again to try once more." in message
+    assert not record.events.filter(message__startswith=undo.NOT_SAVED).exists()  # never "sent anyway"
+    # A new preview is asked for, to be confirmed before it can be sent again.
+    assert MemberSnapshot.objects.filter(
+        purpose=MemberSnapshot.Purpose.PREVIEW, import_record=record, status=SnapshotStatus.REQUESTED
+    ).exists()
+    page = html_lib.unescape(logged_in.get(f"/imports/{record.pk}/").content.decode())
+    assert "Nothing was sent: the segment's members could not be read just before sending" in page
     assert "Restore the members" not in page
 
 
@@ -205,18 +236,28 @@ def test_a_merge_takes_no_snapshot_unless_the_setting_says_every_import(
     assert MemberSnapshot.objects.get().import_record_id == record.pk
 
 
-def test_switched_off_no_snapshot_is_taken(user: Any, real_ld: Any, settings: Any) -> None:
+def test_switched_off_a_merge_takes_no_snapshot_but_a_replace_still_does(
+    user: Any, real_ld: Any, settings: Any
+) -> None:
     settings.UNDO_SNAPSHOTS_ENABLED = False
+    settings.UNDO_SNAPSHOT_ALL_IMPORTS = True  # switched off, "every import" means nothing either
     accept(real_ld)
-    assert due(upload(user, b"a\n")).status == "preparing"
+    merged = due(upload(user, b"a\n", mode="merge"))
+    assert merged.status == "preparing"
     assert MemberSnapshot.objects.count() == 0
+    ImportRecord.objects.filter(pk=merged.pk).update(status="complete")  # out of the environment's way
+    # A replace is checked against its confirmed preview on the members saved just before it goes.
+    record = due(confirm(upload(user, b"b\n"), b"b\n"))
+    assert record.status == "queued"
+    assert MemberSnapshot.objects.get(purpose=MemberSnapshot.Purpose.UNDO).pk == record.undo_snapshot_id
+    assert len(real_ld.calls_to(IMPORTS)) == 1  # the merge's only
 
 
 # --- restoring ---------------------------------------------------------------------------------------
 
 
 def test_restore_sends_exactly_the_snapshots_keys_as_a_replace_import(
-    user: Any, real_ld: Any, logged_in: Any, settings: Any
+    user: Any, real_ld: Any, logged_in: Any
 ) -> None:
     original = finished_replace(user)
     ready_snapshot(user, original, b'm-1\n"m,2"\nm-3\n')
@@ -235,10 +276,10 @@ def test_restore_sends_exactly_the_snapshots_keys_as_a_replace_import(
     restoring = imports.advance(restoring.pk)  # checked: a draft, sent only once confirmed
     assert restoring.status == "draft"
     assert restoring.key_count == 3
-    settings.UNDO_SNAPSHOTS_ENABLED = False  # (the restore's own undo snapshot is the first test's matter)
-    assert imports.send_draft(
-        restoring, user, mode="replace", wait_on_approvals=False, first_row_is_header=False
-    )
+    # Confirmed on the members as they are now; the worker's copy of them (the restore's own undo
+    # snapshot, the first test's matter) is made beforehand, so the only call is the import.
+    restoring = send_confirmed(restoring, members=b"new-1\n", user=user)
+    assert restoring.mode == "replace"
     accept(real_ld)
     restoring = due(restoring)
     (call,) = real_ld.calls_to(IMPORTS)
@@ -384,22 +425,62 @@ def run(record_id: int, until: set[str], timeout: float = 60) -> ImportRecord:
     of the snapshot it waits for."""
     deadline = time.monotonic() + timeout
     while True:
-        ImportRecord.objects.filter(pk=record_id).exclude(next_attempt_at=None).update(
-            next_attempt_at=timezone.now() - timedelta(seconds=1)
-        )
-        worker.run_once("undo-e2e")
-        MemberSnapshot.objects.exclude(next_attempt_at=None).update(
-            next_attempt_at=timezone.now() - timedelta(seconds=1)
-        )
-        snapshots.run_once("undo-e2e")
+        turn(record_id)
         record = ImportRecord.objects.get(pk=record_id)
         if record.status in until or time.monotonic() > deadline:
             return record
 
 
+def turn(record_id: int) -> None:
+    """One turn of the worker's loop: a step of the import, then one of a snapshot."""
+    ImportRecord.objects.filter(pk=record_id).exclude(next_attempt_at=None).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
+    worker.run_once("undo-e2e")
+    snapshot_turn()
+
+
+def snapshot_turn() -> None:
+    """One turn of the worker's loop on the snapshots (a draft waiting for its preview is not due: made
+    due, it would expire)."""
+    MemberSnapshot.objects.exclude(next_attempt_at=None).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
+    snapshots.run_once("undo-e2e")
+
+
+def send_on_its_preview(client: Any, record_id: int, timeout: float = 60) -> int:
+    """As a person sends a replace draft: wait for its preview on the page (the worker exports the
+    members meanwhile), then send it as a replace on that preview, typing the number it says it removes
+    (none asked when it removes no one). That number."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page = html_lib.unescape(client.get(f"/imports/{record_id}/").content.decode())
+        shown = re.search(r'<input type="hidden" name="preview" value="(\d+)"', page)
+        if shown:
+            break
+        assert time.monotonic() < deadline, (
+            f"import {record_id}: its preview did not show within {timeout} s",
+            list(MemberSnapshot.objects.values_list("purpose", "status", "error_message")),
+        )
+        snapshot_turn()
+    fields = {"mode": "replace", "preview": shown.group(1)}
+    number = re.search(r"Replace: type ([\d,]+) to confirm", page)
+    if number:
+        fields["confirm_removed"] = number.group(1).replace(",", "")
+    response = client.post(f"/imports/{record_id}/send/", fields)
+    assert response.status_code == 302, html_lib.unescape(response.content.decode())
+    assert ImportRecord.objects.get(pk=record_id).status == "queued"
+    return int(fields.get("confirm_removed", 0))
+
+
 @pytest.mark.django_db(transaction=True)
-def test_replace_then_restore_end_to_end_against_the_sandbox(logged_in: Any, sandbox: str, user: Any) -> None:
+def test_replace_then_restore_end_to_end_against_the_sandbox(
+    logged_in: Any, sandbox: str, user: Any, settings: Any
+) -> None:
     from sandbox.models import SandboxSegment
+
+    settings.IMPORT_PREVIEW_ENABLED = True  # a draft's preview, made by the worker as in production
 
     def members() -> set[str]:
         segment = SandboxSegment.objects.get(key="vip-customers", environment__key="production")
@@ -421,8 +502,11 @@ def test_replace_then_restore_end_to_end_against_the_sandbox(logged_in: Any, san
         has_header=False,
         send=True,
     )
-    record = run(record.pk, {"complete", "failed", "unknown", "stopped"})
-    assert record.status == "complete", record.error_message
+    record = run(record.pk, {"draft", "rejected"})
+    assert record.status == "draft"  # a replace is never sent straight from an upload
+    assert send_on_its_preview(logged_in, record.pk) == 120
+    record = run(record.pk, {"complete", "failed", "unknown", "stopped", "draft"})
+    assert record.status == "complete", (record.status, record.error_message)
     assert members() == {"new-1", "new-2"}
     snapshot = record.undo_snapshot
     assert snapshot is not None
@@ -434,11 +518,9 @@ def test_replace_then_restore_end_to_end_against_the_sandbox(logged_in: Any, san
     restoring = ImportRecord.objects.get(restores=record)
     restoring = run(restoring.pk, {"draft", "rejected"})
     assert restoring.status == "draft"
-    assert imports.send_draft(
-        restoring, user, mode="replace", wait_on_approvals=False, first_row_is_header=False
-    )
-    restoring = run(restoring.pk, {"complete", "failed", "unknown", "stopped"})
-    assert restoring.status == "complete", restoring.error_message
+    assert send_on_its_preview(logged_in, restoring.pk) == 2  # new-1 and new-2 leave
+    restoring = run(restoring.pk, {"complete", "failed", "unknown", "stopped", "draft"})
+    assert restoring.status == "complete", (restoring.status, restoring.error_message)
     assert members() == before
     # The restore, a replace itself, kept the members before it too: it can be undone in turn.
     assert set(snapshots.iter_member_keys(restoring.undo_snapshot)) == {"new-1", "new-2"}
