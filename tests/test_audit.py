@@ -81,9 +81,7 @@ def test_the_uploader_is_named_and_the_workers_steps_name_nobody(user: Any) -> N
 def test_sending_a_draft_names_the_sender(user: Any, django_user_model: Any) -> None:
     record = upload(user, send=False)
     sender = editor(django_user_model, "bob")
-    assert imports.send_draft(
-        record, sender, mode="merge", wait_on_approvals=False, first_row_is_header=False
-    )
+    assert imports.send_draft(record, sender, mode="merge", wait_on_approvals=False)
     record.refresh_from_db()
     assert record.sent_by == sender
     assert actors(record) == [
@@ -95,7 +93,7 @@ def test_sending_a_draft_names_the_sender(user: Any, django_user_model: Any) -> 
 
 def test_sending_with_a_header_names_the_sender_and_the_recheck_nobody(user: Any) -> None:
     record = upload(user, b"key\na\nb\n", send=False)
-    assert imports.send_draft(record, user, mode="merge", wait_on_approvals=False, first_row_is_header=True)
+    assert imports.send_draft(record, user, mode="merge", wait_on_approvals=False, first_row="header")
     record = imports.advance(record.pk)
     assert actors(record)[2:] == [("validating", "pm", Action.SENT), ("queued", None, "")]
 
@@ -142,7 +140,7 @@ def test_the_import_page_names_every_actor(logged_in: Any, user: Any, django_use
         user.groups.add(Group.objects.get_or_create(name=name)[0])
     record = upload(user, send=False)
     bob, carol, dave = (editor(django_user_model, name) for name in ("bob", "carol", "dave"))
-    imports.send_draft(record, bob, mode="merge", wait_on_approvals=True, first_row_is_header=False)
+    assert imports.send_draft(record, bob, mode="merge", wait_on_approvals=True)
     record.refresh_from_db()
     ImportPart.objects.filter(record=record).update(ld_import_id="ld-1")
     record_approval(dave, project_key="shop", environment_key="live", segment_key="vip", ld_import_id="ld-1")
