@@ -6,15 +6,20 @@ what the person is told there:
 
 - FORM:     refused by the upload form; the answer is the form with this message at the file (or at the
             field); no import is recorded and no file is kept.
-- REJECTED: received and recorded, then the worker's validation rejects it with this problem; the import
-            page shows it; nothing is sent and the import's files are deleted.
+- REJECTED: received and recorded, then the worker's validation rejects it with this problem (a
+            structural one, or no valid key at all); the import page shows it; nothing is sent and the
+            import's files are deleted but for its list of problems.
+- ROWS:     only some rows are bad (a control character, invalid UTF-8): uploaded with “Check and send”,
+            it is still held as a draft with this problem, sent nowhere until a person presses “Send the
+            N valid keys, leave out the M rejected rows”; its part holds exactly the valid keys, and its
+            list of problems names exactly the bad rows.
 - DRAFT:    accepted (checked into a draft, the sound outcome): shown as this text, sent nowhere.
 - PAGE:     the form data cannot even be parsed: a page of its own (400) says so, links back to the form.
 
 It covers: an empty file; a header only; a PNG, a ZIP, an .xlsx workbook, a gzip file, a PDF and random
 bytes renamed .csv (each named for what it looks like); UTF-16 with and without a BOM, big-endian, and
-UTF-32 ("UTF-16 text: save as UTF-8", never "binary"); Latin-1 (refused with the line: see below);
-invalid UTF-8 mid-file (its line number); NUL and control characters (their lines); a 10 MB line;
+UTF-32 ("UTF-16 text: save as UTF-8", never "binary"); Latin-1 rows (left out with their line: see
+below); invalid UTF-8 mid-file (its line number); NUL and control characters (their lines); a 10 MB line;
 a 10,000-column row; formula-injection keys (=, +, -, @: accepted, they are opaque keys); Cyrillic
 look-alike keys (accepted, with a warning) and HTML in keys (accepted, shown escaped); file names with
 a path ("../../etc/passwd.csv"), of 300 characters (stored truncated to 255), of 1,000 characters (past
@@ -23,20 +28,22 @@ right-to-left override, and ".."; a ZIP bomb and a gzip bomb renamed .csv (refus
 bytes, never inflated); two files in one POST; `wait_on_approvals=maybe`, `has_header=yes`, a mode and
 an action outside the choices. A UTF-8 file with a BOM is the control.
 
-Latin-1 is refused, not guessed: context keys must match what the application sends LaunchDarkly byte
-for byte, and a file that is not UTF-8 could be Latin-1, Windows-1252 or Mac Roman, which disagree on
-exactly the characters that differ ("é" in one is another letter in the next). A demanding user would
-rather be told "line 2, save as UTF-8" than find later that José was imported as someone else.
+A Latin-1 row is refused, not guessed: context keys must match what the application sends LaunchDarkly
+byte for byte, and a file that is not UTF-8 could be Latin-1, Windows-1252 or Mac Roman, which disagree
+on exactly the characters that differ ("é" in one is another letter in the next). A demanding user would
+rather be told "line 2, save as UTF-8" than find later that José was imported as someone else: the row
+is left out of the parts, and nothing at all is sent until the person has read that and chosen to send
+the rest.
 
 For every row: no request reached LaunchDarkly's imports endpoint (the `real_ld` fixture's `responses`
-mock sees none), the import storage folder keeps nothing but a draft's files (or a rejected file's
-list of problems), and the temporary folder
-is empty. Further tests below: the worker's validation refuses the same files on its own; a 600 MB
-Content-Length is refused without a byte of the body read (a WSGI input that fails when read); a body
-over the limit without a truthful Content-Length is refused by counting; memory stays bounded while the
-10 MB line, the 10,000-column row and the bombs are validated (peak RSS of a child process); the history
-export neutralises formulas; HTML in segment names, descriptions, keys and file names is escaped on every
-page that shows it; form fields over their limits are form errors.
+mock sees none, nor any other write), the import storage folder keeps nothing but a draft's files (or a
+rejected file's list of problems), and the temporary folder is empty. Further tests below: the worker's
+validation refuses the same files (and the same rows) on its own; a 600 MB Content-Length is refused
+without a byte of the body read (a WSGI input that fails when read); a body over the limit without a
+truthful Content-Length is refused by counting; memory stays bounded while the 10 MB line, the
+10,000-column row and the bombs are validated (peak RSS of a child process); the history export
+neutralises formulas; HTML in segment names, descriptions, keys and file names is escaped on every page
+that shows it; form fields over their limits are form errors.
 """
 
 from __future__ import annotations
@@ -71,7 +78,7 @@ from tests.test_import_pages import FORM, SEGMENT, big_segment, step
 
 pytestmark = pytest.mark.django_db
 
-FORM_REFUSED, REJECTED, DRAFT, PAGE = "form", "rejected", "draft", "page"
+FORM_REFUSED, REJECTED, DRAFT, ROWS, PAGE = "form", "rejected", "draft", "rows", "page"
 UTF16 = "This file is UTF-16 text: save as UTF-8. In Excel: File → Save As → “CSV UTF-8 (Comma delimited)”"
 NOTHING_UPLOADED = "Nothing was uploaded."
 CONTROL = "contains a control character (for example a tab, line break or NUL) inside the key."
@@ -81,11 +88,18 @@ SCRIPT = "<script>alert(1)</script>"
 @dataclass(frozen=True)
 class Hostile:
     name: str  # a file of the corpus, sent as the upload
-    outcome: str  # FORM_REFUSED, REJECTED, DRAFT or PAGE
+    outcome: str  # FORM_REFUSED, REJECTED, DRAFT, ROWS or PAGE
     shown: str  # what the person reads: at the form, or on the import's page
     fields: dict[str, Any] = field(default_factory=dict)  # form values sent with it (over the defaults)
     filename: str = "keys.csv"  # the name the browser gives the file
     stored_name: str = "keys.csv"  # the name the import keeps and shows
+    # ROWS only: the valid keys, in file order (exactly what its parts hold), and the bad rows' lines.
+    valid_keys: tuple[str, ...] = ()
+    rejected_lines: tuple[int, ...] = ()
+
+
+def users(*numbers: int) -> tuple[str, ...]:
+    return tuple(f"user-{n}" for n in numbers)
 
 
 HOSTILE = [
@@ -110,14 +124,22 @@ HOSTILE = [
     Hostile("utf16_no_bom", FORM_REFUSED, UTF16),
     Hostile("utf16_big_endian_no_bom", FORM_REFUSED, UTF16),
     Hostile("utf32_bom", FORM_REFUSED, "This file is UTF-32 text: save as UTF-8."),
-    Hostile("latin1", REJECTED, "Line 2 is not valid UTF-8 text (save the file as UTF-8)."),
+    Hostile(
+        "latin1",
+        ROWS,
+        "Line 2 is not valid UTF-8 text (save the file as UTF-8).",
+        valid_keys=users(1),
+        rejected_lines=(2, 3),
+    ),
     Hostile(
         "invalid_utf8_mid_file",
-        REJECTED,
+        ROWS,
         f"Line {INVALID_UTF8_LINE} is not valid UTF-8 text (save the file as UTF-8).",
+        valid_keys=users(*(n for n in range(1, 2 * INVALID_UTF8_LINE) if n != INVALID_UTF8_LINE)),
+        rejected_lines=(INVALID_UTF8_LINE,),
     ),
-    Hostile("nul_mid_file", REJECTED, f"Line 3 {CONTROL}"),
-    Hostile("control_characters", REJECTED, f"Line 2 {CONTROL}"),
+    Hostile("nul_mid_file", ROWS, f"Line 3 {CONTROL}", valid_keys=users(1, 2, 4), rejected_lines=(3,)),
+    Hostile("control_characters", ROWS, f"Line 2 {CONTROL}", valid_keys=users(1), rejected_lines=(2, 3)),
     Hostile("long_line_10mb", REJECTED, "Line 1 has a field longer than 131,072 characters."),
     Hostile("wide_row_10000_columns", DRAFT, "Rows with extra columns (ignored)</dt><dd>1</dd>"),
     Hostile("formula_keys", DRAFT, f"Keys accepted</dt><dd>{len(FORMULA_KEYS)}</dd>"),
@@ -147,7 +169,7 @@ HOSTILE = [
     ),
     Hostile("keys", FORM_REFUSED, "Tick the box or leave it empty; “yes” is neither.", {"has_header": "yes"}),
     Hostile("keys", FORM_REFUSED, "Choose Merge, Replace or Remove.", {"mode": "delete-everything"}),
-    Hostile("keys", FORM_REFUSED, "Choose “Check file” or “Upload”.", {"action": "send-now"}),
+    Hostile("keys", FORM_REFUSED, "Choose “Check file” or “Check and send”.", {"action": "send-now"}),
     Hostile("keys", FORM_REFUSED, ONE_FILE, {"file": "two"}),
     Hostile("utf8_bom", DRAFT, "Keys accepted</dt><dd>3</dd>"),
 ]
@@ -222,7 +244,7 @@ def test_hostile_upload(
     else:
         assert response.status_code == 302, page_text(response)[:2000]
         record = step(ImportRecord.objects.get())
-        assert record.status == case.outcome
+        assert record.status == (DRAFT if case.outcome == ROWS else case.outcome)
         assert record.original_filename == case.stored_name
         page = logged_in.get(response["Location"])
         assert page.status_code == 200
@@ -237,8 +259,37 @@ def test_hostile_upload(
         else:  # a draft keeps its upload and checked parts, all inside its own folder
             assert {path.parent for path in kept} == {Path(record.storage_dir).relative_to(storage)}
             assert "part-001.csv" in {path.name for path in kept}
+        if case.outcome == ROWS:
+            rows_left_out(case, record, html_lib.unescape(html))
     assert real_ld.calls_to(f"{SEGMENT}/imports") == []
+    # Nothing written to LaunchDarkly at all: it was only read (the projects, the segment).
+    assert {call.request.method for call in real_ld.mock.calls} <= {"GET"}
     assert list(temp.iterdir()) == []
+
+
+def rows_left_out(case: Hostile, record: ImportRecord, html: str) -> None:
+    """A file with bad rows, uploaded with “Check and send”: held for a person, its part holding exactly
+    the valid keys, its list of problems exactly the bad rows, and its page offering both choices."""
+    valid, rejected = len(case.valid_keys), len(case.rejected_lines)
+    assert record.send_when_valid  # "Check and send" was pressed, and still nothing went
+    assert (record.key_count, record.report["rows_rejected"]) == (valid, rejected)
+    assert record.report["sendable"] is True
+    assert [problem["kind"] for problem in record.report["problems"]] == ["row"] * rejected
+    parts = sorted(Path(record.storage_dir).glob("part-*.csv"))  # what Send lays out and sends
+    assert len(parts) == len(record.report["part_sizes"]) >= 1
+    written = b"".join(part.read_bytes() for part in parts)
+    assert written == "".join(f"{key}\n" for key in case.valid_keys).encode()
+    assert record.problems_path is not None
+    with record.problems_path.open(newline="", encoding="utf-8") as listed:
+        problems = list(csv.reader(listed))
+    assert problems[0] == ["line", "row", "reason"]
+    assert tuple(int(line) for line, _, _ in problems[1:]) == case.rejected_lines
+    assert "Nothing has been sent to LaunchDarkly." in html
+    row_s = "" if rejected == 1 else "s"
+    assert f"Send the {valid:,} valid keys, leave out the {rejected:,} rejected row{row_s}" in html
+    assert "Upload a corrected file" in html
+    assert f'href="/imports/{record.pk}/problems.csv"' in html
+    assert not record.events.filter(action="sent").exists()
 
 
 def test_an_unreadable_upload_gets_its_page_when_csrf_is_checked_too(
@@ -267,7 +318,9 @@ def test_an_unreadable_upload_gets_its_page_when_csrf_is_checked_too(
     assert list(storage.iterdir()) == []
 
 
-FILE_REFUSALS = [case for case in HOSTILE if case.outcome in (FORM_REFUSED, REJECTED) and case.name != "keys"]
+FILE_REFUSALS = [
+    case for case in HOSTILE if case.outcome in (FORM_REFUSED, REJECTED, ROWS) and case.name != "keys"
+]
 WORKER_SAYS = {"empty": "The file is empty."}
 
 
@@ -276,14 +329,31 @@ def test_the_worker_refuses_the_same_files_on_its_own(
     case: Hostile, corpus: dict[str, Path], tmp_path: Path
 ) -> None:
     """Defence in depth: a file that reached storage some other way gets the same message from the
-    worker's validation, and nothing is written."""
+    worker's validation. A refused file has nothing written; a file with bad rows has exactly its valid
+    keys written, every bad row left out."""
     report = normalise_csv(
         corpus[case.name], tmp_path, has_header=bool(case.fields.get("has_header")), limits=Limits()
     )
     assert not report.ok
     expected = WORKER_SAYS.get(case.name, case.shown)
     assert report.problems[0].message.startswith(expected.replace(f" {NOTHING_UPLOADED}", ""))
-    assert list(tmp_path.iterdir()) == []
+    if case.outcome == ROWS:
+        assert [(problem.line, problem.kind) for problem in report.problems] == [
+            (line, "row") for line in case.rejected_lines
+        ]
+        assert (report.rows_rejected, report.keys_accepted) == (
+            len(case.rejected_lines),
+            len(case.valid_keys),
+        )
+        assert report.sendable
+        assert not report.structural
+        assert sorted(tmp_path.iterdir()) == sorted(Path(part.path) for part in report.parts)
+        written = b"".join(Path(part.path).read_bytes() for part in report.parts)
+        assert written == "".join(f"{key}\n" for key in case.valid_keys).encode()
+    else:
+        assert report.problems[0].kind == "structural"
+        assert not report.sendable
+        assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

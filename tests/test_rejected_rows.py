@@ -1,10 +1,13 @@
 """Every rejected row, downloadable: the worker writes each problem of a file to a CSV beside it while
-it reads, and the import's page offers that list (issue 10, point 6)."""
+it reads, and the import's page offers that list (issue 10, point 6) — on a rejected file's page, and on
+the draft of a file whose only problems are bad rows, which is held for a person to send its valid keys
+without them (issue 14, point 3)."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import html as html_lib
 import io
 import tracemalloc
 from datetime import timedelta
@@ -23,8 +26,9 @@ from segments_app.models import ImportRecord, ImportStatus
 pytestmark = pytest.mark.django_db
 
 
-def rejected_import(user: Any, content: bytes, name: str = "keys.csv") -> ImportRecord:
-    """An upload as the view records it, checked by one worker step (no LaunchDarkly call)."""
+def checked_upload(user: Any, content: bytes, status: str, name: str = "keys.csv") -> ImportRecord:
+    """An upload as the view records it after “Check and send”, checked by one worker step (no
+    LaunchDarkly call), which leaves it in `status`."""
     path = new_upload_path()
     path.write_bytes(content)
     record, created = imports.record_upload(
@@ -42,8 +46,13 @@ def rejected_import(user: Any, content: bytes, name: str = "keys.csv") -> Import
     )
     assert created
     record = imports.advance(record.pk)
-    assert record.status == ImportStatus.REJECTED
+    assert record.status == status
     return record
+
+
+def rejected_import(user: Any, content: bytes, name: str = "keys.csv") -> ImportRecord:
+    """An upload rejected whole: a structural problem, or no valid key at all."""
+    return checked_upload(user, content, ImportStatus.REJECTED, name)
 
 
 def download(client: Any, record: ImportRecord) -> list[list[str]]:
@@ -55,13 +64,14 @@ def download(client: Any, record: ImportRecord) -> list[list[str]]:
     return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8"))))
 
 
-def thousand_bad_rows() -> tuple[bytes, dict[int, str]]:
-    """A file of good keys with 1,000 bad rows among them, of every kind; the bad rows' line numbers
-    and what each should say."""
+def thousand_bad_rows(good: bool = True) -> tuple[bytes, dict[int, str]]:
+    """A file of 1,000 bad rows, of every kind, each after a good key (or, without `good`, nothing but
+    the bad rows); the bad rows' line numbers and what each should say."""
     lines: list[bytes] = []
     bad: dict[int, str] = {}
     for n in range(1, 1001):
-        lines.append(f"good-{n}".encode())
+        if good:
+            lines.append(f"good-{n}".encode())
         kind = n % 4
         if kind == 0:
             lines.append(f"user\t{n}".encode())  # a tab inside the key
@@ -79,15 +89,28 @@ def thousand_bad_rows() -> tuple[bytes, dict[int, str]]:
     return b"\n".join(lines) + b"\n", bad
 
 
-def test_a_file_with_1000_bad_rows_offers_every_problem_as_csv(logged_in: Any, user: Any) -> None:
+def test_a_file_with_1000_bad_rows_offers_every_problem_as_csv(
+    logged_in: Any, user: Any, real_ld: Any
+) -> None:
+    """1,000 bad rows among 1,000 good keys: the file is held as a draft even after “Check and send”, its
+    part holds exactly the good keys, and its page offers every bad row as CSV."""
+    from tests.test_htmx import big_segment
+
+    big_segment(real_ld)
     content, bad = thousand_bad_rows()
-    record = rejected_import(user, content)
-    assert record.report["problem_count"] == 1000
+    record = checked_upload(user, content, ImportStatus.DRAFT)
+    assert record.report["problem_count"] == record.report["rows_rejected"] == 1000
     assert len(record.report["problems"]) == 20  # the page still lists only the first ones
+    assert {problem["kind"] for problem in record.report["problems"]} == {"row"}
+    assert record.key_count == 1000
+    parts = sorted(Path(record.storage_dir).glob("part-*.csv"))
+    assert b"".join(part.read_bytes() for part in parts) == b"".join(b"good-%d\n" % n for n in range(1, 1001))
 
     page = logged_in.get(reverse("import_detail", args=[record.pk])).content.decode()
     assert "Download all 1,000 problems (CSV)" in page
     assert reverse("import_problems", args=[record.pk]) in page
+    assert "Send the 1,000 valid keys, leave out the 1,000 rejected rows" in page
+    assert {call.request.method for call in real_ld.mock.calls} <= {"GET"}  # nothing was sent
 
     rows = download(logged_in, record)
     assert rows[0] == ["line", "row", "reason"]
@@ -112,8 +135,20 @@ def test_a_file_with_1000_bad_rows_offers_every_problem_as_csv(logged_in: Any, u
     assert all(len(text) == 201 and text.endswith("…") for text in long_rows)
 
 
-def test_the_rejected_files_upload_is_deleted_but_its_problems_are_kept(user: Any) -> None:
-    record = rejected_import(user, b"ok\nbad\x00key\n")
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        (b"bad\x00key\ncaf\xe9\n", "row"),  # no valid key at all: every row is bad
+        (b'ok\n"bad\x00key\n', "structural"),  # a quote never closed
+    ],
+    ids=["every-row-bad", "unclosed-quote"],
+)
+def test_the_rejected_files_upload_is_deleted_but_its_problems_are_kept(
+    user: Any, content: bytes, kind: str
+) -> None:
+    record = rejected_import(user, content)
+    assert record.report["problems"][0]["kind"] == kind
+    assert record.report["sendable"] is False
     folder = Path(record.storage_dir)
     assert [path.name for path in folder.iterdir()] == [ImportRecord.PROBLEMS_NAME]
     assert record.problems_path == folder / ImportRecord.PROBLEMS_NAME
@@ -133,7 +168,11 @@ def test_a_row_that_breaks_csv_is_listed_with_its_text(logged_in: Any, user: Any
     assert len(rows) == 2
     line, text, reason = rows[1]
     assert line == "3"
-    assert reason.startswith("Line 3 ")
+    assert reason == (
+        'A quote (") opened on line 3 is never closed (the file ends first). Nothing after it can be read as '
+        "rows, so the file cannot be sent: close the quote or remove it, then upload the file again."
+    )
+    assert html_lib.unescape(page).count(reason) == 1  # on the page too, once
     assert "\x00" not in text
     assert "c␀d" in text
 
@@ -237,8 +276,9 @@ def test_the_upload_form_correcting_the_file_offers_the_whole_list(
     from tests.test_htmx import UPLOAD, big_segment
 
     big_segment(real_ld)
-    content, _ = thousand_bad_rows()
+    content, _ = thousand_bad_rows(good=False)  # no valid key: the file is rejected whole
     record = rejected_import(user, content)
+    assert record.report["problem_count"] == 1000
     html = logged_in.get(f"{UPLOAD}?corrects={record.pk}").content.decode()
     assert "…and 980 more like them." in html
     url = reverse("import_problems", args=[record.pk])
