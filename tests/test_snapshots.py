@@ -263,7 +263,17 @@ def preview_of(user: Any, draft_status: str, **fields: Any) -> MemberSnapshot:
     )
 
 
-@pytest.mark.parametrize(("draft_status", "kept"), [("draft", True), ("queued", False), ("cancelled", False)])
+@pytest.mark.parametrize(
+    ("draft_status", "kept"),
+    [
+        ("draft", True),
+        # Sent but not yet gone: its confirmed preview is compared with the members just before it goes.
+        ("queued", True),
+        ("submitting", False),
+        ("preparing", False),
+        ("cancelled", False),
+    ],
+)
 def test_a_previews_file_goes_once_its_draft_is_sent_or_discarded(
     user: Any, db: Any, draft_status: str, kept: bool
 ) -> None:
@@ -292,7 +302,7 @@ def test_a_preview_being_compared_keeps_its_file_until_the_worker_lets_go(user: 
     path.write_text("u-1\n")
     held = preview_of(
         user,
-        "queued",
+        "submitting",
         status="ready",
         file_path=str(path),
         finished_at=timezone.now(),
