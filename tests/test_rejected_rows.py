@@ -152,6 +152,12 @@ def test_the_rejected_files_upload_is_deleted_but_its_problems_are_kept(
     folder = Path(record.storage_dir)
     assert [path.name for path in folder.iterdir()] == [ImportRecord.PROBLEMS_NAME]
     assert record.problems_path == folder / ImportRecord.PROBLEMS_NAME
+    if kind == "row":  # why it cannot be sent, when no single problem says so
+        assert record.error_message == (
+            "Every row of the file was rejected: it has no valid context key to send. Nothing was sent."
+        )
+    else:
+        assert record.error_message == "The file is not a valid list of context keys; nothing was sent."
 
 
 def test_problems_without_a_line_are_listed_too(logged_in: Any, user: Any) -> None:

@@ -162,7 +162,11 @@ def _checked(record: ImportRecord, report: Report) -> None:
             ImportStatus.REJECTED,
             f"Rejected {name}: {report.problem_count:,} problem{'' if report.problem_count == 1 else 's'} "
             "in the file.",
-            error_message="The file is not a valid list of context keys; nothing was sent.",
+            error_message=(
+                "Every row of the file was rejected: it has no valid context key to send. Nothing was sent."
+                if report.rows_rejected and not report.keys_accepted and not report.structural
+                else "The file is not a valid list of context keys; nothing was sent."
+            ),
             **result,
         ):
             _keep_only_problems(record)
