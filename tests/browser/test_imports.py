@@ -1,6 +1,6 @@
 """Uploading CSV files in the browser: Check then Send, the upload's progress bar, the import's page
-moving through its statuses with no reload, the header question, invalid files, the replace
-confirmation, and cancelling a queued import."""
+moving through its statuses with no reload, the header question, invalid files, a replace never sent
+from the upload form, and cancelling a queued import."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from tests.browser.checks import control, csv_file, snap
 
 NO_RELOAD = "window.__marker = 'still the same page'"
 SAME_PAGE = "window.__marker === 'still the same page'"
+CHECK = "Check file — nothing is sent"
+CHECK_AND_SEND = "Check and send to LaunchDarkly"
 
 
 def throttle_uploads(page: Any, bytes_per_second: int) -> Any:
@@ -53,7 +55,7 @@ def test_check_then_send_watch_it_complete_and_find_it_in_the_history(
     snap(page, "upload-form")
 
     cdp = throttle_uploads(page, 120_000)
-    page.get_by_role("button", name="Check file").click()
+    page.get_by_role("button", name=CHECK).click()
     # The bar appears and moves while the browser is still sending (about 3 s at this speed).
     progress = page.get_by_role("progressbar", name="Upload progress")
     expect(progress).to_be_visible()
@@ -119,10 +121,12 @@ def test_a_header_left_unticked_is_asked_about_then_sent(
     page.goto(f"{app}/segments/demo/staging/churn-risk/imports/new/")
     page.get_by_label("CSV file").set_input_files(upload)
     header_box = page.get_by_label("First row is a header")
-    # The page guesses from the file's first row; the person unticks the guess.
-    expect(header_box).to_be_checked()
-    header_box.uncheck()
-    page.get_by_role("button", name="Upload").click()
+    # The page only hints from the file's first row; the box is left as the person left it (unticked).
+    expect(
+        page.get_by_text("The first row looks like a header (“email”): tick the box if it is one.")
+    ).to_be_visible()
+    expect(header_box).not_to_be_checked()
+    page.get_by_role("button", name=CHECK_AND_SEND).click()
 
     expect(page.get_by_role("heading", name="One question before sending")).to_be_visible()
     question = page.get_by_role("group", name=re.compile("The first row is “email”"))
@@ -140,45 +144,55 @@ def test_an_invalid_file_lists_its_problems_by_line(
     login()
     worker()
     long_key = "k" * 600
-    upload = csv_file(tmp_path, "broken.csv", ["good-1", long_key, "good-2", long_key])
+    # Every row is bad, so no valid key is left to send (a file with some good rows would be a draft
+    # offering to send them: tests/browser/test_valid_rows.py).
+    upload = csv_file(tmp_path, "broken.csv", ["bad\tkey-1", long_key, "bad\tkey-2", long_key])
     page.goto(f"{app}/segments/demo/staging/churn-risk/imports/new/")
     page.get_by_label("CSV file").set_input_files(upload)
-    page.get_by_role("button", name="Upload").click()
+    page.get_by_role("button", name=CHECK_AND_SEND).click()
 
     expect(badge(page)).to_contain_text("Rejected")
     problems = page.get_by_role("region", name="The file has problems")
-    expect(problems).to_contain_text("2 problems found. Nothing was sent to LaunchDarkly.")
+    expect(problems).to_contain_text(
+        "The file has no valid context keys: every row is blank, a header or rejected."
+    )
+    expect(problems).to_contain_text(
+        "5 problems found. Nothing was sent to LaunchDarkly."
+    )  # 4 rows, and that
+    expect(problems.get_by_role("listitem").filter(has_text="Line 1")).to_contain_text("control character")
     expect(problems.get_by_role("listitem").filter(has_text="Line 2")).to_contain_text("600 characters")
     expect(problems.get_by_role("listitem").filter(has_text="Line 4")).to_be_visible()
     expect(control(page, "Upload a corrected file")).to_be_visible()
     snap(page, "import-rejected")
 
 
-def test_replace_without_typing_the_key_is_refused(app: str, page: Any, login: Any, tmp_path: Path) -> None:
+def test_a_replace_is_never_sent_from_the_upload_form(
+    app: str, page: Any, login: Any, tmp_path: Path
+) -> None:
+    """The typed key is gone: for Replace, the upload form offers only "Check file", and the checked
+    file waits as a draft, to be sent from its preview with the number it removes typed."""
+    from segments_app import imports
     from segments_app.models import ImportRecord
 
     login()
     page.goto(f"{app}/segments/demo/staging/churn-risk/imports/new/")
     page.get_by_label("CSV file").set_input_files(csv_file(tmp_path, "all.csv", ["a-1", "a-2"]))
+    send_now = page.get_by_role("button", name=CHECK_AND_SEND)
+    expect(send_now).to_be_visible()  # Merge, the default, may be sent at once
     page.get_by_label(re.compile("Replace — the segment will contain")).check()
-    confirm = page.get_by_label(re.compile("To replace or remove, type the segment key"))
-    expect(confirm).to_be_visible()
-    page.evaluate(NO_RELOAD)
-    page.get_by_role("button", name="Upload").click()
+    expect(send_now).to_be_hidden()
+    expect(page.get_by_label(re.compile("type the segment key"))).to_have_count(0)
+    expect(page.get_by_text("Replace and Remove are always kept as a draft first")).to_be_visible()
+    snap(page, "upload-replace-draft-only")
 
-    # Refused before anything is sent; the message is tied to the field it is about.
-    expect(confirm).to_have_attribute("aria-invalid", "true")
-    expect(confirm).to_have_accessible_description(re.compile("Type “churn-risk” to confirm"))
-    expect(confirm).to_be_focused()
-    assert page.evaluate(SAME_PAGE)
-    assert not ImportRecord.objects.exists()
-    snap(page, "upload-replace-refused")
-
-    # Typing the key lets it through.
-    confirm.fill("churn-risk")
-    page.get_by_role("button", name="Upload").click()
+    page.get_by_role("button", name=CHECK).click()
     expect(page).to_have_url(re.compile(r"/imports/\d+/$"))
-    assert ImportRecord.objects.get().mode == "replace"
+    record = imports.advance(ImportRecord.objects.get().pk)  # the worker's check, taken here
+    assert (record.status, record.mode) == ("draft", "replace")
+    assert not record.events.filter(action="sent").exists()
+    page.reload()
+    expect(badge(page)).to_contain_text("Draft")
+    expect(page.get_by_text("Nothing has been sent to LaunchDarkly.")).to_be_visible()
 
 
 def test_cancel_an_import_queued_behind_one_waiting_for_approval(
@@ -191,13 +205,13 @@ def test_cancel_an_import_queued_behind_one_waiting_for_approval(
     page.goto(f"{app}/segments/demo/staging/vip-customers/imports/new/")
     page.get_by_label("CSV file").set_input_files(csv_file(tmp_path, "needs-approval.csv", ["vip-9001"]))
     page.get_by_label("Wait for approvals").check()
-    page.get_by_role("button", name="Upload").click()
+    page.get_by_role("button", name=CHECK_AND_SEND).click()
     expect(badge(page)).to_contain_text("Waiting for approval")
     expect(page.get_by_text("What to do next:")).to_be_visible()
 
     page.goto(f"{app}/segments/demo/staging/churn-risk/imports/new/")
     page.get_by_label("CSV file").set_input_files(csv_file(tmp_path, "behind.csv", ["c-1", "c-2"]))
-    page.get_by_role("button", name="Upload").click()
+    page.get_by_role("button", name=CHECK_AND_SEND).click()
     expect(page.get_by_text(re.compile(r"This import waits for\s+import #\d+"))).to_be_visible()
     expect(badge(page)).to_contain_text("Queued")
     snap(page, "import-queued")
