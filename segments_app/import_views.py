@@ -142,8 +142,8 @@ def _earlier_file(
     request: HttpRequest, project: Project, environment: Environment, segment: Segment
 ) -> EarlierFile | None:
     """The refused file this upload corrects (`?corrects=<import>`, from that import's page), so the
-    form can show its line-numbered problems at the file field. Only a rejected import into this very
-    segment counts; anything else in the parameter is ignored."""
+    form can show its line-numbered problems at the file field. Only a rejected import, or a draft with
+    rejected rows, into this very segment counts; anything else in the parameter is ignored."""
     value = request.GET.get("corrects", "")
     record = (
         ImportRecord.objects.filter(
@@ -151,7 +151,8 @@ def _earlier_file(
             project_key=project.key,
             environment_key=environment.key,
             segment_key=segment.key,
-            status=ImportStatus.REJECTED,
+            # A rejected file, or a draft whose bad rows the person would rather correct than leave out.
+            status__in=(ImportStatus.REJECTED, ImportStatus.DRAFT),
         ).first()
         if value.isdigit() and len(value) < 12
         else None

@@ -289,3 +289,18 @@ def test_the_upload_form_correcting_the_file_offers_the_whole_list(
     assert "…and 980 more like them." in html
     url = reverse("import_problems", args=[record.pk])
     assert f'<a href="{url}" download>Download all 1,000 problems (CSV)</a>' in html
+
+
+def test_a_draft_with_rejected_rows_links_a_corrected_upload_that_lists_them(
+    logged_in: Any, user: Any, real_ld: Any
+) -> None:
+    from tests.test_htmx import UPLOAD, big_segment
+
+    big_segment(real_ld)
+    content, _ = thousand_bad_rows()  # 1,000 good keys and 1,000 bad rows: a draft, not a rejection
+    record = checked_upload(user, content, "draft")
+    page = logged_in.get(reverse("import_detail", args=[record.pk])).content.decode()
+    link = f"{UPLOAD}?corrects={record.pk}"
+    assert f'href="{link}">Upload a corrected file</a>' in page
+    html = logged_in.get(link).content.decode()
+    assert "…and 980 more like them." in html
