@@ -62,7 +62,7 @@ def checking_import(app: str, page: Any, tmp_path: Path) -> None:
     """An import's page while its file waits to be checked (the worker is not started): it polls."""
     page.goto(f"{app}/segments/demo/staging/churn-risk/imports/new/")
     page.get_by_label("CSV file").set_input_files(csv_file(tmp_path, "watched.csv", ["w-1", "w-2", "w-3"]))
-    page.get_by_role("button", name="Upload").click()
+    page.get_by_role("button", name="Check and send to LaunchDarkly").click()
     expect(page).to_have_url(re.compile(r"/imports/\d+/$"))
     expect(badge(page)).to_contain_text("Checking the file")
     expect(notice(page)).to_be_attached()
@@ -203,11 +203,11 @@ def test_a_form_that_cannot_be_sent_can_be_sent_again(
         "**/imports/new/",
         lambda route: route.abort("connectionreset") if route.request.method == "POST" else route.continue_(),
     )
-    page.get_by_role("button", name="Upload").click()
+    page.get_by_role("button", name="Check and send to LaunchDarkly").click()
     expect(notice(page)).to_have_text(ACTION_LOST)
     expect(page.get_by_role("progressbar", name="Upload progress")).to_be_hidden()
-    expect(page.get_by_role("button", name="Upload")).to_be_enabled()
+    expect(page.get_by_role("button", name="Check and send to LaunchDarkly")).to_be_enabled()
     snap(page, "connection-lost-upload")
     page.unroute("**/imports/new/")
-    page.get_by_role("button", name="Upload").click()
+    page.get_by_role("button", name="Check and send to LaunchDarkly").click()
     expect(page).to_have_url(re.compile(r"/imports/\d+/$"))
