@@ -151,6 +151,9 @@ TABLE: dict[str, Rule] = {
     f"{SEGMENT}members/<int:snapshot>.csv": Rule(
         get=view, post=method_refused, per_environment=True, record="snapshot"
     ),
+    f"{SEGMENT}members/<int:snapshot>-for-spreadsheets.csv": Rule(
+        get=view, post=method_refused, per_environment=True, record="snapshot"
+    ),
     # Changing things.
     "segments/<str:project>/<str:env>/new/": Rule(get=edit, post=edit, per_environment=True),
     f"{SEGMENT}delete/": Rule(get=edit, post=edit, per_environment=True),
