@@ -186,11 +186,9 @@ def test_sending_a_draft_pushes_a_wake_up_and_a_refused_send_does_not(
     key = f"{with_redis}:import-wakeups"
     pending.delete(key)  # the upload's own wake-up, which no worker took here
     with mock.patch("segments_app.imports.pipeline._queue", return_value=False):
-        assert not imports.send_draft(
-            draft, user, mode="merge", wait_on_approvals=False, first_row_is_header=False
-        )
+        assert not imports.send_draft(draft, user, mode="merge", wait_on_approvals=False)
     assert pending.llen(key) == 0
-    assert imports.send_draft(draft, user, mode="merge", wait_on_approvals=False, first_row_is_header=False)
+    assert imports.send_draft(draft, user, mode="merge", wait_on_approvals=False)
     assert ImportRecord.objects.get(pk=draft.pk).status == ImportStatus.QUEUED
     assert pending.llen(key) == 1
 
