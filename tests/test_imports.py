@@ -149,15 +149,28 @@ def test_record_parts_and_event_are_saved_before_any_call(user: Any, tmp_path: P
 
 
 def test_an_invalid_file_is_recorded_rejected_and_never_sent(user: Any, tmp_path: Path, real_ld: Any) -> None:
-    record = new_import(user, tmp_path, b"ok\nbad\xff\n")
+    # A quote that never closes: nobody can say which rows the file holds (a structural problem).
+    record = new_import(user, tmp_path, b'ok\n"bad\nmore\n')
     assert record.status == "rejected"
     assert record.parts.count() == 0
     # The file is gone; only the list of its problems stays, to download (tests/test_rejected_rows.py).
     assert [path.name for path in Path(record.storage_dir).iterdir()] == [ImportRecord.PROBLEMS_NAME]
-    assert record.report["problems"] == [
-        {"line": 2, "message": "Line 2 is not valid UTF-8 text (save the file as UTF-8)."}
-    ]
+    (problem,) = record.report["problems"]
+    assert (problem["line"], problem["kind"]) == (2, "structural")
+    assert problem["message"].startswith('A quote (") opened on line 2 is never closed')
     assert imports.advance(record.pk).status == "rejected"
+    assert len(real_ld.mock.calls) == 0
+
+
+def test_a_file_with_a_bad_row_is_never_sent_without_a_person(
+    user: Any, tmp_path: Path, real_ld: Any
+) -> None:
+    record = new_import(user, tmp_path, b"ok\nbad\xff\n")  # "Check and send": a row was rejected
+    assert record.status == "draft"
+    assert record.report["problems"] == [
+        {"line": 2, "message": "Line 2 is not valid UTF-8 text (save the file as UTF-8).", "kind": "row"}
+    ]
+    assert [p.read_bytes() for p in Path(record.storage_dir).glob("part-*.csv")] == [b"ok\n"]
     assert len(real_ld.mock.calls) == 0
 
 
