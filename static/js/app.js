@@ -165,6 +165,18 @@
       });
       // Remove goes as context-target updates, which LaunchDarkly's import approvals do not cover.
       if (approvals) approvals.hidden = !!(chosen && chosen.value === "remove");
+      // The one number field is read with what to type for the chosen mode ("Replace: type 2 to
+      // confirm…"), not only with its general label; its own help and error stay in its description.
+      var typed = form.querySelector("[name=confirm_removed]");
+      if (typed) {
+        var described = (typed.getAttribute("aria-describedby") || "").split(" ").filter(function (id) {
+          return id && !/^confirm-.+-words$/.test(id);
+        });
+        var words = chosen && document.getElementById("confirm-" + chosen.value + "-words");
+        if (words && form.contains(words)) described.unshift(words.id);
+        if (described.length) typed.setAttribute("aria-describedby", described.join(" "));
+        else typed.removeAttribute("aria-describedby");
+      }
     }
     form.querySelectorAll("[name=mode]").forEach(function (radio) { radio.addEventListener("change", toggle); });
     toggle();

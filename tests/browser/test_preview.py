@@ -71,11 +71,18 @@ def test_a_draft_shows_what_it_will_change_and_a_replace_asks_for_the_number(
     remove_says = page.get_by_text("Remove: type 3 to confirm that 3 members will leave the segment.")
     expect(replace_says).to_be_visible()
     expect(remove_says).to_be_hidden()
+    # A screen reader reads the field with the chosen mode's number, not only its general label.
+    expect(confirm).to_have_accessible_description(
+        re.compile(r"^Replace: type 2 to confirm that 2 members will be removed\.")
+    )
     expect(without).to_have_count(0)  # the preview is there
     expect(page.get_by_label(re.compile("type the segment key"))).to_have_count(0)
     send_form.get_by_label(re.compile("Remove — ")).check()
     expect(remove_says).to_be_visible()
     expect(replace_says).to_be_hidden()
+    expect(confirm).to_have_accessible_description(
+        re.compile(r"^Remove: type 3 to confirm that 3 members will leave the segment\.")
+    )
     send_form.get_by_label(re.compile("Merge — ")).check()
     expect(confirm).to_be_hidden()  # a merge removes no one
     send_form.get_by_label(re.compile("Replace — ")).check()
