@@ -390,7 +390,7 @@ class SendDraftForm(SendChoicesForm):
     )
     # The preview (its member snapshot's id) the page showed when the number was typed.
     preview = forms.CharField(required=False, widget=forms.HiddenInput, max_length=20)
-    # Set by "Send to LaunchDarkly without the preview" (a merge only): the person chose not to wait.
+    # Set by "Send as Merge without the preview": the person chose not to wait.
     without_preview = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def __init__(
@@ -485,6 +485,9 @@ class SendDraftForm(SendChoicesForm):
                 "The preview changed since this page was shown: check the new numbers below and type "
                 "the new number to send.",
             )
+            # What was typed confirmed the old numbers: the field starts empty for the new ones.
+            self.data = self.data.copy()
+            self.data["confirm_removed"] = ""
             return
         count = self.removes.get(mode) or 0
         if count and "confirm_removed" not in self.errors and cleaned.get("confirm_removed") != count:
@@ -497,7 +500,7 @@ class SendDraftForm(SendChoicesForm):
 
 PREVIEW_RUNNING = (
     "The comparison with the segment's members is still running: wait for it, "
-    "or choose Send without the preview."
+    "or choose Send as Merge without the preview."
 )
 
 

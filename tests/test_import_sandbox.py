@@ -23,6 +23,7 @@ from segments_app import imports
 from segments_app.imports import worker
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import FINAL_STATUSES, ImportRecord
+from tests.factories import send_confirmed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,7 +58,6 @@ def test_upload_through_the_form_runs_to_complete(logged_in: Any, contract: list
         {
             "file": SimpleUploadedFile("churn.csv", b"user_key\nu-1\nu-2\nu-1\n u-3 \n"),
             "mode": "replace",
-            "confirm_key": "churn-risk",
             "has_header": "on",
             "action": "upload",
             "submission_token": "a" * 32,
@@ -65,6 +65,11 @@ def test_upload_through_the_form_runs_to_complete(logged_in: Any, contract: list
     )
     record = ImportRecord.objects.get()
     assert response["Location"] == f"/imports/{record.pk}/"
+    # A replace is never sent from the upload form: it is a draft, sent on its confirmed preview.
+    record = imports.advance(record.pk)
+    assert record.status == "draft"
+    now = "".join(f"{key}\n" for key in sorted(members("production", "churn-risk"))).encode()
+    record = send_confirmed(record, members=now)
     record = run_until_final(record.pk)
     assert record.status == "complete"
     assert members("production", "churn-risk") == {"u-1", "u-2", "u-3"}
@@ -221,7 +226,9 @@ def test_two_and_a_half_million_keys_become_three_parts_sent_in_turn(
         has_header=False,
         send=True,
     )
-    record = imports.advance(record.pk)  # the worker checks the file
+    record = imports.advance(record.pk)  # the worker checks the file: a replace waits as a draft
+    now = "".join(f"{key}\n" for key in sorted(members("production", "churn-risk"))).encode()
+    record = imports.advance(send_confirmed(record, members=now).pk)  # checked at send, part 1 goes
     assert [(p.number, p.key_count, p.mode) for p in record.parts.all()] == [
         (1, 1_000_000, "replace"),
         (2, 1_000_000, "merge"),
@@ -245,6 +252,7 @@ def test_two_and_a_half_million_keys_become_three_parts_sent_in_turn(
             ]
             seen_conflict.append(True)
 
+    inject_conflict(record)  # part 1 went on the step that checked the preview
     record = run_until_final(record.pk, on_step=inject_conflict)
     assert record.status == "complete", record.error_message
     parts = list(record.parts.all())

@@ -437,7 +437,7 @@ def test_a_send_while_the_preview_runs_is_refused_unless_chosen_explicitly(
     assert response.status_code == 400
     assert (
         "The comparison with the segment&#x27;s members is still running: wait for it, "
-        "or choose Send without the preview." in response.content.decode()
+        "or choose Send as Merge without the preview." in response.content.decode()
     )
     no_send(record)
     # A replace is not sent even with its number guessed: the preview must be seen first.

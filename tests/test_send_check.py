@@ -90,6 +90,9 @@ def test_members_changed_since_the_preview_send_nothing_and_show_the_new_number(
     refused = logged_in.post(f"/imports/{record.pk}/send/", old)
     assert refused.status_code == 400
     assert "The preview changed since this page was shown" in refused.content.decode()
+    # The number typed for the old preview is not kept for the new one: one click cannot confirm it.
+    assert 'name="confirm_removed" value="1"' not in refused.content.decode()
+    assert 'name="confirm_removed"' in refused.content.decode()
     assert ImportRecord.objects.get(pk=record.pk).status == ImportStatus.DRAFT
     # The old number on the new preview: refused with the new number.
     wrong = logged_in.post(
