@@ -79,6 +79,23 @@ def take_over_under_a_held_lock(record: ImportRecord, *, past_deadline: bool = F
         return imports.advance(record.pk)
 
 
+def sending_held(user: Any, real_ld: Any) -> tuple[ImportRecord, HeldUpload, threading.Thread]:
+    """A merge whose part is being sent by another thread, LaunchDarkly's answer held back."""
+    segment_answer(real_ld, 0)
+    upload = HeldUpload(real_ld)
+    record = checked(user, b"a\nb\n", mode="merge")
+    thread = sender(record.pk)
+    assert upload.started.wait(DEADLINE_SECONDS), "the part was never sent"
+    return record, upload, thread
+
+
+def answer(upload: HeldUpload, thread: threading.Thread) -> None:
+    """LaunchDarkly answers the held upload; its sender writes the answer down and ends."""
+    upload.release.set()
+    thread.join(DEADLINE_SECONDS)
+    assert not thread.is_alive(), "the sender never finished"
+
+
 @pytest.fixture
 def short_lease(settings: Any) -> None:
     settings.IMPORT_LEASE_SECONDS = 0.6
@@ -88,11 +105,7 @@ def short_lease(settings: Any) -> None:
 def test_a_stalled_lease_renewal_never_turns_an_answered_upload_unknown(
     user: Any, real_ld: Any, short_lease: None
 ) -> None:
-    segment_answer(real_ld, 0)
-    upload = HeldUpload(real_ld)
-    record = checked(user, b"a\nb\n", mode="merge")
-    thread = sender(record.pk)
-    assert upload.started.wait(DEADLINE_SECONDS), "the part was never sent"
+    record, upload, thread = sending_held(user, real_ld)
 
     taken = take_over_under_a_held_lock(record)
     # The sender may still be waiting for LaunchDarkly: the takeover concludes nothing, looks again later.
@@ -100,9 +113,7 @@ def test_a_stalled_lease_renewal_never_turns_an_answered_upload_unknown(
     assert taken.next_attempt_at == taken.submit_deadline > timezone.now()
     assert taken.parts.get().status == ImportStatus.SUBMITTING
 
-    upload.release.set()
-    thread.join(DEADLINE_SECONDS)
-    assert not thread.is_alive()
+    answer(upload, thread)
     record = ImportRecord.objects.get(pk=record.pk)
     part = record.parts.get()
     assert (record.status, record.error_code, record.submit_deadline) == (ImportStatus.PREPARING, "", None)
@@ -115,19 +126,13 @@ def test_a_stalled_lease_renewal_never_turns_an_answered_upload_unknown(
 def test_an_answer_that_arrives_after_the_upload_was_reported_interrupted_is_recorded_and_followed(
     user: Any, real_ld: Any, short_lease: None
 ) -> None:
-    segment_answer(real_ld, 0)
-    upload = HeldUpload(real_ld)
-    record = checked(user, b"a\nb\n", mode="merge")
-    thread = sender(record.pk)
-    assert upload.started.wait(DEADLINE_SECONDS), "the part was never sent"
+    record, upload, thread = sending_held(user, real_ld)
 
     taken = take_over_under_a_held_lock(record, past_deadline=True)
     assert (taken.status, taken.error_code) == (ImportStatus.UNKNOWN, "interrupted")
     assert taken.parts.get().status == ImportStatus.UNKNOWN  # the part and its record agree
 
-    upload.release.set()
-    thread.join(DEADLINE_SECONDS)
-    assert not thread.is_alive()
+    answer(upload, thread)
     record = ImportRecord.objects.get(pk=record.pk)
     part = record.parts.get()
     assert (record.status, record.finished_at, part.status, part.ld_import_id) == (

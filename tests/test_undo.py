@@ -23,7 +23,7 @@ from segments_app import imports, snapshots
 from segments_app.imports import undo, worker
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot, SnapshotStatus
-from tests.factories import preview_on, send_confirmed
+from tests.factories import checked, preview_on, send_confirmed
 from tests.test_imports import multipart
 
 SEGMENT_PATH = "/api/v2/segments/shop/live/vip"
@@ -37,21 +37,8 @@ def _undo_on(settings: Any) -> None:
     settings.UNDO_SNAPSHOT_ALL_IMPORTS = False
 
 
-def upload(user: Any, content: bytes, *, mode: str = "replace", send: bool = True) -> ImportRecord:
-    path = new_upload_path()
-    path.write_bytes(content)
-    record, _ = imports.record_upload(
-        user=user,
-        project="shop",
-        environment="live",
-        segment="vip",
-        upload=imports.ReceivedFile(path, "keys.csv", len(content), hashlib.sha256(content).hexdigest()),
-        mode=mode,
-        wait_on_approvals=False,
-        has_header=False,
-        send=send,
-    )
-    return imports.advance(record.pk)  # checked: a merge queued, a replace or a remove a draft
+# An upload as the form records it, checked by one worker step: a merge queued, a replace or remove a draft.
+upload = checked
 
 
 def confirm(record: ImportRecord, members: bytes) -> ImportRecord:
