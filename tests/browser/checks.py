@@ -64,3 +64,17 @@ def control(scope: Any, name: str | re.Pattern[str]) -> Any:
     """A link or button by its accessible name: links styled as buttons carry role="button", and which
     of the two a control is may change without the person seeing any difference."""
     return scope.get_by_role("link", name=name).or_(scope.get_by_role("button", name=name))
+
+
+def sandbox_members(segment_key: str, environment: str, keys: list[str]) -> Any:
+    """Make the sandbox segment's members exactly `keys` (as if someone set them in LaunchDarkly)."""
+    from sandbox.models import SandboxMember, SandboxSegment
+
+    segment = SandboxSegment.objects.get(key=segment_key, environment__key=environment)
+    SandboxMember.objects.filter(segment=segment).delete()
+    SandboxMember.objects.bulk_create(
+        SandboxMember(segment=segment, context_key=key, generation=segment.live_generation) for key in keys
+    )
+    SandboxSegment.objects.filter(pk=segment.pk).update(included_count=len(keys))
+    segment.refresh_from_db()
+    return segment

@@ -10,7 +10,7 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from tests.browser.checks import snap
+from tests.browser.checks import sandbox_members, snap
 
 MEMBERS = ["a-1", "a-2", "gone-1", "gone-2", "gone-3"]
 JOINED = [f"joined-{n}" for n in range(1, 101)]
@@ -23,12 +23,7 @@ def test_a_replace_on_a_preview_the_segment_outgrew_sends_nothing_and_asks_again
     from sandbox.models import SandboxMember, SandboxSegment
     from segments_app.models import ImportRecord
 
-    segment = SandboxSegment.objects.get(key="churn-risk", environment__key="staging")
-    SandboxMember.objects.filter(segment=segment).delete()
-    SandboxMember.objects.bulk_create(
-        SandboxMember(segment=segment, context_key=key, generation=segment.live_generation) for key in MEMBERS
-    )
-    SandboxSegment.objects.filter(pk=segment.pk).update(included_count=len(MEMBERS))
+    segment = sandbox_members("churn-risk", "staging", MEMBERS)
     upload = tmp_path / "spring.csv"
     upload.write_text("a-1\na-2\nnew-1\n")
     login()
