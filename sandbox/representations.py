@@ -1,4 +1,4 @@
-"""Sandbox objects in LaunchDarkly's JSON shapes (../shared/launchdarkly/openapi-segments.json)."""
+"""Sandbox objects in LaunchDarkly's JSON shapes (tests/contract/openapi-segments.json)."""
 
 from __future__ import annotations
 

@@ -152,13 +152,11 @@ def test_an_invalid_file_lists_its_problems_by_line(
     page.get_by_role("button", name=CHECK_AND_SEND).click()
 
     expect(badge(page)).to_contain_text("Rejected")
-    problems = page.get_by_role("region", name="The file has problems")
-    expect(problems).to_contain_text(
-        "The file has no valid context keys: every row is blank, a header or rejected."
+    expect(page.locator(".error-panel").first).to_contain_text(
+        "Every row of the file was rejected: it has no valid context key to send. Nothing was sent."
     )
-    expect(problems).to_contain_text(
-        "5 problems found. Nothing was sent to LaunchDarkly."
-    )  # 4 rows, and that
+    problems = page.get_by_role("region", name="The file has problems")
+    expect(problems).to_contain_text("4 problems found. Nothing was sent to LaunchDarkly.")
     expect(problems.get_by_role("listitem").filter(has_text="Line 1")).to_contain_text("control character")
     expect(problems.get_by_role("listitem").filter(has_text="Line 2")).to_contain_text("600 characters")
     expect(problems.get_by_role("listitem").filter(has_text="Line 4")).to_be_visible()
