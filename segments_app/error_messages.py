@@ -14,6 +14,7 @@ from segments_app.launchdarkly import (
     NotFound,
     RateLimited,
     RefusedInput,
+    SegmentMissing,
     Unauthorized,
     UpstreamUnavailable,
 )
@@ -38,6 +39,11 @@ def describe(error: LaunchDarklyError) -> str:
         return (
             "LaunchDarkly did not accept the configured access token: it is invalid or expired. "
             "Ask an administrator to check the LD_API_TOKEN setting."
+        )
+    if isinstance(error, SegmentMissing):
+        # Told apart from "not a member": a key cannot be a member of a segment that is gone.
+        return (
+            "This segment is no longer in LaunchDarkly: it, or its project or environment, has been deleted."
         )
     if isinstance(error, NotFound):
         return "LaunchDarkly does not know this project, environment or segment."

@@ -13,6 +13,7 @@ quoted, or refused when no quoting could make them safe (`.`, `..`, empty).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 import re
@@ -33,11 +34,9 @@ logger = logging.getLogger(__name__)
 
 IMPORT_MODES = ("merge", "replace")
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
-# LaunchDarkly's own rules for tags; a tag outside them cannot exist, so it is never put in a filter.
-TAG_PATTERN = re.compile(r"^[a-zA-Z0-9_.-]{1,64}$")
 SORT_PATTERN = re.compile(r"^-?[a-zA-Z]{1,64}$")
-# The filter language's own characters: `,` AND, `|` OR, `()` groups, `[]` lists, `"` strings.
-FILTER_SYNTAX = re.compile(r'[,|()\[\]"\\\x00-\x1f\x7f]')
+# Characters no search or tag means to hold: without them a filter value needs no escape but `\"` and `\\`.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_UPSTREAM_TEXT = 500
 REDACTED = "[redacted]"
 
@@ -136,6 +135,14 @@ class UnusableKey(RefusedInput, NotFound):
 
 class UnusableFilter(RefusedInput):
     """Search or sort text that LaunchDarkly's list filter cannot take without changing its meaning."""
+
+
+class SegmentMissing(LaunchDarklyError):
+    """The segment asked about is not there (deleted, or its project or environment is gone).
+
+    Raised where a 404 could also mean something ordinary — the membership call answers 404 for a
+    key the segment never held — so the two are told apart. Not a `NotFound` on purpose: callers read
+    `NotFound` from the membership call as "not a member", which a missing segment must never become."""
 
 
 _ERRORS_BY_STATUS: dict[int, type[LaunchDarklyError]] = {
@@ -297,7 +304,8 @@ class LaunchDarklyClient:
     """A small client over one `requests.Session`.
 
     GETs are retried on connection failures, timeouts, 429 and 502/503/504 with exponential
-    backoff and jitter, honouring `Retry-After` and `X-Ratelimit-Reset`, within
+    backoff and jitter, honouring `Retry-After`, `X-Ratelimit-Reset` and
+    `X-Ratelimit-Auth-Token-Reset` (see `server_wait_seconds`), within
     `max_retry_wait` seconds in all. POST and DELETE are never retried: a lost answer could
     mean the change was made.
     """
@@ -435,10 +443,35 @@ class LaunchDarklyClient:
     def get_context_membership(
         self, project: str, environment: str, segment: str, context_key: str
     ) -> dict[str, Any]:
-        """Whether one context key is included in or excluded from a big segment."""
+        """Whether one context key is included in or excluded from a big segment, as LaunchDarkly's
+        `BigSegmentTarget` (`userKey`, `included`, `excluded`).
+
+        LaunchDarkly answers 404 (`not_found`, "Invalid resource identifier") both for a key the segment
+        never held and for a segment, environment or project that does not exist: its spec documents no
+        code or message that tells them apart. So a 404 is followed by one call for the segment itself:
+        gone, and `SegmentMissing` is raised; there, and the key is simply not a member (for a standard
+        segment, which this endpoint does not serve, the segment's own lists answer)."""
         context = _seg(context_key, "context key")
         path = f"{self._segment_path(project, environment, segment)}/contexts/{context}"
-        return self._get_json(path)
+        try:
+            return self._get_json(path)
+        except NotFound as not_found:
+            try:
+                found = self.get_segment(project, environment, segment)
+            except NotFound:
+                raise SegmentMissing(
+                    not_found.message,
+                    status=not_found.status,
+                    code=not_found.code,
+                    request_id=not_found.request_id,
+                    method="GET",
+                    path=not_found.path,
+                ) from None
+        return {
+            "userKey": context_key,
+            "included": not found.unbounded and context_key in found.included,
+            "excluded": not found.unbounded and context_key in found.excluded,
+        }
 
     # --- big-segment imports ---
 
@@ -698,26 +731,35 @@ class LaunchDarklyClient:
 def build_segment_filter(
     *, query: str | None = None, tags: Sequence[str] = (), unbounded: bool | None = None
 ) -> str:
-    """LaunchDarkly's segment `filter` expression: clauses joined by `,` (AND).
+    """LaunchDarkly's segment `filter` expression, written as its API reference writes it ("Filtering
+    segments" in getSegments: `tags anyOf ["enterprise", "beta"],query equals "toggle"`): clauses joined
+    by `,` (AND), every text value a double-quoted string, lists in `[]`.
 
-    Text from people can never add a clause: the filter language's characters (`,` AND, `|` OR,
-    `()`, `[]`, quotes, backslash, control characters) become spaces in the search text, which is a
-    fuzzy search anyway; a tag outside LaunchDarkly's tag alphabet raises `UnusableFilter`."""
+    Each value is written as a JSON string literal, so a `"` or `\\` inside it is escaped (`\\"`, `\\\\`)
+    and the filter language's `,` `|` `()` `[]` inside quotes stay text: what a person types can never add
+    a clause, and a multi-word search or a tag with a space is sent whole. LaunchDarkly documents no
+    escape sequences of its own; its quoted values and lists are JSON's, so JSON's are used. Control
+    characters are no part of any search or tag (whitespace ones become spaces in the search; a tag
+    holding one raises `UnusableFilter`), so no other escape is ever needed."""
     clauses = []
-    text = " ".join(FILTER_SYNTAX.sub(" ", query or "").split())
+    text = " ".join(CONTROL_CHARACTERS.sub(" ", query or "").split())
     if text:
-        clauses.append(f"query equals {text}")
+        clauses.append(f"query equals {_filter_value(text)}")
     tag_list = [t.strip() for t in tags if t and t.strip()]
     for tag in tag_list:
-        if not TAG_PATTERN.match(tag):
-            raise UnusableFilter(
-                f"“{_shown(tag)}” is not a tag: tags are 1-64 letters, digits, '.', '_' or '-'."
-            )
+        if CONTROL_CHARACTERS.search(tag):
+            raise UnusableFilter(f"“{_shown(tag.encode('unicode_escape').decode())}” is not a tag.")
     if tag_list:
-        clauses.append(f"tags anyOf [{','.join(tag_list)}]")
+        clauses.append(f"tags anyOf [{', '.join(_filter_value(tag) for tag in tag_list)}]")
     if unbounded is not None:
         clauses.append(f"unbounded equals {'true' if unbounded else 'false'}")
     return ",".join(clauses)
+
+
+def _filter_value(text: str) -> str:
+    """One quoted value of a filter: a JSON string, non-ASCII kept as it is (requests percent-encodes
+    it as UTF-8), so the only escapes in it are `\\"` and `\\\\`."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def parse_import_id(location: str | None) -> str | None:
@@ -768,9 +810,24 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
+# Each reset header with the "remaining" headers of the limits it reports on (LaunchDarkly's API
+# description, "Rate limiting"): `X-Ratelimit-Reset` serves the global and the route limit; a token's
+# limit reports its reset only in `X-Ratelimit-Auth-Token-Reset`.
+RESET_HEADERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("X-Ratelimit-Reset", ("X-Ratelimit-Global-Remaining", "X-Ratelimit-Route-Remaining")),
+    ("X-Ratelimit-Auth-Token-Reset", ("X-Ratelimit-Auth-Token-Remaining",)),
+)
+
+
 def server_wait_seconds(headers: Any, *, now: float) -> float | None:
-    """How long LaunchDarkly asked us to wait: `Retry-After` (seconds or HTTP date) or
-    `X-Ratelimit-Reset` (epoch milliseconds), whichever is later."""
+    """How long LaunchDarkly asked us to wait, or None when it did not say.
+
+    - `Retry-After` (seconds or an HTTP date; IP-based limits) is a floor: "wait at least" that long.
+    - Each reset (epoch milliseconds) counts unless the "remaining" headers of its limits say calls
+      are left: a limit with calls left is not the one that refused (LaunchDarkly sends
+      them with every call to a limited route, so a reset alone is no reason to wait).
+    - The answer is the latest of those that count: with several limits spent, calls resume only when
+      the last of them resets."""
     waits = []
     retry_after = headers.get("Retry-After")
     if retry_after:
@@ -779,11 +836,23 @@ def server_wait_seconds(headers: Any, *, now: float) -> float | None:
         except ValueError:
             with contextlib.suppress(TypeError, ValueError):
                 waits.append(max(0.0, parsedate_to_datetime(retry_after).timestamp() - now))
-    reset = headers.get("X-Ratelimit-Reset")
-    if reset:
+    for reset_header, remaining_headers in RESET_HEADERS:
+        reset = headers.get(reset_header)
+        if not reset or _calls_left(headers, remaining_headers):
+            continue
         with contextlib.suppress(ValueError):
             waits.append(max(0.0, float(reset) / 1000.0 - now))
     return max(waits) if waits else None
+
+
+def _calls_left(headers: Any, names: Sequence[str]) -> bool:
+    """True when these limits say calls are left: at least one of their "remaining" headers is sent,
+    and each one sent is above zero (a route without a limit of its own sends no route header)."""
+    sent = [headers.get(name) for name in names if headers.get(name) is not None]
+    try:
+        return bool(sent) and all(float(count) > 0 for count in sent)
+    except (TypeError, ValueError):
+        return False
 
 
 def error_from_response(

@@ -16,6 +16,7 @@ from requests_toolbelt.multipart.encoder import MultipartEncoder
 from responses import matchers
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
+from segments_app.error_messages import describe
 from segments_app.launchdarkly import (
     ClientConfig,
     Conflict,
@@ -26,6 +27,7 @@ from segments_app.launchdarkly import (
     NotFound,
     NotReached,
     RateLimited,
+    SegmentMissing,
     Unauthorized,
     UpstreamUnavailable,
     build_segment_filter,
@@ -154,47 +156,77 @@ def test_list_environments(client: LaunchDarklyClient, mock: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "query"),
+    ("kwargs", "query_string"),
     [
-        ({}, {"limit": "20", "offset": "0"}),
+        ({}, "limit=20&offset=0"),
+        ({"limit": 50, "offset": 100, "sort": "-lastModified"}, "limit=50&offset=100&sort=-lastModified"),
+        ({"query": "vip"}, "limit=20&offset=0&filter=query+equals+%22vip%22"),
         (
-            {"limit": 50, "offset": 100, "sort": "-lastModified"},
-            {"limit": "50", "offset": "100", "sort": "-lastModified"},
+            {"query": "vip customers"},
+            "limit=20&offset=0&filter=query+equals+%22vip+customers%22",
         ),
-        ({"query": "vip"}, {"limit": "20", "offset": "0", "filter": "query equals vip"}),
         (
             {"tags": ["a", "b"], "unbounded": True},
-            {"limit": "20", "offset": "0", "filter": "tags anyOf [a,b],unbounded equals true"},
+            "limit=20&offset=0&filter=tags+anyOf+%5B%22a%22%2C+%22b%22%5D%2Cunbounded+equals+true",
         ),
         (
             {"query": "x", "unbounded": False, "sort": "name"},
-            {"limit": "20", "offset": "0", "sort": "name", "filter": "query equals x,unbounded equals false"},
+            "limit=20&offset=0&sort=name&filter=query+equals+%22x%22%2Cunbounded+equals+false",
         ),
+        # A literal `+` must reach LaunchDarkly as %2B: a plain `+` reads as a space (NOTES, list filters).
+        ({"query": "c++ 1+1"}, "limit=20&offset=0&filter=query+equals+%22c%2B%2B+1%2B1%22"),
     ],
 )
-def test_list_segments_query(client: LaunchDarklyClient, mock: Any, kwargs: dict, query: dict) -> None:
-    mock.get(
-        SEGMENTS,
-        match=[matchers.query_param_matcher(query, strict_match=True)],
-        json={"items": [segment_body()], "totalCount": 312},
-    )
+def test_list_segments_sends_the_exact_query_string(
+    client: LaunchDarklyClient, mock: Any, kwargs: dict, query_string: str
+) -> None:
+    mock.get(SEGMENTS, json={"items": [segment_body()], "totalCount": 312})
     page = client.list_segments("demo", "production", **kwargs)
+    assert mock.calls[0].request.url == f"{SEGMENTS}?{query_string}"
     assert page.total == 312
     assert page.items[0].included_count == 1204331
     assert_headers(mock.calls[0].request)
+
+
+def test_the_spec_example_filter_is_sent_as_the_spec_writes_it(client: LaunchDarklyClient, mock: Any) -> None:
+    """getSegments' own example: `tags anyOf ["enterprise", "beta"],query equals "toggle"` (clause order
+    aside: ours puts the search first), decoded exactly from what went over the wire."""
+    mock.get(
+        SEGMENTS,
+        match=[
+            matchers.query_param_matcher(
+                {
+                    "limit": "20",
+                    "offset": "0",
+                    "filter": 'query equals "toggle",tags anyOf ["enterprise", "beta"]',
+                },
+                strict_match=True,
+            )
+        ],
+        json={"items": [], "totalCount": 0},
+    )
+    assert client.list_segments("demo", "production", query="toggle", tags=["enterprise", "beta"]).total == 0
 
 
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
         ({}, ""),
-        ({"query": "  beta  testers "}, "query equals beta testers"),
-        ({"query": "a,b|c"}, "query equals a b c"),
-        ({"tags": ["x", " ", "y"]}, "tags anyOf [x,y]"),
+        ({"query": "  beta  testers "}, 'query equals "beta testers"'),
+        ({"query": "a,b|c"}, 'query equals "a,b|c"'),
+        ({"query": 'say "hi"'}, 'query equals "say \\"hi\\""'),
+        ({"query": "C:\\path\\"}, 'query equals "C:\\\\path\\\\"'),
+        ({"query": "tab\there\nnext\x00end"}, 'query equals "tab here next end"'),
+        ({"query": "ключ"}, 'query equals "ключ"'),
+        ({"tags": ["x", " ", "y"]}, 'tags anyOf ["x", "y"]'),
+        (
+            {"tags": ["big spender", 'the "best"', "a\\b"]},
+            'tags anyOf ["big spender", "the \\"best\\"", "a\\\\b"]',
+        ),
         ({"unbounded": False}, "unbounded equals false"),
         (
             {"query": "q", "tags": ["t"], "unbounded": True},
-            "query equals q,tags anyOf [t],unbounded equals true",
+            'query equals "q",tags anyOf ["t"],unbounded equals true',
         ),
     ],
 )
@@ -513,6 +545,108 @@ def test_ratelimit_reset_in_epoch_milliseconds_is_honoured(
     mock.get(f"{SEGMENTS}/x", json=segment_body(key="x"))
     client.get_segment("demo", "production", "x")
     assert 4.25 <= sleeps[0] <= 4.75
+
+
+def rate_limited(mock: Any, headers: dict[str, str]) -> None:
+    """A 429 for GET …/x with these headers, then the segment: the client's one sleep is the wait it chose."""
+    mock.get(f"{SEGMENTS}/x", status=429, json={"code": "rate_limited", "message": "m"}, headers=headers)
+    mock.get(f"{SEGMENTS}/x", json=segment_body(key="x"))
+
+
+def reset_in(seconds: float) -> str:
+    return str(int((NOW + seconds) * 1000))
+
+
+# The jitter added on top of the server's wait with random.Random(7) and backoff_base 0.5.
+JITTER = random.Random(7)
+JITTER.uniform(0, 0.5)  # the first draw goes to the backoff the server's wait replaces
+FIRST_JITTER = JITTER.uniform(0, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        # A token's limit reports its reset only in X-Ratelimit-Auth-Token-Reset.
+        ({"X-Ratelimit-Auth-Token-Remaining": "0", "X-Ratelimit-Auth-Token-Reset": reset_in(6)}, 6.0),
+        ({"X-Ratelimit-Auth-Token-Reset": reset_in(6)}, 6.0),
+        # The token's limit is spent, the account's is not: the token's reset decides, not the sooner one.
+        (
+            {
+                "X-Ratelimit-Global-Remaining": "40",
+                "X-Ratelimit-Reset": reset_in(2),
+                "X-Ratelimit-Auth-Token-Remaining": "0",
+                "X-Ratelimit-Auth-Token-Reset": reset_in(7),
+            },
+            7.0,
+        ),
+        # The route's limit is spent, the token has calls left: the route's reset decides.
+        (
+            {
+                "X-Ratelimit-Route-Remaining": "0",
+                "X-Ratelimit-Reset": reset_in(2),
+                "X-Ratelimit-Auth-Token-Remaining": "12",
+                "X-Ratelimit-Auth-Token-Reset": reset_in(8),
+            },
+            2.0,
+        ),
+        # Both spent: calls resume only when the later one resets.
+        (
+            {
+                "X-Ratelimit-Global-Remaining": "0",
+                "X-Ratelimit-Reset": reset_in(5),
+                "X-Ratelimit-Auth-Token-Remaining": "0",
+                "X-Ratelimit-Auth-Token-Reset": reset_in(3),
+            },
+            5.0,
+        ),
+        # Retry-After (IP limits) is a floor: at least that long, whatever a reset says.
+        ({"Retry-After": "4", "X-Ratelimit-Auth-Token-Reset": reset_in(1)}, 4.0),
+        ({"Retry-After": "1", "X-Ratelimit-Auth-Token-Reset": reset_in(3.5)}, 3.5),
+    ],
+)
+def test_the_wait_chosen_honours_the_token_reset_with_the_documented_precedence(
+    client: LaunchDarklyClient, mock: Any, sleeps: list[float], headers: dict[str, str], wait: float
+) -> None:
+    rate_limited(mock, headers)
+    client.get_segment("demo", "production", "x")
+    assert sleeps == [pytest.approx(wait + FIRST_JITTER)]
+
+
+def test_a_reset_whose_limits_all_have_calls_left_is_no_reason_to_wait(
+    client: LaunchDarklyClient, mock: Any, sleeps: list[float]
+) -> None:
+    """LaunchDarkly sends its rate-limit headers with every call of a limited route: a 503 carrying a
+    reset 9 s away, with calls left everywhere, is retried after the short backoff, not after 9 s."""
+    mock.get(
+        f"{SEGMENTS}/x",
+        status=503,
+        json={"code": "unavailable", "message": "down"},
+        headers={
+            "X-Ratelimit-Global-Remaining": "50",
+            "X-Ratelimit-Reset": reset_in(9),
+            "X-Ratelimit-Auth-Token-Remaining": "3",
+            "X-Ratelimit-Auth-Token-Reset": reset_in(9),
+        },
+    )
+    mock.get(f"{SEGMENTS}/x", json=segment_body(key="x"))
+    client.get_segment("demo", "production", "x")
+    assert len(sleeps) == 1
+    assert 0 <= sleeps[0] <= 0.5
+
+
+def test_a_token_reset_beyond_the_budget_raises_rate_limited_with_that_time(
+    client: LaunchDarklyClient, mock: Any, sleeps: list[float]
+) -> None:
+    mock.get(
+        f"{SEGMENTS}/x",
+        status=429,
+        json={"code": "rate_limited", "message": "m"},
+        headers={"X-Ratelimit-Auth-Token-Remaining": "0", "X-Ratelimit-Auth-Token-Reset": reset_in(45)},
+    )
+    with pytest.raises(RateLimited) as caught:
+        client.get_segment("demo", "production", "x")
+    assert sleeps == []
+    assert caught.value.retry_at == pytest.approx(NOW + 45)
 
 
 def test_a_wait_beyond_the_budget_raises_rate_limited_without_sleeping(
@@ -871,6 +1005,57 @@ def test_get_context_membership_asks_for_the_quoted_key(client: LaunchDarklyClie
     )
     assert client.get_context_membership("demo", "production", "vip", "a/b c")["included"] is True
     assert mock.calls[0].request.url == f"{SEGMENTS}/vip/contexts/a%2Fb%20c"
+
+
+NOT_FOUND = {"code": "not_found", "message": "Invalid resource identifier"}
+
+
+def test_a_404_for_a_key_of_a_segment_that_exists_is_not_a_member(
+    client: LaunchDarklyClient, mock: Any
+) -> None:
+    """The spec gives both 404s one body, so the segment itself is asked for: there, so the key is no member."""
+    mock.get(f"{SEGMENTS}/vip/contexts/never-seen", status=404, json=NOT_FOUND)
+    mock.get(f"{SEGMENTS}/vip", json=segment_body())
+    answer = client.get_context_membership("demo", "production", "vip", "never-seen")
+    assert answer == {"userKey": "never-seen", "included": False, "excluded": False}
+    assert [c.request.url for c in mock.calls] == [f"{SEGMENTS}/vip/contexts/never-seen", f"{SEGMENTS}/vip"]
+
+
+def test_a_404_for_a_segment_that_is_gone_raises_segment_missing(
+    client: LaunchDarklyClient, mock: Any
+) -> None:
+    mock.get(f"{SEGMENTS}/vip/contexts/u-1", status=404, json=NOT_FOUND)
+    mock.get(f"{SEGMENTS}/vip", status=404, json=NOT_FOUND)
+    with pytest.raises(SegmentMissing) as caught:
+        client.get_context_membership("demo", "production", "vip", "u-1")
+    assert not isinstance(caught.value, NotFound)  # never read as "not a member" by NotFound handlers
+    assert caught.value.status == 404
+    assert describe(caught.value) == (
+        "This segment is no longer in LaunchDarkly: it, or its project or environment, has been deleted."
+    )
+    assert len(mock.calls) == 2
+
+
+def test_a_404_then_a_standard_segment_answers_from_its_own_lists(
+    client: LaunchDarklyClient, mock: Any
+) -> None:
+    standard = segment_body(unbounded=False, included=["u-in"], excluded=["u-out"])
+    for key in ("u-in", "u-out", "u-other"):
+        mock.get(f"{SEGMENTS}/vip/contexts/{key}", status=404, json=NOT_FOUND)
+        mock.get(f"{SEGMENTS}/vip", json=standard)
+    answers = [
+        client.get_context_membership("demo", "production", "vip", k) for k in ("u-in", "u-out", "u-other")
+    ]
+    assert [(a["included"], a["excluded"]) for a in answers] == [(True, False), (False, True), (False, False)]
+
+
+def test_a_failure_while_checking_the_segment_is_raised_as_itself(
+    client: LaunchDarklyClient, mock: Any
+) -> None:
+    mock.get(f"{SEGMENTS}/vip/contexts/u-1", status=404, json=NOT_FOUND)
+    mock.get(f"{SEGMENTS}/vip", status=401, json={"code": "unauthorized", "message": "Invalid access token"})
+    with pytest.raises(Unauthorized):
+        client.get_context_membership("demo", "production", "vip", "u-1")
 
 
 def test_update_context_targets_sends_exact_json(client: LaunchDarklyClient, mock: Any) -> None:

@@ -141,17 +141,52 @@ def test_a_429_is_waited_out_as_launchdarkly_asks(real_ld: Any) -> None:
 
 
 def test_a_key_launchdarkly_has_never_seen_is_not_a_member(real_ld: Any) -> None:
-    """The membership call answers 404 for a key that was never a target; one such key among many must
-    not fail the whole lookup."""
+    """The membership call answers 404 for a key that was never a target (the spec's one 404 body, for an
+    unknown key or an unknown segment alike): the client asks for the segment, finds it, and the key is no
+    member. One such key among many must not fail the whole lookup."""
     membership(real_ld, "alice", True)
     real_ld.mock.get(
         real_ld.url(f"{SEGMENT_PATH}/contexts/stranger"),
         status=404,
-        json={"code": "not_found", "message": "Unknown context"},
+        json={"code": "not_found", "message": "Invalid resource identifier"},
     )
+    real_ld.mock.get(real_ld.url(SEGMENT_PATH), json=big_segment_json(name="VIP", included=2))
     ask = lookup.MembershipEndpoint("shop", "live", "vip", threads=2)
     assert ask(["alice", "stranger"]) == {"alice": True, "stranger": False}
     assert len(real_ld.calls_to(f"{SEGMENT_PATH}/contexts/stranger")) == 1
+    assert len(real_ld.calls_to(SEGMENT_PATH)) == 1
+
+
+def test_a_segment_gone_is_not_read_as_not_a_member(real_ld: Any) -> None:
+    """Deleted mid-lookup: the 404 is followed by a 404 for the segment itself, so the lookup stops with
+    `SegmentMissing` instead of answering "not a member" for every key."""
+    from segments_app.launchdarkly import SegmentMissing
+
+    gone = {"code": "not_found", "message": "Invalid resource identifier"}
+    real_ld.mock.get(real_ld.url(f"{SEGMENT_PATH}/contexts/a"), status=404, json=gone)
+    real_ld.mock.get(real_ld.url(SEGMENT_PATH), status=404, json=gone)
+    with pytest.raises(SegmentMissing):
+        lookup.MembershipEndpoint("shop", "live", "vip", threads=1)(["a", "b"])
+    assert [call.request.url for call in real_ld.mock.calls] == [
+        real_ld.url(f"{SEGMENT_PATH}/contexts/a"),
+        real_ld.url(SEGMENT_PATH),
+    ]
+
+
+def test_a_segment_deleted_before_the_lookup_is_said_on_the_form(logged_in: Any, real_ld: Any) -> None:
+    real_ld.add_projects()
+    gone = {"code": "not_found", "message": "Invalid resource identifier"}
+    # The page finds the segment; by the time its keys are asked about, it is gone.
+    real_ld.mock.get(real_ld.url(SEGMENT_PATH), json=big_segment_json(name="VIP", included=2))
+    real_ld.mock.get(real_ld.url(SEGMENT_PATH), status=404, json=gone)
+    real_ld.mock.get(real_ld.url(f"{SEGMENT_PATH}/contexts/alice"), status=404, json=gone)
+    response = logged_in.post(PAGE, {"keys": "alice"})
+    assert response.status_code == 200
+    page = html.unescape(response.content.decode())
+    assert "This segment is no longer in LaunchDarkly" in page
+    assert "Nothing was looked up; try again." in page
+    assert response.context["form"].non_field_errors()
+    assert "?answer=" not in page
 
 
 def test_an_upstream_failure_stops_the_lookup(real_ld: Any) -> None:
