@@ -21,9 +21,18 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-## make run: install, migrate, create a first admin, serve on http://$(ADDR) (Ctrl-C stops everything).
+## make run: install, migrate, create a first admin, serve on http://$(ADDR) (Ctrl-C or SIGTERM stops
+## everything). With no LD_API_TOKEN it asks for the built-in sandbox (LD_SANDBOX=1) and says so; every
+## other entry point refuses to start without a token. `exec`: a SIGTERM that make passes on (a container
+## runtime or a service manager stopping `make run`) reaches rundashboard, which stops its children.
 run: install secret-key
-	SECRET_KEY="$${SECRET_KEY:-$$(cat var/secret_key)}" $(PY) manage.py rundashboard --addr $(ADDR)
+	@if [ -z "$$LD_API_TOKEN" ] && [ -z "$$LD_SANDBOX" ]; then \
+		echo "No LD_API_TOKEN set: make run starts the built-in LaunchDarkly sandbox (LD_SANDBOX=1)."; \
+		echo "Nothing reaches LaunchDarkly. Set LD_API_TOKEN to use your account (README: Using a real LaunchDarkly account)."; \
+	fi
+	exec env SECRET_KEY="$${SECRET_KEY:-$$(cat var/secret_key)}" \
+		LD_SANDBOX="$${LD_SANDBOX:-$$(test -n "$$LD_API_TOKEN" || echo 1)}" \
+		$(PY) manage.py rundashboard --addr $(ADDR)
 
 ## make secret-key: var/secret_key, made once; var/ and the key are readable by their owner only.
 secret-key: | $(PY)

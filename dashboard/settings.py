@@ -52,7 +52,6 @@ INSTALLED_APPS = [
     "axes",  # login throttling (README: "Security and sign-in")
     "csp",
     "segments_app",
-    "sandbox",
     "django.forms",  # the form renderer finds Django's widget templates through the app loader
 ]
 
@@ -297,39 +296,48 @@ LD_MAX_RETRIES = env_int("LD_MAX_RETRIES", 4)
 LD_MAX_RETRY_WAIT = env_float("LD_MAX_RETRY_WAIT", 20.0)
 LD_PROJECTS_CACHE_SECONDS = min(env_int("LD_PROJECTS_CACHE_SECONDS", 30), 60)
 
-# --- Built-in LaunchDarkly sandbox ----------------------------------------------------
-# With no token the app talks to its own sandbox (the `sandbox` app) over HTTP, through the same client.
-LD_SANDBOX_ENABLED = not LD_API_TOKEN
-# `make run` serves the sandbox in a process of its own on SANDBOX_ADDR and sets this to match.
-LD_SANDBOX_URL = env_str("LD_SANDBOX_URL", "http://127.0.0.1:8001/sandbox").rstrip("/")
-# Derived from SECRET_KEY so every process of one installation agrees on it without another setting.
-LD_SANDBOX_TOKEN = (
-    "api-sandbox-"
-    + hmac.new(SECRET_KEY.encode(), b"launchdarkly-sandbox-token", hashlib.sha256).hexdigest()[:32]
-)
-SANDBOX_STORAGE_DIR = Path(env_str("SANDBOX_STORAGE_DIR", str(VAR_DIR / "sandbox")))
-SANDBOX_IMPORT_BASE_SECONDS = env_float("SANDBOX_IMPORT_BASE_SECONDS", 2.0)
-SANDBOX_IMPORT_SECONDS_PER_1000_KEYS = env_float("SANDBOX_IMPORT_SECONDS_PER_1000_KEYS", 0.005)
-SANDBOX_MAX_FILE_BYTES = env_int("SANDBOX_MAX_FILE_BYTES", 40 * 1024 * 1024)
-SANDBOX_MAX_FILE_ROWS = env_int("SANDBOX_MAX_FILE_ROWS", 1_000_000)
-SANDBOX_STOP_MARKER = env_str("SANDBOX_STOP_MARKER", "sandbox-stop-import")
-try:
-    SANDBOX_FAULTS: list[dict] = json.loads(env_str("SANDBOX_FAULTS", "[]"))
-except json.JSONDecodeError as exc:
-    raise ImproperlyConfigured(f"SANDBOX_FAULTS must be a JSON list of fault rules: {exc}") from None
-# Imports are applied outside any request, this many keys to a transaction, so no write waits long.
-SANDBOX_APPLY_BATCH_KEYS = max(1, env_int("SANDBOX_APPLY_BATCH_KEYS", 5000))
-SANDBOX_APPLIER_INTERVAL = env_float("SANDBOX_APPLIER_INTERVAL", 0.5)
+# --- Built-in LaunchDarkly sandbox (LD_SANDBOX=1 only) ------------------------------------
+# The sandbox runs only when asked for by name. A missing token must never turn a deployment into a demo
+# that accepts imports and sends them nowhere: without LD_API_TOKEN and without LD_SANDBOX=1 every entry
+# point refuses to start (segments_app/checks.py; `make run` asks for the sandbox when no token is set).
+# Outside sandbox mode the `sandbox` app, its URLs, its template context, its seed data and these
+# settings do not exist at all.
+LD_SANDBOX_ENABLED = env_bool("LD_SANDBOX", False)
+if LD_SANDBOX_ENABLED:
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("segments_app") + 1, "sandbox")
+    # Says so in every page's header and links its approvals page (sandbox/context_processors.py).
+    TEMPLATES[0]["OPTIONS"]["context_processors"].append("sandbox.context_processors.sandbox")
+    # The app talks to its sandbox over HTTP, through the same client as to LaunchDarkly.
+    # `make run` serves the sandbox in a process of its own on SANDBOX_ADDR and sets this to match.
+    LD_SANDBOX_URL = env_str("LD_SANDBOX_URL", "http://127.0.0.1:8001/sandbox").rstrip("/")
+    # Derived from SECRET_KEY so every process of one installation agrees on it without another setting.
+    LD_SANDBOX_TOKEN = (
+        "api-sandbox-"
+        + hmac.new(SECRET_KEY.encode(), b"launchdarkly-sandbox-token", hashlib.sha256).hexdigest()[:32]
+    )
+    SANDBOX_STORAGE_DIR = Path(env_str("SANDBOX_STORAGE_DIR", str(VAR_DIR / "sandbox")))
+    SANDBOX_IMPORT_BASE_SECONDS = env_float("SANDBOX_IMPORT_BASE_SECONDS", 2.0)
+    SANDBOX_IMPORT_SECONDS_PER_1000_KEYS = env_float("SANDBOX_IMPORT_SECONDS_PER_1000_KEYS", 0.005)
+    SANDBOX_MAX_FILE_BYTES = env_int("SANDBOX_MAX_FILE_BYTES", 40 * 1024 * 1024)
+    SANDBOX_MAX_FILE_ROWS = env_int("SANDBOX_MAX_FILE_ROWS", 1_000_000)
+    SANDBOX_STOP_MARKER = env_str("SANDBOX_STOP_MARKER", "sandbox-stop-import")
+    try:
+        SANDBOX_FAULTS: list[dict] = json.loads(env_str("SANDBOX_FAULTS", "[]"))
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"SANDBOX_FAULTS must be a JSON list of fault rules: {exc}") from None
+    # Imports are applied outside any request, this many keys to a transaction, so no write waits long.
+    SANDBOX_APPLY_BATCH_KEYS = max(1, env_int("SANDBOX_APPLY_BATCH_KEYS", 5000))
+    SANDBOX_APPLIER_INTERVAL = env_float("SANDBOX_APPLIER_INTERVAL", 0.5)
+    # host:port of the sandbox's own server; empty means the web address's port + 1 on the same host.
+    SANDBOX_ADDR = env_str("SANDBOX_ADDR", "")
+    # One process, so fault rules counted per process (`times`) count every request.
+    SANDBOX_THREADS = max(1, env_int("SANDBOX_THREADS", 8))
 
 # --- Processes `make run` starts (README: "What make run starts") ----------------------------------
 # gunicorn with threaded (gthread) workers: a slow request (an upload, a call to LaunchDarkly) holds a
 # thread, not a whole process, and a page that calls the sandbox never waits on its own process.
 WEB_WORKERS = max(1, env_int("WEB_WORKERS", 2))
 WEB_THREADS = max(1, env_int("WEB_THREADS", 8))
-# host:port of the sandbox's own server; empty means the web address's port + 1 on the same host.
-SANDBOX_ADDR = env_str("SANDBOX_ADDR", "")
-# One process, so fault rules counted per process (`times`) count every request.
-SANDBOX_THREADS = max(1, env_int("SANDBOX_THREADS", 8))
 
 # Uploads larger than this spill to a temporary file instead of staying in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024

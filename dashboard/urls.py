@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
@@ -29,10 +30,13 @@ urlpatterns = [
         login_not_required(require_safe(RedirectView.as_view(url=lazy(static, str)("favicon.svg")))),
         name="favicon",
     ),
-    # The built-in sandbox: each of its views answers 404 while a LaunchDarkly token is configured.
-    path("sandbox/", include("sandbox.urls")),
     path("", include("segments_app.urls")),
 ]
+
+if settings.LD_SANDBOX_ENABLED:
+    # The built-in sandbox (LD_SANDBOX=1 only): its LaunchDarkly API and its approvals page. Outside
+    # sandbox mode /sandbox/ does not exist.
+    urlpatterns.insert(-1, path("sandbox/", include("sandbox.urls")))
 
 # Refusals show the app's own page, saying which role is needed and whom to ask.
 handler403 = "segments_app.views.permission_denied"

@@ -22,10 +22,10 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_http_methods
 
 from sandbox import imports
+from sandbox.approvals import may_approve, record_approval
 from sandbox.errors import ApiError, not_found
 from sandbox.models import SandboxImport
 from segments_app import access
-from segments_app.imports.approvals import record_approval
 from segments_app.models import ImportPart
 
 
@@ -94,9 +94,7 @@ def approvals(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         return _approve(request)
     items = [
-        item
-        for item in _waiting().order_by("created_ms")
-        if access.may_approve(request.user, item.environment.key)
+        item for item in _waiting().order_by("created_ms") if may_approve(request.user, item.environment.key)
     ]
     parts = _dashboard_parts(items)
     waiting = [Waiting(item, parts.get(str(item.pk))) for item in items]
@@ -114,7 +112,7 @@ def _approve(request: HttpRequest) -> HttpResponse:
     if item is None:
         messages.error(request, "There is no such import in the sandbox.")
         return redirect("sandbox:approvals")
-    if not access.may_approve(request.user, item.environment.key):
+    if not may_approve(request.user, item.environment.key):
         raise PermissionDenied(access.refusal("Approving imports", item.environment.key))
     record = None
     with transaction.atomic():

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 
 import django
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.http import HttpResponse
 
@@ -26,4 +28,9 @@ class SandboxHandler(WSGIHandler):
 
 
 django.setup(set_prefix=False)
+if not settings.LD_SANDBOX_ENABLED:
+    # Outside sandbox mode the sandbox app is not installed: say so instead of a model-loading traceback.
+    raise ImproperlyConfigured(
+        "sandbox.wsgi serves the built-in LaunchDarkly sandbox, which runs only with LD_SANDBOX=1."
+    )
 application = SandboxHandler()

@@ -54,7 +54,7 @@ def may_view(user: Any) -> bool:
 
 
 def may_edit(user: Any, environment_key: str) -> bool:
-    """Change anything in this environment: create or delete segments, import, cancel, approve."""
+    """Change anything in this environment: create or delete segments, import, cancel."""
     if not may_view(user):
         return False
     if user.is_superuser:
@@ -86,11 +86,6 @@ def may_send(user: Any, record: ImportRecord) -> bool:
 def may_cancel(user: Any, record: ImportRecord) -> bool:
     """Cancel or discard an import that has not reached LaunchDarkly: any editor of its environment."""
     return may_edit(user, record.environment_key)
-
-
-def may_approve(user: Any, environment_key: str) -> bool:
-    """Approve an import waiting for approval (the sandbox's reviewer page)."""
-    return may_edit(user, environment_key)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ from django.http import HttpRequest
 
 
 def launchdarkly_mode(request: HttpRequest) -> dict[str, object]:
-    """Whether the app runs against the sandbox (never the token itself), and the badge poll interval."""
-    return {"sandbox_mode": settings.LD_SANDBOX_ENABLED, "poll_seconds": settings.IMPORT_POLL_SECONDS}
+    """The badge poll interval. In sandbox mode the sandbox adds its own marker for the page header
+    (sandbox/context_processors.py): the product's pages know nothing of it."""
+    return {"poll_seconds": settings.IMPORT_POLL_SECONDS}
 
 
 def access_contact(request: HttpRequest) -> dict[str, object]:

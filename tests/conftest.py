@@ -20,6 +20,16 @@ from sandbox import faults
 SPEC_PATH = Path(__file__).resolve().parent / "contract" / "openapi-segments.json"
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
+    """The test database holds the sandbox's demo account, as `make run` gives it (`sandbox_seed`;
+    no migration seeds it any more)."""
+    from django.core.management import call_command
+
+    with django_db_blocker.unblock():
+        call_command("sandbox_seed", verbosity=0)
+
+
 @pytest.fixture(autouse=True)
 def _isolation() -> Iterator[None]:
     cache.clear()

@@ -5,6 +5,10 @@ import tempfile
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("LD_API_TOKEN", "")
+# The suite runs in sandbox mode, asked for explicitly as `make run` does: it installs the sandbox app,
+# its URLs and its settings. Set in the environment, not only below, so dashboard/settings.py builds
+# sandbox mode whole, and processes the tests start with this environment run it too.
+os.environ["LD_SANDBOX"] = "1"
 
 from dashboard.settings import *  # noqa: F403
 

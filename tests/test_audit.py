@@ -17,9 +17,9 @@ from django.forms.models import model_to_dict
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
+from sandbox.approvals import record_approval
 from segments_app import imports
 from segments_app.access import EDITORS, PRODUCTION_EDITORS
-from segments_app.imports.approvals import record_approval
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import (
     AuditRecordProtected,

@@ -354,6 +354,7 @@ def test_the_applier_process_killed_mid_import_resumes_on_restart_without_loss_o
         DJANGO_SETTINGS_MODULE="dashboard.settings",
         SECRET_KEY="test-secret-key-not-for-production",
         DATABASE_URL=_database_url(),
+        LD_SANDBOX="1",
         SANDBOX_APPLY_BATCH_KEYS="500",
         SANDBOX_IMPORT_BASE_SECONDS="0",
         SANDBOX_IMPORT_SECONDS_PER_1000_KEYS="0",

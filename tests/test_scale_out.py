@@ -101,6 +101,7 @@ class Cluster:
             DATABASE_CONN_MAX_AGE="0",
             ALLOWED_HOSTS="127.0.0.1,localhost",
             LD_API_TOKEN="",
+            LD_SANDBOX="1",
             LD_SANDBOX_URL=f"http://127.0.0.1:{self.sandbox_port}/sandbox",
             LD_MAX_RETRY_WAIT="3",
             STATIC_ROOT=str(self.folder / "static"),

@@ -328,6 +328,7 @@ PRODUCTION = {
     "HTTPS": "1",
     "SECRET_KEY": "k7Qw-2vN9xLp_4rTz8YbM3sHf6JcUe1AoGiDn5WqRkVy0tBuXl7ZmPaSd2FgHjKc",
     "ALLOWED_HOSTS": "dashboard.example.com",
+    "LD_API_TOKEN": "api-production-token-for-the-check",  # without it (or LD_SANDBOX=1) nothing starts
 }
 
 

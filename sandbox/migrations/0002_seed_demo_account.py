@@ -1,18 +1,14 @@
+"""Once seeded the sandbox's demo account; now does nothing, and stays so the history of databases that
+applied it stays consistent.
+
+Seeding in a migration put demo projects into every database, production's included. The demo
+account is now created by `manage.py sandbox_seed`, which `make run` calls in sandbox mode only.
+"""
+
 from django.db import migrations
-
-
-def seed_demo(apps, schema_editor):
-    from sandbox.seed import seed
-
-    seed(
-        apps.get_model("sandbox", "SandboxProject"),
-        apps.get_model("sandbox", "SandboxEnvironment"),
-        apps.get_model("sandbox", "SandboxSegment"),
-        apps.get_model("sandbox", "SandboxMember"),
-    )
 
 
 class Migration(migrations.Migration):
     dependencies = [("sandbox", "0001_initial")]
 
-    operations = [migrations.RunPython(seed_demo, migrations.RunPython.noop)]
+    operations: list[migrations.operations.base.Operation] = []

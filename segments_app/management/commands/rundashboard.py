@@ -4,11 +4,16 @@ The processes (README, "What make run starts"):
 
 - `web` — gunicorn with threaded workers, serving the app on `--addr`;
 - `worker` — `manage.py import_worker`, which moves imports with no browser open;
-- in sandbox mode (no LD_API_TOKEN) `sandbox` — gunicorn serving the sandbox's API on SANDBOX_ADDR, so the
-  product never calls its own web process — and `sandbox-applier`, which applies sandbox imports.
+- in sandbox mode (LD_SANDBOX=1, which `make run` sets when no LD_API_TOKEN is set) `sandbox` — gunicorn
+  serving the sandbox's API on SANDBOX_ADDR, so the product never calls its own web process — and
+  `sandbox-applier`, which applies sandbox imports. The sandbox's demo account is created first
+  (`manage.py sandbox_seed`, which does nothing once it exists).
+
+Like every command, it refuses to start with neither LD_API_TOKEN nor LD_SANDBOX=1 (segments_app/checks.py).
 
 One crash must not take the site down: a child other than `web` that exits is started again after a
 pause that doubles from 1 s to 30 s while it keeps failing. Only the web server's death, Ctrl-C or SIGTERM
+(what a service manager or a container runtime sends; `make run` execs this command, so make passes it on)
 stops everything. Each child runs in a process group of its own, so a terminal's Ctrl-C reaches only this
 supervisor, which stops the children in order (SIGTERM, then SIGKILL after a deadline) instead of every
 process racing to die at once while the supervisor might be restarting one of them; and each child is
@@ -68,7 +73,11 @@ class Command(BaseCommand):
             Child("worker", [sys.executable, MANAGE, "import_worker"]),
         ]
         if settings.LD_SANDBOX_ENABLED:
+            # By name, not by import: the product never imports the sandbox app.
+            call_command("sandbox_seed", verbosity=0)
             bind, reach = sandbox_address(addr, settings.SANDBOX_ADDR)
+            # Every child runs in the supervisor's mode, whichever way the supervisor was told.
+            env["LD_SANDBOX"] = "1"
             env["LD_SANDBOX_URL"] = f"http://{reach}/sandbox"
             children += [
                 Child(
@@ -81,11 +90,16 @@ class Command(BaseCommand):
                 Child("sandbox-applier", [sys.executable, MANAGE, "sandbox_applier"]),
             ]
             self.stdout.write(
-                f"No LD_API_TOKEN set: using the built-in LaunchDarkly sandbox at http://{reach}/sandbox."
+                self.style.WARNING(
+                    "Sandbox mode (LD_SANDBOX=1): using the built-in LaunchDarkly sandbox at "
+                    f"http://{reach}/sandbox. Nothing reaches LaunchDarkly."
+                )
             )
         else:
             self.stdout.write(f"Using LaunchDarkly at {settings.LD_BASE_URL}.")
-        self.stdout.write(self.style.SUCCESS(f"Segment Dashboard: http://{addr}/  (Ctrl-C stops it)"))
+        self.stdout.write(
+            self.style.SUCCESS(f"Segment Dashboard: http://{addr}/  (Ctrl-C or SIGTERM stops it)")
+        )
         self.stdout.flush()
         raise SystemExit(supervise(children, env))
 
