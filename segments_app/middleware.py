@@ -2,13 +2,15 @@
 
 `PageMethodsMiddleware`: the site's pages take GET, HEAD and POST only; anything else is a 405 for
 everyone, before sign-in, CSRF or role checks, so no view has to think about PUT or DELETE (Django's
-form views would otherwise take PUT as POST). APIs that check their own methods (the sandbox's
-LaunchDarkly API) say so with `checks_its_own_methods`.
+form views would otherwise take PUT as POST). HEAD is answered wherever GET is: the view runs as for
+GET and the body is dropped, because views name their methods with Django's `require_GET` and
+`require_http_methods(["GET", "POST"])`, which would refuse HEAD with a 405. A view that answers an
+API with methods of its own says so with `checks_its_own_methods` and is left alone.
 
 `RoleRequiredMiddleware`: a signed-in account in no role group gets an explanation instead. It runs
 after Django's LoginRequiredMiddleware, so only signed-in users reach it. It leaves alone what a person
 without a role still needs (logging in and out, changing their password), views marked
-`login_not_required` (health checks, the sandbox API, which checks its own token) and Django's admin,
+`login_not_required` (health checks, APIs that check their own token) and Django's admin,
 which keeps its own staff-only rules.
 """
 
@@ -62,6 +64,10 @@ class LoginRequiredMiddleware(auth_middleware.LoginRequiredMiddleware):
         return HttpResponseClientRedirect(login.url)
 
 
+# Set on a HEAD request while its view runs as GET, so the response loses its body on the way out.
+_ANSWERING_HEAD = "_segment_dashboard_answering_head"
+
+
 class PageMethodsMiddleware(MiddlewareMixin):
     def process_view(
         self,
@@ -70,9 +76,28 @@ class PageMethodsMiddleware(MiddlewareMixin):
         view_args: tuple[Any, ...],
         view_kwargs: dict[str, Any],
     ) -> HttpResponse | None:
-        if request.method in PAGE_METHODS or getattr(view_func, "checks_its_own_methods", False):
+        if getattr(view_func, "checks_its_own_methods", False):
+            return None
+        if request.method == "HEAD":
+            # A monitor or a link checker asking HEAD gets what GET would say, minus the body.
+            request.method = "GET"
+            setattr(request, _ANSWERING_HEAD, True)
+            return None
+        if request.method in PAGE_METHODS:
             return None
         return HttpResponseNotAllowed(PAGE_METHODS)
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if not getattr(request, _ANSWERING_HEAD, False):
+            return response
+        request.method = "HEAD"  # the request log names the method the client sent
+        if response.streaming:
+            response.streaming_content = iter(())
+        else:
+            # The length GET would have sent, as HTTP asks of a HEAD answer, and no body.
+            response.headers["Content-Length"] = str(len(response.content))
+            response.content = b""
+        return response
 
 
 class RoleRequiredMiddleware(MiddlewareMixin):
