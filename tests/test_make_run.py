@@ -340,3 +340,49 @@ def _wait_until_the_sandbox_is_applying(database: Path, seconds: float) -> None:
                 return
         assert time.monotonic() < deadline, "the sandbox never started applying the import"
         time.sleep(0.05)
+
+
+# README, "Stopping": SIGTERM, then SIGKILL for whatever still runs 25 s later.
+STOP_GRACE_SECONDS = 25 + 10
+
+
+def _alive(pid: int) -> bool:
+    """Still a process (a zombie waiting for its parent counts as gone: it serves nothing)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_sigterm_to_make_run_stops_everything_it_started(make_run: MakeRun) -> None:
+    """What a container runtime or a service manager does: SIGTERM to `make` alone, not to its group."""
+    make_run.wait_until_up()
+    output = make_run.output()
+    assert "No LD_API_TOKEN set: make run starts the built-in LaunchDarkly sandbox (LD_SANDBOX=1)." in output
+    assert "Sandbox mode (LD_SANDBOX=1)" in output
+    make_pid = make_run.process.pid
+    started = processes_under(make_pid)
+    for words in (
+        ("manage.py", "rundashboard"),
+        ("gunicorn", "dashboard.wsgi:application"),
+        ("gunicorn", "sandbox.wsgi:application"),
+        ("manage.py", "import_worker"),
+        ("manage.py", "sandbox_applier"),
+    ):
+        assert pids_running(make_pid, *words), (words, started)
+
+    os.kill(make_pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    try:
+        while alive := sorted(pid for pid in started if _alive(pid)):
+            assert time.monotonic() < deadline, {pid: started[pid] for pid in alive}
+            time.sleep(0.1)
+    finally:
+        # Should this fail, leave no orphan serving the ports: stop each survivor by its pid.
+        for pid in started:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    make_run.process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    # The supervisor itself got the signal and stopped its children (not a kill from the kernel).
+    make_run.wait_for_log(r"SIGTERM received; stopping everything\.", seconds=5)

@@ -392,3 +392,36 @@ def test_with_a_token_there_is_no_sandbox(settings: Any, monkeypatch: pytest.Mon
 
 def _option(argv: list[str], name: str) -> str:
     return argv[argv.index(name) + 1]
+
+
+def test_sandbox_mode_seeds_the_demo_account_and_runs_every_child_in_sandbox_mode(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seed is a command `make run` runs (no migration seeds any database), and the children are told
+    the mode explicitly, whichever way the supervisor was."""
+    settings.LD_SANDBOX_ENABLED = True
+    settings.SANDBOX_ADDR = ""
+    monkeypatch.delenv("LD_SANDBOX", raising=False)
+    commands: list[str] = []
+    planned: list[dict[str, str]] = []
+    monkeypatch.setattr(rundashboard, "call_command", lambda name, **kwargs: commands.append(name))
+    monkeypatch.setattr("segments_app.imports.purge_expired_files", lambda: 0)
+    monkeypatch.setattr(rundashboard, "supervise", lambda children, env: planned.append(env) or 0)
+    with pytest.raises(SystemExit):
+        rundashboard.Command().handle(addr="127.0.0.1:8100")
+    assert commands.index("migrate") < commands.index("sandbox_seed")
+    assert planned[0]["LD_SANDBOX"] == "1"
+
+
+def test_with_a_token_nothing_of_the_sandbox_is_seeded(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.LD_SANDBOX_ENABLED = False
+    commands: list[str] = []
+    monkeypatch.setattr(rundashboard, "call_command", lambda name, **kwargs: commands.append(name))
+    monkeypatch.setattr("segments_app.imports.purge_expired_files", lambda: 0)
+    monkeypatch.setattr(rundashboard, "supervise", lambda children, env: 0)
+    with pytest.raises(SystemExit):
+        rundashboard.Command().handle(addr="127.0.0.1:8100")
+    assert "sandbox_seed" not in commands
+    assert "migrate" in commands
