@@ -332,6 +332,10 @@ if LD_SANDBOX_ENABLED:
     SANDBOX_ADDR = env_str("SANDBOX_ADDR", "")
     # One process, so fault rules counted per process (`times`) count every request.
     SANDBOX_THREADS = max(1, env_int("SANDBOX_THREADS", 8))
+else:
+    # Not a sandbox setting: segments_app/request_log.py reads it beside LD_API_TOKEN to remove both
+    # from every log line, and would drop the redaction altogether if it were missing.
+    LD_SANDBOX_TOKEN = ""
 
 # --- Processes `make run` starts (README: "What make run starts") ----------------------------------
 # gunicorn with threaded (gthread) workers: a slow request (an upload, a call to LaunchDarkly) holds a
