@@ -24,6 +24,7 @@ from segments_app.launchdarkly import (
     LaunchDarklyClient,
     NotFound,
     RateLimited,
+    SegmentMissing,
     Unauthorized,
     UpstreamUnavailable,
 )
@@ -155,6 +156,130 @@ def test_invalid_list_parameters_are_400(sandbox: str, settings: Any) -> None:
         assert response.json()["code"] == "invalid_request"
 
 
+# --- the documented filter syntax (getSegments, "Filtering segments") ---------------------------------
+
+# The spec's own example, character for character.
+SPEC_EXAMPLE = 'tags anyOf ["enterprise", "beta"],query equals "toggle"'
+
+
+def add_segment(
+    key: str, name: str, *, tags: list[str], description: str = "", unbounded: bool = False
+) -> None:
+    """A segment written straight into the sandbox: tags LaunchDarkly's create call would refuse (a space,
+    a quote) can still be searched for."""
+    from sandbox.models import SandboxEnvironment
+
+    environment = SandboxEnvironment.objects.get(project__key="demo", key="production")
+    SandboxSegment.objects.create(
+        environment=environment, key=key, name=name, description=description, tags=tags, unbounded=unbounded
+    )
+
+
+def raw_list(ld: LaunchDarklyClient, sandbox: str, segment_filter: str) -> requests.Response:
+    """GET the segment list with this exact `filter`, through the client's session: its answer is checked
+    against the contract like every other."""
+    return ld.session.get(
+        f"{sandbox}/api/v2/segments/demo/production", params={"filter": segment_filter}, timeout=10
+    )
+
+
+def test_the_spec_example_filter_returns_the_right_segments(
+    ld: LaunchDarklyClient, sandbox: str, contract: list[str]
+) -> None:
+    add_segment("toggle-enterprise", "Toggle rollout", tags=["enterprise"])
+    add_segment("toggle-beta", "Beta", tags=["beta"], description="toggle testers")
+    add_segment("toggle-untagged", "Toggle others", tags=["other"])
+    add_segment("enterprise-only", "Enterprise", tags=["enterprise"])
+    response = raw_list(ld, sandbox, SPEC_EXAMPLE)
+    assert response.status_code == 200
+    assert sorted(item["key"] for item in response.json()["items"]) == ["toggle-beta", "toggle-enterprise"]
+    assert response.json()["totalCount"] == 2
+    assert contract[-1].startswith("GET 200 /sandbox/api/v2/segments/demo/production?filter=tags+anyOf+")
+
+
+@pytest.mark.parametrize(
+    ("segment_filter", "keys"),
+    [
+        ('query equals "vip customers"', ["vip-customers"]),
+        ('query equals ["vip", "staff"]', ["internal-staff", "vip-customers"]),
+        ('tags anyOf ["beta", "internal"]', ["beta-testers", "internal-staff"]),
+        ('tags anyOf [ "vip" ] , unbounded equals true', ["vip-customers"]),
+        ("unbounded equals false", ["beta-testers", "internal-staff"]),
+        ('includedKeys anyOf ["beta-testers", "churn-risk"]', ["beta-testers", "churn-risk"]),
+        (
+            'excludedKeys anyOf ["beta-testers", "churn-risk"]',
+            ["internal-staff", "mobile-early-access", "vip-customers"],
+        ),
+        ('query equals "vip"|tags anyOf ["beta"]', ["beta-testers", "vip-customers"]),
+        (
+            '(query equals "vip"|tags anyOf ["beta"]),unbounded equals false',
+            ["beta-testers"],
+        ),
+        ("external exists true", []),
+    ],
+)
+def test_the_documented_syntax_filters(
+    ld: LaunchDarklyClient, sandbox: str, segment_filter: str, keys: list[str]
+) -> None:
+    response = raw_list(ld, sandbox, segment_filter)
+    assert response.status_code == 200, response.json()
+    assert sorted(item["key"] for item in response.json()["items"]) == keys
+
+
+@pytest.mark.parametrize(
+    "segment_filter",
+    [
+        "query equals vip customers",  # the dashboard's old, unquoted form
+        "tags anyOf [vip,marketing]",
+        'tags anyOf "vip"',
+        'query equals "vip',
+        "unbounded equals yes",
+        'unbounded equals "true"',
+        "query equals 3",
+        'tags anyOf ["vip", 3]',
+        'colour equals "red"',
+        'tags equals ["vip"]',
+        '(query equals "vip"',
+        'query equals "vip")',
+        'query equals "vip",',
+        'query equals"vip"',
+        "(" * 40 + 'query equals "vip"' + ")" * 40,
+    ],
+)
+def test_a_filter_launchdarkly_would_refuse_is_400_in_its_error_shape(
+    ld: LaunchDarklyClient, sandbox: str, contract: list[str], segment_filter: str
+) -> None:
+    response = raw_list(ld, sandbox, segment_filter)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid_request"
+    assert body["message"].startswith("Invalid filter")
+    assert response.headers["Content-Type"] == "application/json"
+    assert len(contract) == 1  # checked: LaunchDarkly's error shape
+
+
+def test_quotes_and_backslashes_are_searched_for_as_text(ld: LaunchDarklyClient) -> None:
+    add_segment(
+        "quoted", "Quoted", tags=['the "best"', "big spender", "a\\b"], description='say "hi" \\ there'
+    )
+    assert [s.key for s in ld.list_segments("demo", "production", query='say "hi" \\').items] == ["quoted"]
+    for tag in ('the "best"', "big spender", "a\\b"):
+        assert [s.key for s in ld.list_segments("demo", "production", tags=[tag]).items] == ["quoted"], tag
+    # A quote is text, not the end of the value: nothing else matches it.
+    assert ld.list_segments("demo", "production", query='"hi",tags anyOf ["vip"]').items == []
+
+
+def test_a_multi_word_search_and_a_tag_through_the_client(
+    ld: LaunchDarklyClient, contract: list[str]
+) -> None:
+    page = ld.list_segments("demo", "production", query="VIP customers", tags=["marketing"])
+    assert [s.key for s in page.items] == ["vip-customers"]
+    assert contract == [
+        "GET 200 /sandbox/api/v2/segments/demo/production?limit=20&offset=0"
+        "&filter=query+equals+%22VIP+customers%22%2Ctags+anyOf+%5B%22marketing%22%5D"
+    ]
+
+
 def test_create_get_duplicate_and_delete_segment(ld: LaunchDarklyClient) -> None:
     created = ld.create_segment(
         "demo",
@@ -202,11 +327,76 @@ def test_invalid_segment_bodies_are_400(ld: LaunchDarklyClient, kwargs: dict) ->
     assert not SandboxSegment.objects.filter(key="ok").exists()
 
 
-def test_context_membership_for_big_and_standard_segments(ld: LaunchDarklyClient) -> None:
-    assert ld.get_context_membership("demo", "production", "vip-customers", "vip-0007")["included"] is True
-    assert ld.get_context_membership("demo", "production", "vip-customers", "nobody")["included"] is False
-    beta = ld.get_context_membership("demo", "production", "beta-testers", "user-2001")
-    assert (beta["included"], beta["excluded"]) == (False, True)
+def test_context_membership_for_big_and_standard_segments(
+    ld: LaunchDarklyClient, sandbox: str, settings: Any, contract: list[str]
+) -> None:
+    """As the spec says: a member is 200 `BigSegmentTarget`; a key the big segment never held is 404
+    `not_found` (the client then finds the segment and answers "not a member"); a standard segment is
+    400 (the operation "does not support standard segments")."""
+    assert ld.get_context_membership("demo", "production", "vip-customers", "vip-0007") == {
+        "userKey": "vip-0007",
+        "included": True,
+        "excluded": False,
+    }
+    headers = {"Authorization": settings.LD_SANDBOX_TOKEN}
+    base = f"{sandbox}/api/v2/segments/demo/production"
+    never_seen = requests.get(f"{base}/vip-customers/contexts/nobody", headers=headers, timeout=5)
+    assert (never_seen.status_code, never_seen.json()["code"]) == (404, "not_found")
+    standard = requests.get(f"{base}/beta-testers/contexts/user-2001", headers=headers, timeout=5)
+    assert (standard.status_code, standard.json()["code"]) == (400, "invalid_request")
+    assert ld.get_context_membership("demo", "production", "vip-customers", "nobody") == {
+        "userKey": "nobody",
+        "included": False,
+        "excluded": False,
+    }
+    with pytest.raises(InvalidRequest):
+        ld.get_context_membership("demo", "production", "beta-testers", "user-2001")
+    assert contract == [
+        "GET 200 /sandbox/api/v2/segments/demo/production/vip-customers/contexts/vip-0007",
+        "GET 404 /sandbox/api/v2/segments/demo/production/vip-customers/contexts/nobody",
+        "GET 200 /sandbox/api/v2/segments/demo/production/vip-customers",
+        "GET 400 /sandbox/api/v2/segments/demo/production/beta-testers/contexts/user-2001",
+    ]
+
+
+def test_membership_of_a_deleted_segment_is_segment_missing_not_a_non_member(ld: LaunchDarklyClient) -> None:
+    ld.delete_segment("demo", "production", "vip-customers")
+    with pytest.raises(SegmentMissing) as caught:
+        ld.get_context_membership("demo", "production", "vip-customers", "vip-0007")
+    assert caught.value.status == 404
+
+
+def test_empty_answers_carry_no_content_type(ld: LaunchDarklyClient, sandbox: str, settings: Any) -> None:
+    """The spec gives these answers no content: no body and no Content-Type (never Django's text/html)."""
+    headers = {"Authorization": settings.LD_SANDBOX_TOKEN}
+    base = f"{sandbox}/api/v2/segments/demo/production"
+    answers = {
+        "start import": requests.post(
+            f"{base}/vip-customers/imports",
+            headers=headers,
+            files={"file": ("k.csv", b"new-1\n", "text/csv")},
+            data={"mode": "merge", "waitOnApprovals": "false"},
+            timeout=10,
+        ),
+        "start export": requests.post(f"{base}/churn-risk/exports", headers=headers, timeout=10),
+        "context targets": requests.post(
+            f"{base}/mobile-early-access/contexts",
+            headers=headers,
+            json={"included": {"add": ["x-1"]}},
+            timeout=10,
+        ),
+        "delete segment": requests.delete(f"{base}/beta-testers", headers=headers, timeout=10),
+    }
+    statuses = {name: answer.status_code for name, answer in answers.items()}
+    assert statuses == {
+        "start import": 204,
+        "start export": 200,
+        "context targets": 204,
+        "delete segment": 204,
+    }
+    for name, answer in answers.items():
+        assert answer.content == b"", name
+        assert "Content-Type" not in answer.headers, (name, answer.headers.get("Content-Type"))
 
 
 # --- imports -----------------------------------------------------------------------------------------

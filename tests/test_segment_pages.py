@@ -42,8 +42,8 @@ def text(response: Any) -> str:
     [
         ("", {"limit": "20", "offset": "0", "sort": "name"}),
         ("?page=3", {"limit": "20", "offset": "40", "sort": "name"}),
-        ("?q=vip", {"limit": "20", "offset": "0", "sort": "name", "filter": "query equals vip"}),
-        ("?tag=beta", {"limit": "20", "offset": "0", "sort": "name", "filter": "tags anyOf [beta]"}),
+        ("?q=vip", {"limit": "20", "offset": "0", "sort": "name", "filter": 'query equals "vip"'}),
+        ("?tag=beta", {"limit": "20", "offset": "0", "sort": "name", "filter": 'tags anyOf ["beta"]'}),
         ("?kind=big", {"limit": "20", "offset": "0", "sort": "name", "filter": "unbounded equals true"}),
         (
             "?kind=standard",
@@ -57,7 +57,7 @@ def text(response: Any) -> str:
                 "limit": "20",
                 "offset": "60",
                 "sort": "lastModified",
-                "filter": "query equals vip,tags anyOf [beta],unbounded equals true",
+                "filter": 'query equals "vip",tags anyOf ["beta"],unbounded equals true',
             },
         ),
         ("?q=&tag=&kind=&sort=", {"limit": "20", "offset": "0", "sort": "name"}),
@@ -570,6 +570,33 @@ def test_create_and_delete_end_to_end_against_the_sandbox(
     page = text(logged_in.get("/activity/"))
     assert page.count("e2e-segment") == 2
     assert "Succeeded" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_search_with_a_multi_word_query_and_a_tag_against_the_sandbox(
+    logged_in: Any, contract: list[str]
+) -> None:
+    """The list page's search reaches the sandbox as the documented filter (quoted values) and finds by
+    several words and by a tag, a tag with a space included."""
+    both = text(logged_in.get("/segments/demo/production/", {"q": "VIP customers", "tag": "marketing"}))
+    assert "1–1 of 1" in both
+    assert "/segments/demo/production/vip-customers/" in both
+    assert contract[-1] == (
+        "GET 200 /sandbox/api/v2/segments/demo/production?limit=20&offset=0&sort=name"
+        "&filter=query+equals+%22VIP+customers%22%2Ctags+anyOf+%5B%22marketing%22%5D"
+    )
+    words = text(logged_in.get("/segments/demo/production/", {"q": "opted in to try"}))
+    assert "1–1 of 1" in words
+    assert "/segments/demo/production/beta-testers/" in words
+    SandboxSegment.objects.filter(key="churn-risk", environment__key="production").update(
+        tags=["at risk", 'the "old" list']
+    )
+    for tag in ("at risk", 'the "old" list'):
+        tagged = text(logged_in.get("/segments/demo/production/", {"tag": tag}))
+        assert "1–1 of 1" in tagged, tag
+        assert "/segments/demo/production/churn-risk/" in tagged
+    none = text(logged_in.get("/segments/demo/production/", {"q": "VIP customers", "tag": "beta"}))
+    assert "/segments/demo/production/vip-customers/" not in none
 
 
 @pytest.mark.django_db(transaction=True)
