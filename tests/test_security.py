@@ -449,7 +449,7 @@ def mode(path: Path) -> int:
 
 
 def test_a_fresh_var_dir_and_database_are_owner_only(tmp_path: Path) -> None:
-    result = run_django(tmp_path, ["migrate", "--no-input"], DEBUG="1")
+    result = run_django(tmp_path, ["migrate", "--no-input"], DEBUG="1", LD_SANDBOX="1")
     assert result.returncode == 0, result.stderr
     var = tmp_path / "var"
     database = var / "db.sqlite3"
@@ -479,7 +479,7 @@ def test_an_existing_var_dir_and_database_are_tightened(tmp_path: Path) -> None:
     # As an installation from before this change has them.
     os.chmod(var, 0o755)  # noqa: S103
     os.chmod(var / "db.sqlite3", 0o644)
-    result = run_django(tmp_path, ["check"], DEBUG="1")
+    result = run_django(tmp_path, ["check"], DEBUG="1", LD_SANDBOX="1")
     assert result.returncode == 0, result.stderr
     assert (mode(var), mode(var / "db.sqlite3")) == (0o700, 0o600)
 
