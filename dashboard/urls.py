@@ -1,4 +1,4 @@
-from django.conf import settings
+from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
@@ -33,9 +33,10 @@ urlpatterns = [
     path("", include("segments_app.urls")),
 ]
 
-if settings.LD_SANDBOX_ENABLED:
-    # The built-in sandbox (LD_SANDBOX=1 only): its LaunchDarkly API and its approvals page. Outside
-    # sandbox mode /sandbox/ does not exist.
+if apps.is_installed("sandbox"):
+    # The built-in sandbox (LD_SANDBOX=1 only, which installs its app): its LaunchDarkly API and its
+    # approvals page. Outside sandbox mode /sandbox/ does not exist. Asked of the app registry, fixed at
+    # start-up, not of a setting a test may change after the URLs were first built.
     urlpatterns.insert(-1, path("sandbox/", include("sandbox.urls")))
 
 # Refusals show the app's own page, saying which role is needed and whom to ask.

@@ -39,7 +39,7 @@ from segments_app.connection import launchdarkly_client
 from segments_app.history import neutralise
 from segments_app.imports.storage import disk_full
 from segments_app.imports.validation import Limits, normalise_csv
-from segments_app.launchdarkly import LaunchDarklyClient, NotFound, UnusableKey
+from segments_app.launchdarkly import LaunchDarklyClient, UnusableKey
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot
 
 MAX_KEYS = 10_000
@@ -241,10 +241,7 @@ class MembershipEndpoint:
                 body = client.get_context_membership(self.project, self.environment, self.segment, key)
             except UnusableKey:
                 return key, None
-            except NotFound:
-                # LaunchDarkly answers 404 for a key it has never seen in this segment: not a member.
-                return key, False
-            except Exception:
+            except Exception:  # a missing segment (SegmentMissing) too: the client answers never-seen keys
                 failed.set()
                 raise
             return key, bool(body.get("included")) and not bool(body.get("excluded"))

@@ -139,7 +139,10 @@ EXPECTED: dict[str, dict[str, Expect]] = {
         "409": Expect(200, f"LaunchDarkly refused to delete the segment: {LD_SAYS}"),
     }
     | {fault: Expect(200, UNAVAILABLE_NOTHING_DELETED) for fault in UNAVAILABLE},
-    "context membership": _client_only(),
+    # A membership 404 is asked again of the segment (LaunchDarkly's one 404 body cannot tell a key never
+    # seen from a segment gone): the cell answers 404 to both, so the segment is gone, not "not a member".
+    "context membership": _client_only()
+    | {"404": Expect("SegmentMissing", "This segment is no longer in LaunchDarkly")},
     "start import": {
         "400": REFUSED_FILE,
         "401": REFUSED_FILE,
@@ -298,6 +301,9 @@ def mocked_stage(
     def inject(stage: Stage, call: str, fault: str) -> None:
         method, path = _route(call, stage)
         real_ld.mock.add(method, real_ld.url(path), **_responses_answer(fault))
+        if (call, fault) == ("context membership", "404"):
+            segment = _route("get segment", stage)[1]
+            real_ld.mock.add("GET", real_ld.url(segment), **_responses_answer(fault))
         real_ld.add_projects()  # after the fault: a faulted projects call fails once, then answers
 
     def accept_import() -> None:
@@ -350,6 +356,9 @@ def sandbox_stage(
             settings.LD_SANDBOX_URL = f"http://127.0.0.1:{_closed_port()}/sandbox"
         else:
             settings.SANDBOX_FAULTS = [_sandbox_rule(fault, method, path)]
+            if (call, fault) == ("context membership", "404"):
+                segment = _route("get segment", stage)[1]
+                settings.SANDBOX_FAULTS.append(_sandbox_rule(fault, "GET", segment))
 
     def accept_import() -> None:
         settings.SANDBOX_FAULTS = []
