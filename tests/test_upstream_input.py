@@ -23,7 +23,7 @@ import pytest
 import responses
 from django.utils import timezone
 
-from sandbox.api import FilterTerm, parse_segment_filter
+from sandbox.segment_query import FilterTerm, parse_segment_filter
 from segments_app import imports
 from segments_app.error_messages import describe
 from segments_app.imports.intake import new_upload_path
