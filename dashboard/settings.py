@@ -296,6 +296,12 @@ LD_MAX_RETRIES = env_int("LD_MAX_RETRIES", 4)
 LD_MAX_RETRY_WAIT = env_float("LD_MAX_RETRY_WAIT", 20.0)
 LD_PROJECTS_CACHE_SECONDS = min(env_int("LD_PROJECTS_CACHE_SECONDS", 30), 60)
 
+# What "Wait for approvals" tells a person, beside the box (the sandbox, below, says it its own way).
+WAIT_ON_APPROVALS_HELP = (
+    "If this environment requires approval, the import waits in LaunchDarkly until it is approved. "
+    "(Remove does not go through approvals.)"
+)
+
 # --- Built-in LaunchDarkly sandbox (LD_SANDBOX=1 only) ------------------------------------
 # The sandbox runs only when asked for by name. A missing token must never turn a deployment into a demo
 # that accepts imports and sends them nowhere: without LD_API_TOKEN and without LD_SANDBOX=1 every entry
@@ -332,6 +338,11 @@ if LD_SANDBOX_ENABLED:
     SANDBOX_ADDR = env_str("SANDBOX_ADDR", "")
     # One process, so fault rules counted per process (`times`) count every request.
     SANDBOX_THREADS = max(1, env_int("SANDBOX_THREADS", 8))
+    # No sandbox environment can require approvals: there the box alone decides it.
+    WAIT_ON_APPROVALS_HELP = (
+        "In the sandbox, a ticked import waits until someone approves it on Sandbox approvals, as it would "
+        "in an environment that requires approval in LaunchDarkly. (Remove does not go through approvals.)"
+    )
 else:
     # Not a sandbox setting: segments_app/request_log.py reads it beside LD_API_TOKEN to remove both
     # from every log line, and would drop the redaction altogether if it were missing.

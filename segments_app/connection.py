@@ -1,7 +1,8 @@
 """Builds the LaunchDarkly client from Django settings: the one bridge between the two.
 
-With no `LD_API_TOKEN` the client is pointed at the built-in sandbox. It is the same client
-sending the same HTTP requests; only the base URL and the token differ.
+In sandbox mode (LD_SANDBOX=1, asked for by name: never because a token is missing) the client is
+pointed at the built-in sandbox. It is the same client sending the same HTTP requests; only the base
+URL and the token differ.
 """
 
 from __future__ import annotations

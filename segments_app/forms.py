@@ -268,22 +268,13 @@ class SendChoicesForm(forms.Form):
             "required": "Choose Merge, Replace or Remove.",
         },
     )
-    wait_on_approvals = CheckboxField(
-        label="Wait for approvals",
-        help_text="If this environment requires approval, the import waits in LaunchDarkly "
-        "until it is approved. (Remove does not go through approvals.)",
-    )
+    wait_on_approvals = CheckboxField(label="Wait for approvals")
 
     def __init__(self, *args: Any, segment_key: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.segment_key = segment_key
-        if settings.LD_SANDBOX_ENABLED:
-            # No sandbox environment can require approvals: there the box alone decides it.
-            self.fields["wait_on_approvals"].help_text = (
-                "In the sandbox, a ticked import waits until someone approves it on Sandbox approvals, "
-                "as it would in an environment that requires approval in LaunchDarkly. "
-                "(Remove does not go through approvals.)"
-            )
+        # Where the import goes decides what ticking it means: the words come with the settings.
+        self.fields["wait_on_approvals"].help_text = settings.WAIT_ON_APPROVALS_HELP
 
     @property
     def offered(self) -> list[str]:
