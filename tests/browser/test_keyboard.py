@@ -105,6 +105,9 @@ def test_keyboard_only_sign_in_find_a_segment_upload_and_send(
 
     expect(page.get_by_role("heading", name=re.compile("Upload a CSV into Churn risk"))).to_be_visible()
     tab_through_everything(page)
+    # Chromium is told to hand file choosers to the test without waiting for its answer, so a listener
+    # set up before the key press makes sure the chooser opened by Space is intercepted, not dropped.
+    page.on("filechooser", lambda chooser: None)
     tab_to(page, "CSV file")
     with page.expect_file_chooser() as chooser:
         page.keyboard.press("Space")
