@@ -51,7 +51,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 API_VERSION = "20240415"
 PROJECT, ENV = "demo", "production"
-# The documented filter syntax (LaunchDarkly's API reference and ../shared/launchdarkly/NOTES.md): values are
+# The documented filter syntax (LaunchDarkly's API reference, getSegments "Filtering segments"): values are
 # quoted, lists are JSON-like. This is what the official client is given; the dashboard builds its own.
 SEARCH = {"query": "VIP customers", "tags": ["vip", "marketing"], "unbounded": True}
 DOCUMENTED_FILTER = 'query equals "VIP customers",tags anyOf ["vip","marketing"],unbounded equals true'
