@@ -364,6 +364,13 @@ IMPORT_PART_MAX_KEYS = env_int("IMPORT_PART_MAX_KEYS", 1_000_000)
 IMPORT_PART_MAX_BYTES = env_int("IMPORT_PART_MAX_BYTES", 40 * 1024 * 1024)
 IMPORT_MAX_KEY_LENGTH = env_int("IMPORT_MAX_KEY_LENGTH", 512)
 IMPORT_STORAGE_DIR = Path(env_str("IMPORT_STORAGE_DIR", str(VAR_DIR / "imports")))
+# Where import files live for every process (segments_app/file_store.py). Empty: IMPORT_STORAGE_DIR is the
+# store (hosts must share it). s3://bucket/prefix?endpoint=https://…&region=…: S3-compatible object
+# storage, and IMPORT_STORAGE_DIR is only each host's private working folder. Credentials: these two, or
+# boto3's own chain (AWS_ACCESS_KEY_ID…, an instance role). Never logged, never stored.
+IMPORT_STORAGE_URL = env_str("IMPORT_STORAGE_URL", "")
+IMPORT_STORAGE_ACCESS_KEY_ID = env_str("IMPORT_STORAGE_ACCESS_KEY_ID", "")
+IMPORT_STORAGE_SECRET_ACCESS_KEY = env_str("IMPORT_STORAGE_SECRET_ACCESS_KEY", "")
 IMPORT_RETENTION_HOURS = env_float("IMPORT_RETENTION_HOURS", 0.0)
 # An upload folder no import points at (its web process died mid-upload) is removed by the workers'
 # housekeeping once nothing in it has changed for this long; an upload still arriving keeps changing.

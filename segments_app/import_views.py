@@ -6,6 +6,7 @@ import; detail pages, badges and the table poll read the database.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,15 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect, reselect, reswap, retarget
 
-from segments_app import access, history, imports
+from segments_app import access, file_store, history, imports
 from segments_app.forms import EarlierFile, HistoryFilterForm, ImportForm, SendDraftForm
 from segments_app.imports import preview, undo
-from segments_app.imports.intake import HashingUploadHandler, declared_too_large, too_large_message
+from segments_app.imports.intake import (
+    HashingUploadHandler,
+    declared_too_large,
+    save_failure_message,
+    too_large_message,
+)
 from segments_app.launchdarkly import Environment, Project, Segment
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot
 from segments_app.views import (
@@ -36,6 +42,8 @@ from segments_app.views import (
     wants_fragment,
     with_segment,
 )
+
+logger = logging.getLogger(__name__)
 
 MAX_POLLED_ROWS = 100
 # What Django raises when it cannot parse an upload's form data (otherwise a bare 400 page).
@@ -117,18 +125,22 @@ def _import_new(
             form.add_error("file", handler.refusal)
         elif form.is_valid() and isinstance(handler, HashingUploadHandler) and handler.upload is not None:
             data = form.cleaned_data
-            record, created = imports.record_upload(
-                user=request.user,
-                project=project.key,
-                environment=environment.key,
-                segment=found.key,
-                upload=handler.upload.received(data["file"].name),
-                mode=data["mode"],
-                wait_on_approvals=data["wait_on_approvals"],
-                has_header=data["has_header"],
-                send=data["send"],
-                submission_token=data["submission_token"],
-            )
+            try:
+                record, created = imports.record_upload(
+                    user=request.user,
+                    project=project.key,
+                    environment=environment.key,
+                    segment=found.key,
+                    upload=handler.upload.received(data["file"].name),
+                    mode=data["mode"],
+                    wait_on_approvals=data["wait_on_approvals"],
+                    has_header=data["has_header"],
+                    send=data["send"],
+                    submission_token=data["submission_token"],
+                )
+            except OSError as exc:  # the object store could not take the file: nothing was recorded
+                logger.error("An upload could not be stored: %s", exc)
+                return _upload_not_saved(request, save_failure_message(exc))
             handler.claimed = created
             # No flash message: the import's page says what is happening and keeps it current.
             return _to_import(request, record)
@@ -165,7 +177,7 @@ def _earlier_file(
         name=record.original_filename,
         problems=problems,
         problem_count=max(int(report.get("problem_count") or 0), len(problems)),
-        problems_url=reverse("import_problems", args=[record.pk]) if record.problems_path else "",
+        problems_url=reverse("import_problems", args=[record.pk]) if record.problems_file else "",
     )
 
 
@@ -390,15 +402,20 @@ def import_problems(request: HttpRequest, pk: int) -> HttpResponse:
     deleted (retention), the import's page says so instead of offering the link."""
     access.require(access.may_view(request.user), "Downloading an import's problems needs a role.")
     record = get_object_or_404(ImportRecord, pk=pk)
-    path = record.problems_path
-    if path is None:
+    recorded = record.problems_file
+    if not recorded:
         messages.info(
             request, "The list of this file's problems is no longer kept: the import's files are deleted."
         )
         return redirect("import_detail", record.pk)
     stem = Path(record.original_filename).stem[:80] or "file"
+    try:
+        problems = file_store.open_binary(recorded)
+    except OSError:  # deleted since, or the object store did not answer
+        messages.error(request, "The list of this file's problems could not be read just now. Try again.")
+        return redirect("import_detail", record.pk)
     return FileResponse(
-        path.open("rb"),
+        problems,
         as_attachment=True,
         filename=f"import-{record.pk}-{stem}-problems.csv",
         content_type="text/csv; charset=utf-8",

@@ -31,10 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
-from django.conf import settings
-
+from segments_app import file_store
 from segments_app.connection import launchdarkly_client
 from segments_app.history import neutralise
 from segments_app.imports.storage import disk_full
@@ -190,9 +189,19 @@ def read_keys(source: Path, *, max_keys: int = MAX_KEYS) -> KeyList:
 def _keys_in(path: Path) -> Iterator[str]:
     """The keys of a part file as the import pipeline wrote it (one a line, quoted where CSV needs it)."""
     with path.open(newline="", encoding="utf-8") as lines:
-        for row in csv.reader(lines):
-            if row:
-                yield row[0]
+        yield from _first_column(lines)
+
+
+def _sent_keys(recorded: str) -> Iterator[str]:
+    """The keys of an import's part, streamed from wherever the files are kept (object storage too)."""
+    with file_store.open_text(recorded) as lines:
+        yield from _first_column(lines)
+
+
+def _first_column(lines: Iterable[str]) -> Iterator[str]:
+    for row in csv.reader(lines):
+        if row:
+            yield row[0]
 
 
 # --- membership ----------------------------------------------------------------------------------
@@ -299,7 +308,7 @@ def last_sent(
         removed = record.mode == ImportRecord.Mode.REMOVE
         try:
             for path in paths:
-                for key in _keys_in(Path(path)):
+                for key in _sent_keys(path):
                     if key in pending:
                         pending.discard(key)
                         if not removed:
@@ -365,7 +374,7 @@ def answer_csv(answer: Answer) -> Iterator[str]:
 
 
 def answers_dir() -> Path:
-    return Path(settings.IMPORT_STORAGE_DIR) / "lookups"
+    return file_store.root() / "lookups"
 
 
 def new_token() -> str:
@@ -374,9 +383,9 @@ def new_token() -> str:
     folder = answers_dir()
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        forget_old_answers()
     except OSError as exc:
         raise not_kept(exc) from None
-    forget_old_answers(folder)
     return uuid.uuid4().hex
 
 
@@ -395,7 +404,8 @@ def _own_path(token: str, suffix: str) -> Path:
 
 def _write(path: Path, text: str) -> None:
     """Whole or not at all: a poll reading the file while it is written sees the old one or none.
-    A write that fails (a full disk) leaves no partial file behind and raises NotKept."""
+    A write that fails (a full disk, an object store that does not answer) leaves no partial file
+    behind and raises NotKept. With object storage the file is read from there, by any web server."""
     partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     try:
         partial.write_text(text, encoding="utf-8")
@@ -403,6 +413,26 @@ def _write(path: Path, text: str) -> None:
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise not_kept(exc) from None
+    try:
+        file_store.push(path, keep_local=False)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise not_kept(exc) from None
+
+
+def _read(path: Path | None) -> str | None:
+    """A lookup file's text, or None when it is not there (or cannot be read now)."""
+    if path is None:
+        return None
+    try:
+        with file_store.open_text(file_store.name(path)) as source:
+            return source.read()
+    except OSError:
+        return None
+
+
+def _delete(path: Path) -> None:
+    file_store.discard(file_store.name(path))
 
 
 def keep_answer(token: str, answer: Answer, listed: KeyList) -> None:
@@ -414,12 +444,12 @@ def keep_answer(token: str, answer: Answer, listed: KeyList) -> None:
         _write(csv_path, "".join(answer_csv(answer)))
         _write(json_path, json.dumps(_answer_facts(answer, listed)))
     except NotKept:
-        csv_path.unlink(missing_ok=True)
-        json_path.unlink(missing_ok=True)
+        _delete(csv_path)
+        _delete(json_path)
         raise
     pending = _path(token, ".list.json")
     if pending is not None:
-        pending.unlink(missing_ok=True)
+        _delete(pending)
 
 
 def _answer_facts(answer: Answer, listed: KeyList) -> dict[str, object]:
@@ -455,6 +485,8 @@ def claim_answering(token: str) -> bool:
     request answers (and must `release_answering` after). Raises NotKept when the marker cannot be
     made (a disk out of room for even an empty file)."""
     marker = _own_path(token, ".answering")
+    if file_store.is_shared():
+        return _claim_in_store(marker)
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         return True
@@ -471,16 +503,30 @@ def claim_answering(token: str) -> bool:
         raise not_kept(exc) from None
 
 
+def _claim_in_store(marker: Path) -> bool:
+    """The claim where web servers share only object storage, which has no "create unless there":
+    two polls at the same instant may both answer (the same answer, written twice); never none."""
+    name = file_store.name(marker)
+    try:
+        for recorded, changed in file_store.files_in("lookups"):
+            if recorded == name and time.time() - changed <= CLAIM_STALE_SECONDS:
+                return False
+        _write(marker, "")
+    except OSError as exc:
+        raise not_kept(exc) from None
+    return True
+
+
 def release_answering(token: str) -> None:
-    _own_path(token, ".answering").unlink(missing_ok=True)
+    _delete(_own_path(token, ".answering"))
 
 
 def kept_answer(token: str) -> tuple[Answer, KeyList] | None:
     """A kept answer and the facts of its list (without its keys), or None once it is gone."""
-    path = _path(token, ".json")
+    text = _read(_path(token, ".json"))
     try:
-        facts = json.loads(path.read_text(encoding="utf-8")) if path else None
-    except (OSError, ValueError):
+        facts = json.loads(text) if text is not None else None
+    except ValueError:
         return None
     if not isinstance(facts, dict):
         return None
@@ -493,10 +539,16 @@ def kept_answer(token: str) -> tuple[Answer, KeyList] | None:
     return answer, listed
 
 
-def kept_csv(token: str) -> Path | None:
-    """The CSV file of a kept answer, or None once it is gone (or the token names no answer)."""
+def kept_csv(token: str) -> IO[bytes] | None:
+    """The CSV file of a kept answer, open for streaming, or None once it is gone (or the token names
+    no answer)."""
     path = _path(token, ".csv")
-    return path if path is not None and path.is_file() else None
+    if path is None:
+        return None
+    try:
+        return file_store.open_binary(file_store.name(path))
+    except OSError:
+        return None
 
 
 def keep_pending(token: str, listed: KeyList, snapshot: MemberSnapshot) -> None:
@@ -514,10 +566,10 @@ def keep_pending(token: str, listed: KeyList, snapshot: MemberSnapshot) -> None:
 
 def kept_pending(token: str) -> tuple[KeyList, int] | None:
     """The waiting list and its snapshot's id, or None when there is none (answered, or gone)."""
-    path = _path(token, ".list.json")
+    text = _read(_path(token, ".list.json"))
     try:
-        facts = json.loads(path.read_text(encoding="utf-8")) if path else None
-    except (OSError, ValueError):
+        facts = json.loads(text) if text is not None else None
+    except ValueError:
         return None
     if not isinstance(facts, dict):
         return None
@@ -529,18 +581,15 @@ def forget(token: str) -> None:
     for suffix in (".csv", ".json", ".list.json"):
         path = _path(token, suffix)
         if path is not None:
-            path.unlink(missing_ok=True)
+            _delete(path)
 
 
-def forget_old_answers(folder: Path, *, now: float | None = None) -> None:
+def forget_old_answers(*, now: float | None = None) -> None:
     """Remove every lookup file older than ANSWER_KEEP_SECONDS, so the folder never grows."""
     limit = (now or time.time()) - ANSWER_KEEP_SECONDS
-    for path in folder.iterdir():
-        try:
-            if path.stat().st_mtime < limit:
-                path.unlink()
-        except OSError:
-            continue
+    for recorded, changed in file_store.files_in("lookups"):
+        if changed < limit:
+            file_store.discard(recorded)
 
 
 def _iso(value: datetime | None) -> str | None:

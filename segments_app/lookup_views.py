@@ -198,11 +198,11 @@ def _to(request: HttpRequest, url: str) -> HttpResponse:
 def lookup_download(request: HttpRequest, project: str, env: str, segment: str, token: str) -> HttpResponse:
     """The kept answer, streamed from its file. Only to the session that asked for it; once it is gone,
     back to the form with a word on why."""
-    path = lookup.kept_csv(token) if token in request.session.get(SESSION_KEY, []) else None
-    if path is None:
+    answer = lookup.kept_csv(token) if token in request.session.get(SESSION_KEY, []) else None
+    if answer is None:
         messages.info(request, GONE)
         return redirect("lookup_keys", project, env, segment)
-    response = FileResponse(path.open("rb"), content_type="text/csv; charset=utf-8")
+    response = FileResponse(answer, content_type="text/csv; charset=utf-8")
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", segment)[:100]
     response["Content-Disposition"] = f'attachment; filename="lookup-{safe}.csv"'
     patch_cache_control(response, private=True, no_store=True)

@@ -13,6 +13,8 @@ from django.db import models, transaction
 from django.utils import timezone
 from django.utils.functional import cached_property
 
+from segments_app import file_store
+
 logger = logging.getLogger("segments_app.imports")
 # How long Cancel waits for a worker that holds a queued import only to look at it (seconds).
 CANCEL_WAIT_SECONDS = 5.0
@@ -406,15 +408,18 @@ class ImportRecord(AuditRecord):
     PROBLEMS_NAME = "problems.csv"
 
     @property
-    def problems_path(self) -> Any:
-        """The CSV of every problem found in this import's file (a Path), while its files are kept;
-        None once they are gone."""
-        from pathlib import Path
+    def folder(self) -> Path:
+        """This import's folder on this host (where its files are, or are pulled to)."""
+        return file_store.local_path(self.storage_dir)
 
-        if not self.storage_dir:
-            return None
-        path = Path(self.storage_dir) / self.PROBLEMS_NAME
-        return path if path.is_file() else None
+    @property
+    def problems_file(self) -> str:
+        """The recorded name of the CSV of every problem found in this import's file, while its files
+        are kept; "" once they are gone."""
+        if not self.storage_dir or not (self.report or {}).get("problem_count"):
+            return ""  # no problem found, no list: and no call to an object store on every poll
+        recorded = file_store.name(self.folder / self.PROBLEMS_NAME)
+        return recorded if file_store.exists(recorded) else ""
 
     def part_label(self, part: ImportPart) -> str:
         return f"part {part.number} of {self.part_count}" if self.part_count > 1 else "the file"
@@ -827,8 +832,8 @@ class MemberSnapshot(models.Model):
 
     @property
     def is_ready(self) -> bool:
-        """Ready and its file still on disk (retention may have removed it)."""
-        return self.status == SnapshotStatus.READY and bool(self.file_path) and Path(self.file_path).is_file()
+        """Ready and its file still kept (retention may have removed it)."""
+        return self.status == SnapshotStatus.READY and file_store.exists(self.file_path)
 
     @property
     def download_name(self) -> str:

@@ -30,7 +30,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from segments_app import wakeup
+from segments_app import file_store, wakeup
 from segments_app.connection import launchdarkly_client
 from segments_app.error_messages import describe
 from segments_app.history import neutralise
@@ -49,7 +49,7 @@ NOT_SAVED = "The members could not be saved on the server. Tell your administrat
 
 
 def snapshot_dir() -> Path:
-    path = Path(settings.IMPORT_STORAGE_DIR) / "snapshots"
+    path = file_store.root() / "snapshots"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -105,8 +105,11 @@ def iter_member_keys(snapshot: MemberSnapshot) -> Iterator[str]:
 
 
 def open_members(snapshot: MemberSnapshot) -> TextIO:
-    """The snapshot's file, open for reading; OSError once retention deleted it (or it has none)."""
-    return Path(snapshot.file_path).open(encoding="utf-8", newline="")
+    """The snapshot's file, open for reading (streamed from the store); OSError once retention deleted
+    it (or it has none)."""
+    if not snapshot.file_path:
+        raise FileNotFoundError(f"Snapshot {snapshot.pk} has no file")
+    return file_store.open_text(snapshot.file_path)
 
 
 def _keys(source: TextIO) -> Iterator[str]:
@@ -260,12 +263,13 @@ def _follow(snapshot: MemberSnapshot, lease: Lease, client: Any) -> None:
         # The client writes beside `target` and removes its partial file whatever happens.
         size = client.download_export(export.file_url, target)
         count = _count_members(target)
+        file_store.push(target)  # before it is said to be ready: any host may read it from then on
     except BaseException:
-        target.unlink(missing_ok=True)
+        file_store.discard(file_store.name(target))
         raise
     kept = lease.renew(
         status=SnapshotStatus.READY,
-        file_path=str(target),
+        file_path=file_store.name(target),
         size_bytes=size,
         member_count=count,
         finished_at=timezone.now(),
@@ -273,7 +277,7 @@ def _follow(snapshot: MemberSnapshot, lease: Lease, client: Any) -> None:
         error_message="",
     )
     if not kept:
-        target.unlink(missing_ok=True)
+        file_store.discard(file_store.name(target))
         logger.warning("Snapshot %s: lease lost during the download; its file was dropped", snapshot.pk)
         return
     logger.info("Snapshot %s: %d members, %d bytes", snapshot.pk, count, size)
@@ -323,7 +327,7 @@ def purge_expired(now: datetime | None = None) -> int:
     for snapshot in MemberSnapshot.objects.exclude(file_path="").filter(
         Q(finished_at__lt=cutoff) | previews_done
     ):
-        Path(snapshot.file_path).unlink(missing_ok=True)
+        file_store.delete(snapshot.file_path)
         MemberSnapshot.objects.filter(pk=snapshot.pk).update(file_path="")
         purged += 1
     return purged

@@ -39,6 +39,13 @@ def import_restore(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     except undo.NotRestorable as exc:
         messages.error(request, exc.message)
         return _to(request, record)
+    except OSError:  # the members could not be written or stored: nothing was made
+        messages.error(
+            request,
+            "The members could not be saved on the dashboard's server just now, so no restore was made. "
+            "Try again; if it keeps failing, tell your administrator.",
+        )
+        return _to(request, record)
     messages.success(
         request,
         f"This draft restores the members as they were before import #{record.pk}. It is being "

@@ -279,7 +279,7 @@ def rows_left_out(case: Hostile, record: ImportRecord, html: str) -> None:
     assert len(parts) == len(record.report["part_sizes"]) >= 1
     written = b"".join(part.read_bytes() for part in parts)
     assert written == "".join(f"{key}\n" for key in case.valid_keys).encode()
-    assert record.problems_path is not None
+    assert record.problems_file
     with record.problems_path.open(newline="", encoding="utf-8") as listed:
         problems = list(csv.reader(listed))
     assert problems[0] == ["line", "row", "reason"]

@@ -337,7 +337,9 @@ def test_answers_older_than_an_hour_are_removed(settings: Any, tmp_path: Path) -
     lookup.keep_answer(new, answer, lookup.KeyList(["a"]))
     assert lookup.kept_csv(old) is None
     assert lookup.kept_answer(old) is None
-    assert lookup.kept_csv(new) is not None
+    kept = lookup.kept_csv(new)
+    assert kept is not None
+    kept.close()
     assert lookup.kept_csv("../../etc/passwd") is None
 
 
@@ -496,9 +498,10 @@ def test_the_kept_answer_without_senders_downloads_without_their_columns(
     assert not answer.shows_sender
     token = lookup.new_token()
     lookup.keep_answer(token, answer, lookup.KeyList(["=a"]))
-    path = lookup.kept_csv(token)
-    assert path is not None
-    assert parse(path.read_bytes()) == [lookup.MEMBER_COLUMNS, ["'=a", "no"]]
+    kept_file = lookup.kept_csv(token)
+    assert kept_file is not None
+    with kept_file:
+        assert parse(kept_file.read()) == [lookup.MEMBER_COLUMNS, ["'=a", "no"]]
     kept = lookup.kept_answer(token)
     assert kept is not None
     assert kept[0].shows_sender is False

@@ -151,7 +151,7 @@ def test_the_rejected_files_upload_is_deleted_but_its_problems_are_kept(
     assert record.report["sendable"] is False
     folder = Path(record.storage_dir)
     assert [path.name for path in folder.iterdir()] == [ImportRecord.PROBLEMS_NAME]
-    assert record.problems_path == folder / ImportRecord.PROBLEMS_NAME
+    assert record.problems_file == str(folder / ImportRecord.PROBLEMS_NAME)
     if kind == "row":  # why it cannot be sent, when no single problem says so
         assert record.error_message == (
             "Every row of the file was rejected: it has no valid context key to send. Nothing was sent."
@@ -205,10 +205,10 @@ def test_once_the_files_are_purged_the_link_says_so(logged_in: Any, user: Any, s
     record = rejected_import(user, b"bad\x01\n")
     # A rejected file's problems outlive a retention of 0 hours: the person needs time to fix it.
     assert not imports.purge_files(record, now=timezone.now() + timedelta(hours=23))
-    assert record.problems_path is not None
+    assert record.problems_file
     assert imports.purge_files(record, now=timezone.now() + timedelta(hours=25))
     record.refresh_from_db()
-    assert record.problems_path is None
+    assert not record.problems_file
     page = logged_in.get(reverse("import_detail", args=[record.pk])).content.decode()
     assert "Download all" not in page
     assert "no longer kept" in page
@@ -233,7 +233,7 @@ def test_a_sound_file_leaves_no_problems_file(user: Any, real_ld: Any) -> None:
     )
     record = imports.advance(record.pk)
     assert record.status == ImportStatus.DRAFT
-    assert record.problems_path is None
+    assert not record.problems_file
     assert not (Path(record.storage_dir) / ImportRecord.PROBLEMS_NAME).exists()
 
 

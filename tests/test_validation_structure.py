@@ -302,7 +302,7 @@ class Record:
     """What the report partial reads of an import record."""
 
     pk = 1
-    problems_path = None
+    problems_file = ""
 
     def __init__(self, status: str) -> None:
         self.status = status

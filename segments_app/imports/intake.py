@@ -23,7 +23,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from segments_app import wakeup
+from segments_app import file_store, wakeup
 from segments_app.imports.storage import disk_full
 from segments_app.imports.validation import SNIFF_BYTES, not_csv_text
 from segments_app.models import ImportEvent, ImportRecord, ImportStatus
@@ -65,7 +65,7 @@ class ReceivedFile:
 
 
 def new_upload_path() -> Path:
-    folder = Path(settings.IMPORT_STORAGE_DIR) / uuid.uuid4().hex
+    folder = file_store.root() / uuid.uuid4().hex
     folder.mkdir(mode=0o700, parents=True)  # an upload is readable by the dashboard's own user only
     return folder / UPLOAD_NAME
 
@@ -239,6 +239,10 @@ def record_upload(
         existing = ImportRecord.objects.filter(submission_token=submission_token).first()
         if existing is not None:
             return existing, False
+    # Stored before it is recorded: a worker on any host may claim the import as soon as it exists.
+    # Raises OSError (NotStored) when the object store cannot take it; nothing is recorded then.
+    file_store.push(upload.path)
+    recorded = file_store.name(upload.path.parent)
     try:
         with transaction.atomic():
             record = ImportRecord.objects.create(
@@ -256,7 +260,7 @@ def record_upload(
                 # for a person to confirm its impact preview.
                 send_when_valid=send and mode not in ImportRecord.DESTRUCTIVE_MODES,
                 status=ImportStatus.VALIDATING,
-                storage_dir=str(upload.path.parent),
+                storage_dir=recorded,
                 submission_token=submission_token,
                 next_attempt_at=now,
             )
@@ -272,6 +276,10 @@ def record_upload(
         existing = ImportRecord.objects.filter(submission_token=submission_token).first()
         if existing is None:
             raise
+        if file_store.is_shared():  # the first POST's file is the import's: this copy is no one's
+            file_store.delete_folder(recorded)
         return existing, False
+    if file_store.is_shared():
+        shutil.rmtree(upload.path.parent, ignore_errors=True)  # stored: this host needs no copy
     transaction.on_commit(wakeup.notify)  # an idle worker starts checking it now (REDIS_URL)
     return record, True

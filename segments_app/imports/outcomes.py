@@ -7,9 +7,8 @@ part files. It only informs people: any failure is logged and leaves the counts 
 from __future__ import annotations
 
 import logging
-import tempfile
-from pathlib import Path
 
+from segments_app import file_store
 from segments_app.imports.compare import compare
 from segments_app.models import ImportRecord
 
@@ -31,13 +30,18 @@ def _exact_changes(record: ImportRecord) -> dict[str, int]:
     if snapshot is None or not snapshot.is_ready or not record.storage_dir:
         return {}
     # Parts keep their files (remove imports: their batch files) until retention removes the folder.
-    files = [Path(part.file_path) for part in record.parts.order_by("number") if part.file_path]
-    if not files:  # a remove import not yet cut into batches: its checked part files
-        files = sorted(Path(record.storage_dir).glob("part-*.csv"))
+    names = [part.file_path for part in record.parts.order_by("number") if part.file_path]
+    try:
+        if names:
+            files = [file_store.pull(name) for name in names]
+        else:  # a remove import not yet cut into batches: its checked part files
+            files = file_store.pull_folder(record.storage_dir, "part-")
+    except FileNotFoundError:
+        return {}
     if not files or not all(path.is_file() for path in files):
         return {}
-    with tempfile.TemporaryDirectory(dir=record.storage_dir) as workdir:
-        impact = compare(files, Path(snapshot.file_path), mode=record.mode, workdir=Path(workdir))
+    with file_store.scratch(record.storage_dir) as workdir:
+        impact = compare(files, file_store.pull(snapshot.file_path), mode=record.mode, workdir=workdir)
     if record.mode == ImportRecord.Mode.MERGE:
         return {"members_added": impact.add, "members_removed": 0}
     if record.mode == ImportRecord.Mode.REMOVE:

@@ -19,7 +19,6 @@ first part goes, the members are saved (the undo snapshot) and compared with the
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -31,7 +30,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from segments_app import history, wakeup
+from segments_app import file_store, history, wakeup
 from segments_app.connection import launchdarkly_client
 from segments_app.imports import outcomes, preview, removal, undo
 from segments_app.imports.coordination import Lease, claim, pause_until
@@ -109,7 +108,7 @@ def step(record: ImportRecord, lease: Lease) -> None:
 
 
 def _validate(record: ImportRecord, lease: Lease) -> None:
-    storage = Path(record.storage_dir)
+    storage = record.folder
     last_write = time.monotonic()
 
     def progress(rows: int, read: int) -> None:
@@ -123,8 +122,9 @@ def _validate(record: ImportRecord, lease: Lease) -> None:
         lease.renew()
 
     try:
+        upload = file_store.pull(file_store.child(record.storage_dir, UPLOAD_NAME))
         report = normalise_csv(
-            storage / UPLOAD_NAME,
+            upload,
             storage,
             has_header=record.has_header,
             first_row_is_key=record.first_row_is_key,
@@ -132,6 +132,10 @@ def _validate(record: ImportRecord, lease: Lease) -> None:
             progress=progress,
             problems=ProblemLog(storage / ImportRecord.PROBLEMS_NAME, cell=history.neutralise),
         )
+        # Stored before the import moves on: whichever worker takes the next step reads them there.
+        for made in [Path(part.path) for part in report.parts] + [storage / ImportRecord.PROBLEMS_NAME]:
+            if made.is_file():
+                file_store.push(made)
     except Cancelled:
         remove_files(record)
         return
@@ -210,15 +214,13 @@ def _asks_about_header(record: ImportRecord, report: Report) -> bool:
 def _keep_only_problems(record: ImportRecord) -> None:
     """A rejected file is deleted at once, but the list of its problems stays for people to download,
     as long as an import's files are kept (`purge_files` removes the folder after the retention time)."""
-    storage = Path(record.storage_dir)
-    if record.problems_path is None:
+    if not record.problems_file:
         remove_files(record)
         return
-    for path in storage.iterdir():
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        elif path.name != ImportRecord.PROBLEMS_NAME:
-            path.unlink(missing_ok=True)
+    try:
+        file_store.delete_folder(record.storage_dir, keep={ImportRecord.PROBLEMS_NAME})
+    except OSError:
+        logger.warning("Import %s: its checked file could not be deleted now", record.pk)
     record.parts.update(file_path="")
 
 
@@ -247,13 +249,12 @@ def _queue(record: ImportRecord, message: str, *, source: set[str] | None = None
         # (`_submit`): until then it may still become a draft again, and be sent in another mode.
         if mode not in ImportRecord.DESTRUCTIVE_MODES:
             _make_parts(record, fields.get("report") or record.report)
-    (Path(record.storage_dir) / UPLOAD_NAME).unlink(missing_ok=True)
+    file_store.discard(file_store.child(record.storage_dir, UPLOAD_NAME))
     return True
 
 
 def _make_parts(record: ImportRecord, report: dict[str, Any]) -> list[ImportPart]:
     """The files LaunchDarkly will receive, as parts: the first in the import's mode, the rest merged."""
-    storage = Path(record.storage_dir)
     parts = [
         ImportPart(
             record=record,
@@ -261,7 +262,7 @@ def _make_parts(record: ImportRecord, report: dict[str, Any]) -> list[ImportPart
             key_count=size["keys"],
             size_bytes=size["bytes"],
             mode=record.mode if number == 1 else ImportRecord.Mode.MERGE,
-            file_path=str(storage / f"part-{number:03d}.csv"),
+            file_path=file_store.child(record.storage_dir, f"part-{number:03d}.csv"),
         )
         for number, size in enumerate(report.get("part_sizes", []), start=1)
     ]
@@ -291,8 +292,7 @@ def send_draft(
     destructive = mode in ImportRecord.DESTRUCTIVE_MODES
     choices: dict[str, Any] = {"mode": mode, "wait_on_approvals": wait_on_approvals}
     if first_row in ("header", "key"):
-        for part in Path(record.storage_dir).glob("part-*.csv"):
-            part.unlink(missing_ok=True)
+        file_store.delete_folder(record.storage_dir, prefix="part-")  # checked again: new parts come
         answer = (
             "a header: checking the file again without it"
             if first_row == "header"
@@ -387,6 +387,18 @@ def _submit(record: ImportRecord) -> None:
     if removing:
         removal.start(record, _finish, **counted)
         return
+    # This host's copy of the part, fetched before the import is said to be sending: a store that
+    # cannot give it now delays the send; it never leaves an upload half-started.
+    try:
+        file = file_store.pull(
+            part.file_path if part is not None else file_store.child(record.storage_dir, "part-001.csv")
+        )
+    except OSError as exc:
+        logger.warning("Import %s: its part could not be read from the store (%s); retrying", record.pk, exc)
+        ImportRecord.objects.filter(pk=record.pk).update(
+            next_attempt_at=now + timedelta(seconds=settings.IMPORT_POLL_SECONDS)
+        )
+        return
     deadline = now + timedelta(
         seconds=settings.LD_CONNECT_TIMEOUT + settings.LD_UPLOAD_TIMEOUT + SUBMIT_MARGIN_SECONDS
     )
@@ -416,7 +428,7 @@ def _submit(record: ImportRecord) -> None:
                 record.project_key,
                 record.environment_key,
                 record.segment_key,
-                Path(part.file_path),
+                file,
                 filename=_part_filename(record, part),
                 mode=part.mode,
                 wait_on_approvals=record.wait_on_approvals,

@@ -15,18 +15,16 @@ replace's unchanged) and ignores the listed keys that are not (a merge's added).
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from segments_app import snapshots
+from segments_app import file_store, snapshots
 from segments_app.connection import launchdarkly_client
 from segments_app.imports.compare import CompareError, compare
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot, SnapshotStatus
@@ -89,7 +87,6 @@ def run_for(snapshot: MemberSnapshot) -> None:
     latest = _latest(record)
     if latest is None or latest.pk != snapshot.pk:
         return  # the draft was checked again and asked for a newer one
-    parts = sorted(Path(record.storage_dir).glob("part-*.csv"))
     last_write = 0.0
 
     def progress(done: int, total: int) -> None:
@@ -99,13 +96,14 @@ def run_for(snapshot: MemberSnapshot) -> None:
             _store(record.pk, {"snapshot": snapshot.pk, "state": "comparing", "done": done, "total": total})
 
     try:
-        with tempfile.TemporaryDirectory(dir=record.storage_dir or None) as workdir:
+        parts = file_store.pull_folder(record.storage_dir, "part-")
+        with file_store.scratch(record.storage_dir) as workdir:
             impact = compare(
                 parts,
-                Path(snapshot.file_path),
+                file_store.pull(snapshot.file_path),
                 mode="replace",
                 samples=SAMPLES,
-                workdir=Path(workdir),
+                workdir=workdir,
                 progress=progress,
             )
     except CompareError as exc:
@@ -150,13 +148,13 @@ def still_true(record: ImportRecord) -> bool:
         )
         return False
     try:
-        with tempfile.TemporaryDirectory(dir=record.storage_dir or None) as workdir:
+        with file_store.scratch(record.storage_dir) as workdir:
             changes = compare(
-                [Path(confirmed.file_path)],
-                Path(now.file_path),
+                [file_store.pull(confirmed.file_path)],
+                file_store.pull(now.file_path),
                 mode="replace",
                 samples=0,
-                workdir=Path(workdir),
+                workdir=workdir,
             )
     except (CompareError, OSError):
         logger.exception("Import %s: the members could not be compared with its preview's", record.pk)
@@ -193,13 +191,13 @@ def _back_to_draft(record: ImportRecord, message: str, members: MemberSnapshot |
     old = report.get(REPORT_KEY) or {}
     if members is not None:
         try:
-            with tempfile.TemporaryDirectory(dir=record.storage_dir or None) as workdir:
+            with file_store.scratch(record.storage_dir) as workdir:
                 impact = compare(
-                    sorted(Path(record.storage_dir).glob("part-*.csv")),
-                    Path(members.file_path),
+                    file_store.pull_folder(record.storage_dir, "part-"),
+                    file_store.pull(members.file_path),
                     mode="replace",
                     samples=SAMPLES,
-                    workdir=Path(workdir),
+                    workdir=workdir,
                 )
             report[REPORT_KEY] = {
                 "snapshot": members.pk,

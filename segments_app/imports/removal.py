@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from segments_app import file_store
 from segments_app.connection import launchdarkly_client
 from segments_app.imports.coordination import pause_until
 from segments_app.launchdarkly import LaunchDarklyError, NotReached, RateLimited, RefusedInput
@@ -42,7 +43,7 @@ def batch_parts(record: ImportRecord, part_files: list[Path]) -> list[ImportPart
     numbered from 1). The part files stay until the batches are saved: a worker that dies meanwhile
     leaves them for the next one to cut again."""
     size = max(1, settings.REMOVE_BATCH_KEYS)
-    storage = Path(record.storage_dir)
+    storage = record.folder
     parts: list[ImportPart] = []
     batch: list[str] = []
 
@@ -51,6 +52,7 @@ def batch_parts(record: ImportRecord, part_files: list[Path]) -> list[ImportPart
         path = storage / f"batch-{number:05d}.csv"
         with path.open("w", encoding="utf-8", newline="") as out:
             csv.writer(out, lineterminator="\n").writerows([key] for key in batch)
+        file_store.push(path)  # before the batches are laid out: any worker may send the next one
         parts.append(
             ImportPart(
                 record=record,
@@ -58,7 +60,7 @@ def batch_parts(record: ImportRecord, part_files: list[Path]) -> list[ImportPart
                 key_count=len(batch),
                 size_bytes=path.stat().st_size,
                 mode=ImportRecord.Mode.REMOVE,
-                file_path=str(path),
+                file_path=file_store.name(path),
             )
         )
         batch.clear()
@@ -87,8 +89,7 @@ def batch_label(record: ImportRecord, part: ImportPart) -> str:
 def start(record: ImportRecord, finish: Finish, **counted: Any) -> None:
     """The first step of a queued remove import (its turn has come): cut the checked keys into batches
     (here, in the worker, not in the request that sent the draft), say how it goes, send batch 1."""
-    storage = Path(record.storage_dir)
-    files = sorted(storage.glob("part-*.csv"))
+    files = file_store.pull_folder(record.storage_dir, "part-")
     parts = batch_parts(record, files)
     size = settings.REMOVE_BATCH_KEYS
     batches = f"{len(parts):,} batch{'es' if len(parts) != 1 else ''}"
@@ -106,8 +107,7 @@ def start(record: ImportRecord, finish: Finish, **counted: Any) -> None:
         ):
             return
         ImportPart.lay_out(record, parts)
-    for part_file in files:
-        part_file.unlink(missing_ok=True)
+    file_store.delete_folder(record.storage_dir, prefix="part-")
     send_next(record, finish)
 
 
@@ -132,7 +132,7 @@ def send_next(record: ImportRecord, finish: Finish) -> None:
             f"{label.capitalize()} may have reached LaunchDarkly before the worker stopped; sending it "
             "again (removing a key that is already gone changes nothing)."
         )
-    keys = list(_keys(Path(part.file_path)))
+    keys = list(_keys(file_store.pull(part.file_path)))
     part.set(ImportStatus.SUBMITTING, submitted_at=timezone.now())
     ImportRecord.objects.filter(pk=record.pk).update(submit_attempts=record.submit_attempts + 1)
     record.submit_attempts += 1

@@ -19,6 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from segments_app import file_store
 from segments_app.models import FINAL_STATUSES, ImportRecord, ImportStatus
 
 logger = logging.getLogger(__name__)
@@ -36,9 +37,15 @@ def disk_full(exc: OSError) -> bool:
 
 
 def remove_files(record: ImportRecord) -> None:
-    """Delete the upload and its parts now (a rejected, cancelled or expired import keeps nothing)."""
+    """Delete the upload and its parts now (a rejected, cancelled or expired import keeps nothing).
+
+    The record lets go of them even when the object store could not delete them just now: a folder no
+    import points at is removed by `purge_orphan_uploads` later."""
     if record.storage_dir:
-        shutil.rmtree(record.storage_dir, ignore_errors=True)
+        try:
+            file_store.delete_folder(record.storage_dir)
+        except OSError:
+            logger.warning("Import %s: its files could not be deleted now; the housekeeping will", record.pk)
     ImportRecord.objects.filter(pk=record.pk).update(storage_dir="")
     record.parts.update(file_path="")
     record.storage_dir = ""
@@ -68,18 +75,18 @@ def purge_orphan_uploads(*, now: float | None = None) -> int:
     """Delete upload folders no import points at, once nothing in them has changed for
     IMPORT_ORPHAN_GRACE_SECONDS. Returns how many went.
 
-    Nothing else would ever delete them: a web process killed mid-upload records no import. The grace
-    period (by the newest modification time of the folder and its files) spares an upload still
-    arriving, and one whose import is being recorded as this runs."""
-    root = Path(settings.IMPORT_STORAGE_DIR)
+    Nothing else would ever delete them: a web process killed mid-upload (or between storing a file
+    and recording its import) records no import. The grace period (by the newest change in the folder)
+    spares an upload still arriving, and one whose import is being recorded as this runs. With object
+    storage, this host's own working folder is swept too: uploads and step workspaces of processes
+    killed on it."""
     limit = (now if now is not None else time.time()) - settings.IMPORT_ORPHAN_GRACE_SECONDS
     try:
-        still = [
-            folder for folder in root.iterdir() if _is_upload_folder(folder) and _changed(folder) < limit
-        ]
-    except OSError:  # no storage folder yet: nothing was ever uploaded
+        still = [name for name, changed in file_store.folders() if _is_upload(name) and changed < limit]
+        here = _local_leftovers(limit) if file_store.is_shared() else []
+    except OSError:  # no storage folder yet (nothing was ever uploaded), or the store did not answer
         return 0
-    if not still:
+    if not still and not here:
         return 0
     # Read after the folders were chosen: an import recorded meanwhile is seen here (and its folder,
     # written a moment ago, was too recent to be chosen anyway).
@@ -88,27 +95,38 @@ def purge_orphan_uploads(*, now: float | None = None) -> int:
         for storage_dir in ImportRecord.objects.exclude(storage_dir="").values_list("storage_dir", flat=True)
     }
     removed = 0
-    for folder in still:
-        if folder.name in used:
+    for name in still:
+        if name in used:
             continue
+        try:
+            file_store.delete_folder(name)
+        except OSError:
+            continue
+        removed += not file_store.local_path(name).exists()
+    for folder in here:  # copies on this host, of no use to anyone an hour on: the store holds the files
         shutil.rmtree(folder, ignore_errors=True)
-        removed += not folder.exists()
     if removed:
-        logger.info("Removed %d upload folder(s) under %s that no import points at", removed, root)
+        logger.info("Removed %d upload folder(s) that no import points at", removed)
     return removed
 
 
-def _is_upload_folder(path: Path) -> bool:
-    return bool(UPLOAD_FOLDER_NAME.fullmatch(path.name)) and path.is_dir() and not path.is_symlink()
+def _is_upload(name: str) -> bool:
+    return bool(UPLOAD_FOLDER_NAME.fullmatch(name))
 
 
-def _changed(folder: Path) -> float:
-    """When anything in the folder last changed: its own time moves only when a file is added or
-    removed, an upload's file's time with every block written."""
-    newest = folder.stat().st_mtime
-    for path in folder.iterdir():
-        try:
-            newest = max(newest, path.lstat().st_mtime)
-        except OSError:  # removed meanwhile
+def _local_leftovers(limit: float) -> list[Path]:
+    """This host's upload folders and step workspaces unchanged since `limit` (object storage only:
+    there, a local folder is a copy or a workspace, never the file itself)."""
+    top = Path(settings.IMPORT_STORAGE_DIR)
+    found = []
+    for parent in (top, top / file_store.WORKSPACES):
+        if not parent.is_dir():
             continue
-    return newest
+        for folder in parent.iterdir():
+            if _is_upload(folder.name) and folder.is_dir() and not folder.is_symlink():
+                try:
+                    if file_store.changed(folder) < limit:
+                        found.append(folder)
+                except OSError:  # removed meanwhile
+                    continue
+    return found

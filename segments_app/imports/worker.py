@@ -21,7 +21,6 @@ import threading
 import time
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -29,7 +28,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from segments_app import snapshots, wakeup
+from segments_app import file_store, snapshots, wakeup
 from segments_app.imports.coordination import Lease, claim
 from segments_app.imports.intake import UPLOAD_NAME
 from segments_app.imports.pipeline import step
@@ -51,8 +50,9 @@ def run_once(owner: str) -> bool:
     nothing was due."""
     record = claim(owner)
     if record is None:
-        return snapshots.run_once(owner)
-    with import_context(record.pk), Lease(record.pk, owner) as lease:
+        with file_store.workspace():
+            return snapshots.run_once(owner)
+    with import_context(record.pk), Lease(record.pk, owner) as lease, file_store.workspace():
         try:
             if not _fail_if_file_missing(record):
                 step(record, lease)
@@ -63,24 +63,25 @@ def run_once(owner: str) -> bool:
 
 
 def _fail_if_file_missing(record: ImportRecord) -> bool:
-    """Fail an import whose file this worker cannot see, saying why. True if it did.
+    """Fail an import whose file this worker cannot find, saying why. True if it did.
 
-    With web processes and workers on several machines, IMPORT_STORAGE_DIR must be one folder they all
-    share: an upload is written by whichever web process received it and read by whichever worker
-    claims it. A worker that cannot see the file must say so plainly, not retry forever or send part
-    of a list."""
+    An upload is written by whichever web process received it and read by whichever worker claims
+    it: with several machines, the files must be in object storage (IMPORT_STORAGE_URL) or in a
+    folder they all share. A worker that cannot find the file must say so plainly, not retry forever
+    or send part of a list. A store that does not answer is not a missing file: the step is tried
+    again when due."""
     if record.status == ImportStatus.VALIDATING:
-        needed = Path(record.storage_dir) / UPLOAD_NAME if record.storage_dir else None
+        needed = file_store.child(record.storage_dir, UPLOAD_NAME) if record.storage_dir else ""
     elif record.status == ImportStatus.QUEUED:
         part = record.parts.filter(status=ImportStatus.QUEUED).order_by("number").first()
-        needed = Path(part.file_path) if part is not None and part.file_path else None
+        needed = part.file_path if part is not None else ""
     else:
         return False
-    if needed is None or needed.is_file():
+    if not needed or file_store.exists(needed):
         return False
     logger.error(
-        "Import %s: its file %s is not on this worker's disk (host %s). IMPORT_STORAGE_DIR must be a "
-        "folder every web and worker machine shares; see README, Scaling out.",
+        "Import %s: its file %s cannot be found by this worker (host %s). The files must be in object "
+        "storage or in a folder every web and worker machine shares; see README, Scaling out.",
         record.pk,
         needed,
         socket.gethostname(),
