@@ -38,6 +38,7 @@ from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
 from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -352,6 +353,15 @@ def _storage_for(url: str) -> S3Storage:
         "file_overwrite": True,
         "transfer_config": _transfer(),
         "max_memory_size": CHUNK_BYTES,
+        "client_config": Config(
+            # A service of one's own (MinIO, Ceph, R2…) at an address of its own: buckets in the path,
+            # which every S3-compatible service understands; AWS's own endpoints choose for themselves.
+            s3={"addressing_style": "path" if bucket.endpoint else None},
+            # A store that does not answer is said within seconds (a person waits on an upload's page).
+            connect_timeout=5,
+            read_timeout=60,
+            retries={"max_attempts": 3, "mode": "standard"},
+        ),
     }
     if settings.IMPORT_STORAGE_ACCESS_KEY_ID:
         options["access_key"] = settings.IMPORT_STORAGE_ACCESS_KEY_ID

@@ -408,6 +408,7 @@ def _write(path: Path, text: str) -> None:
     behind and raises NotKept. With object storage the file is read from there, by any web server."""
     partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # made by another server's new_token
         partial.write_text(text, encoding="utf-8")
         os.replace(partial, path)
     except OSError as exc:

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from segments_app import imports, snapshots
+from segments_app import file_store, imports, snapshots
 from segments_app.imports import preview
 from segments_app.imports.compare import compare
 from segments_app.imports.intake import new_upload_path
@@ -38,8 +38,9 @@ def ready_snapshot(record: ImportRecord, members: bytes, purpose: str) -> Member
     )
     path = snapshots.snapshot_dir() / f"test-{purpose}-{snapshot.pk}.csv"
     path.write_bytes(members)
+    file_store.push(path)  # where the worker keeps it: object storage too, when the test uses it
     count = sum(1 for line in members.splitlines() if line.strip())
-    MemberSnapshot.objects.filter(pk=snapshot.pk).update(file_path=str(path), member_count=count)
+    MemberSnapshot.objects.filter(pk=snapshot.pk).update(file_path=file_store.name(path), member_count=count)
     return MemberSnapshot.objects.get(pk=snapshot.pk)
 
 
@@ -48,8 +49,8 @@ def preview_on(record: ImportRecord, members: bytes) -> MemberSnapshot:
     snapshot = ready_snapshot(record, members, MemberSnapshot.Purpose.PREVIEW)
     with tempfile.TemporaryDirectory() as workdir:
         impact = compare(
-            sorted(Path(record.storage_dir).glob("part-*.csv")),
-            Path(snapshot.file_path),
+            file_store.pull_folder(record.storage_dir, "part-"),
+            file_store.pull(snapshot.file_path),
             mode="replace",
             samples=preview.SAMPLES,
             workdir=Path(workdir),

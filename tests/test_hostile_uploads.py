@@ -63,6 +63,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test.client import encode_multipart
 
+from segments_app import file_store
 from segments_app.imports import duplicates, validation
 from segments_app.imports.intake import INTERRUPTED, ONE_FILE
 from segments_app.imports.validation import Limits, normalise_csv
@@ -280,7 +281,7 @@ def rows_left_out(case: Hostile, record: ImportRecord, html: str) -> None:
     written = b"".join(part.read_bytes() for part in parts)
     assert written == "".join(f"{key}\n" for key in case.valid_keys).encode()
     assert record.problems_file
-    with record.problems_path.open(newline="", encoding="utf-8") as listed:
+    with file_store.open_text(record.problems_file) as listed:
         problems = list(csv.reader(listed))
     assert problems[0] == ["line", "row", "reason"]
     assert tuple(int(line) for line, _, _ in problems[1:]) == case.rejected_lines

@@ -81,7 +81,7 @@ def advance(record_id: int) -> ImportRecord:
     owner = uuid.uuid4().hex
     record = claim(owner, record_id=record_id)
     if record is not None:
-        with Lease(record.pk, owner) as lease:
+        with Lease(record.pk, owner) as lease, file_store.workspace():
             step(record, lease)
     return ImportRecord.objects.get(pk=record_id)
 
