@@ -16,6 +16,8 @@ from django.core.cache import cache
 
 from sandbox import faults
 
+pytest_plugins = ["tests.object_storage"]  # s3_endpoint, s3_bucket: a real S3 server for `s3` tests
+
 # LaunchDarkly's published contract, kept in the repository (tests/contract/README.md says where it came from).
 SPEC_PATH = Path(__file__).resolve().parent / "contract" / "openapi-segments.json"
 

@@ -5,6 +5,13 @@ servers, and one worker killed with SIGKILL mid-run.
 It proves what a larger installation relies on: every part reaches LaunchDarkly at most once (exactly
 once unless its answer was lost, when the import says so instead of sending it again), every import ends
 final with the right counts, and each segment holds exactly the keys that were sent.
+
+It runs in both storage layouts (README: "Scaling out"): one folder every process shares, and object
+storage (IMPORT_STORAGE_URL=s3://…, a real S3 server: tests/object_storage.py), where each web server and
+each worker has a private folder of its own, as on separate hosts, and shares nothing with the others but
+PostgreSQL, Redis and the bucket. On this one machine a process could still reach another's folder by
+path, so the object-storage run also checks that none did: web folders hold no import files, and the
+database records no path on any host.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 from django.conf import settings
 from django.db import connection
@@ -34,6 +43,7 @@ from sandbox.models import SandboxEnvironment, SandboxImport, SandboxMember, San
 from sandbox.seed import seed
 from segments_app.management.commands.rundashboard import gunicorn
 from segments_app.models import FINAL_STATUSES, ImportPart, ImportRecord, ImportStatus
+from tests.object_storage import Bucket
 
 ROOT = Path(__file__).resolve().parents[1]
 MANAGE = str(ROOT / "manage.py")
@@ -65,6 +75,12 @@ FAULTS = [
 ]
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+SHARED_FOLDER = "shared folder"
+OBJECT_STORAGE = "object storage"
+REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/0")
+# An object the product stored for an import: its upload, or one of the parts it sends.
+IMPORT_OBJECT = re.compile(r"imports/.+/(upload\.csv|part-\d+\.csv)")
+PART_OBJECT = re.compile(r"imports/.+/part-\d+\.csv")
 
 
 def free_port() -> int:
@@ -84,6 +100,13 @@ class Cluster:
     """Every process of a two-machine installation, on this one, each logging to a file of its own."""
 
     folder: Path
+    layout: str = SHARED_FOLDER
+    bucket: Bucket | None = None
+    # Object storage: every process shares Redis too, under a key prefix of this test's own.
+    redis_prefix: str = field(default_factory=lambda: f"scale-out-{uuid.uuid4().hex[:12]}")
+    # Every object key seen in the bucket while the imports ran (object storage).
+    seen_keys: set[str] = field(default_factory=set)
+    last_listing: float = 0.0
     web_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
     sandbox_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -123,11 +146,39 @@ class Cluster:
         env.update(extra)
         return env
 
+    def host_folder(self, name: str) -> Path:
+        """The private working folder of process `name` (object storage)."""
+        return self.folder / f"host-{name}" / "imports"
+
+    def host_env(self, name: str) -> dict[str, str]:
+        """What makes process `name` a host of its own in the object-storage layout: a private folder and,
+        for the dashboard's web servers and workers, the bucket and Redis (LaunchDarkly's stand-in, the
+        sandbox, keeps no import files)."""
+        if self.layout == SHARED_FOLDER:
+            return {}
+        env = {"IMPORT_STORAGE_DIR": str(self.host_folder(name))}
+        if name.startswith(("web-", "worker-")):
+            assert self.bucket is not None
+            env.update(self.bucket.env, REDIS_URL=REDIS_TEST_URL, REDIS_KEY_PREFIX=self.redis_prefix)
+        return env
+
     def start(self, name: str, argv: list[str], **env: str) -> None:
         log = (self.folder / f"{name}.log").open("wb")
         self.processes[name] = subprocess.Popen(
-            argv, cwd=ROOT, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            cwd=ROOT,
+            env=self.env(**self.host_env(name), **env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+
+    def watch_bucket(self) -> None:
+        """Note the bucket's keys now (object storage), at most every 0.3 s: uploads leave it once checked."""
+        if self.bucket is None or time.monotonic() - self.last_listing < 0.3:
+            return
+        self.seen_keys.update(self.bucket.keys())
+        self.last_listing = time.monotonic()
 
     def log(self, name: str) -> str:
         return (self.folder / f"{name}.log").read_text(errors="replace")
@@ -166,11 +217,18 @@ class Cluster:
             process.wait(timeout=10)
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+@pytest.fixture(
+    params=[
+        pytest.param(SHARED_FOLDER, id="shared-folder"),
+        pytest.param(OBJECT_STORAGE, id="object-storage", marks=[pytest.mark.s3, pytest.mark.redis]),
+    ]
+)
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     # Transactional tests start from an empty database: put the sandbox's demo account back.
     seed(SandboxProject, SandboxEnvironment, SandboxSegment, SandboxMember)
-    running = Cluster(tmp_path)
+    running = Cluster(tmp_path, layout=request.param)
+    if running.layout == OBJECT_STORAGE:
+        running.bucket = request.getfixturevalue("s3_bucket")
     static = subprocess.run(
         [sys.executable, MANAGE, "collectstatic", "--noinput", "-v0"],
         cwd=ROOT,
@@ -201,6 +259,10 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield running
     finally:
         running.stop()
+        if running.layout == OBJECT_STORAGE:
+            shared = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=1, socket_timeout=5)
+            for key in shared.scan_iter(match=f"{running.redis_prefix}*"):
+                shared.delete(key)
 
 
 class Browser:
@@ -261,12 +323,14 @@ def test_two_web_servers_and_two_workers_on_one_database_send_every_part_once(
         keys = [f"scale-{number}-key-{k:03d}" for k in range(count)]
         record_id = browsers[number % 2].upload(environment, segment, f"scale-{number}.csv", keys)
         uploaded[record_id] = (environment, segment, set(keys))
+        cluster.watch_bucket()
     assert len(uploaded) == len(UPLOADS)
 
     # Once three parts have reached the sandbox, kill one worker outright: no goodbye, leases left held.
     deadline = time.monotonic() + 60
     while SandboxImport.objects.count() < 3:
         cluster.assert_running()
+        cluster.watch_bucket()
         assert time.monotonic() < deadline, f"nothing reached the sandbox:\n{cluster.logs()}"
         time.sleep(0.05)
     os.killpg(cluster.processes["worker-1"].pid, signal.SIGKILL)
@@ -275,6 +339,7 @@ def test_two_web_servers_and_two_workers_on_one_database_send_every_part_once(
     deadline = time.monotonic() + 75
     while ImportRecord.objects.exclude(status__in=FINAL_STATUSES).exists():
         cluster.assert_running("web-1", "web-2", "worker-2", "sandbox", "sandbox-applier")
+        cluster.watch_bucket()
         assert time.monotonic() < deadline, (
             list(ImportRecord.objects.values_list("pk", "status", "parts_done", "part_count")),
             cluster.logs(),
@@ -336,4 +401,37 @@ def test_two_web_servers_and_two_workers_on_one_database_send_every_part_once(
     assert any("did not answer the upload" in m for m in messages), messages
     worker_log = cluster.log("worker-2")
     assert '"import_id"' in worker_log  # structured lines name the import they are about
+    if cluster.layout == OBJECT_STORAGE:
+        assert_hosts_shared_only_the_bucket(cluster, records.values())
     assert time.monotonic() - started < 150
+
+
+def assert_hosts_shared_only_the_bucket(cluster: Cluster, records: Any) -> None:
+    """The import files travelled through the bucket, and no process used another's private folder."""
+    assert cluster.bucket is not None
+    cluster.last_listing = 0.0
+    cluster.watch_bucket()
+    seen = cluster.seen_keys
+    # Everything went below the URL's prefix, and the bucket got the imports' files: every part that was
+    # made (each import's parts are made once, by whichever worker checked it, and sent by any worker).
+    assert seen, f"the bucket never held an object:\n{cluster.logs()}"
+    assert all(key.startswith(f"{cluster.bucket.prefix}/") for key in seen), sorted(seen)
+    assert any(IMPORT_OBJECT.fullmatch(key) for key in seen), sorted(seen)
+    parts = sorted(key for key in seen if PART_OBJECT.fullmatch(key))
+    assert len(parts) == sum(r.part_count for r in records), parts
+    # A web server only receives uploads and pushes them: it never made a part, and keeps no upload.
+    for name in ("web-1", "web-2"):
+        folder = cluster.host_folder(name)
+        left = sorted(
+            str(p.relative_to(folder))
+            for p in folder.rglob("*")
+            if p.is_file() and (p.name == "upload.csv" or "part-" in p.name)
+        )
+        assert left == [], (name, left)
+    # The database names files by their place in the bucket, never by a path on one host's disk (which
+    # another host could not open; here every process could, by accident, as they share one machine).
+    recorded = [r.storage_dir for r in records] + list(
+        ImportPart.objects.filter(record__in=list(records)).values_list("file_path", flat=True)
+    )
+    on_a_host = [name for name in recorded if str(cluster.folder) in name or name.startswith("/")]
+    assert on_a_host == [], on_a_host
