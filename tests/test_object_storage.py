@@ -245,3 +245,87 @@ def test_an_object_store_that_does_not_answer_is_said_and_keeps_nothing(
     assert "testing" not in page
     assert ImportRecord.objects.count() == 0
     assert sorted(p for p in folder.rglob("*") if p.is_file()) == []
+
+
+MEMORY_SCRIPT = """
+import json, os, sys
+import django
+
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+django.setup()
+from django.conf import settings
+from segments_app import file_store
+
+url, upload, web, worker = sys.argv[1:5]
+settings.IMPORT_STORAGE_URL = url
+settings.IMPORT_STORAGE_ACCESS_KEY_ID = settings.IMPORT_STORAGE_SECRET_ACCESS_KEY = "testing"
+
+
+import threading
+
+PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 1024 / 1024
+highest = [0.0]
+done = threading.Event()
+
+
+def rss_mb():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE_MB
+
+
+def sample():  # the resident size now and then, not the high-water mark an earlier phase set
+    while not done.wait(0.005):
+        highest[0] = max(highest[0], rss_mb())
+
+
+def peak_mb():
+    return highest[0]
+
+
+settings.IMPORT_STORAGE_DIR = web
+small = file_store.root() / ("1" * 32) / "upload.csv"
+small.parent.mkdir(parents=True)
+small.write_bytes(b"warm\\n" * 1000)
+file_store.push(small)  # boto3's client, its threads and buffers exist before the baseline
+file_store.pull_folder("1" * 32)
+baseline = rss_mb()
+threading.Thread(target=sample, daemon=True).start()
+file_store.push(file_store.root() / upload)  # the web server stores the upload
+settings.IMPORT_STORAGE_DIR = worker
+pulled = file_store.pull(upload)  # a worker fetches it
+with file_store.open_binary(upload) as streamed:  # a download to a person
+    read = sum(len(block) for block in iter(lambda: streamed.read(1 << 16), b""))
+done.set()
+print(json.dumps({"baseline": baseline, "peak": peak_mb(), "pulled": pulled.stat().st_size, "read": read}))
+"""
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_moving_three_million_keys(s3_bucket: Any, tmp_path: Path) -> None:
+    """Storing, fetching and streaming an upload of 3M keys (111 MB) grows the process by at most 64 MB:
+    every transfer goes in bounded chunks, none holds the file."""
+    import json
+    import subprocess
+    import sys
+    import uuid
+
+    web, worker = tmp_path / "web", tmp_path / "worker"
+    upload = web / ("2" * 32) / "upload.csv"
+    upload.parent.mkdir(parents=True)
+    with upload.open("w") as out:
+        for _ in range(3_000):
+            out.write("".join(f"{uuid.uuid4()}\n" for _ in range(1_000)))
+    size = upload.stat().st_size
+    assert size > 100 * 1024 * 1024
+    done = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, s3_bucket.url, f"{'2' * 32}/upload.csv", str(web), str(worker)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    assert measured["pulled"] == measured["read"] == size
+    print("memory (MB):", measured)
+    assert measured["peak"] - measured["baseline"] <= 64, measured
