@@ -30,7 +30,8 @@ import requests
 from requests_toolbelt.multipart.encoder import MultipartEncoder
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-logger = logging.getLogger(__name__)
+# The package's name, as before it became a package: log lines and any filter on them stay the same.
+logger = logging.getLogger(__package__)
 
 IMPORT_MODES = ("merge", "replace")
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
