@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-MODULE = Path(__file__).resolve().parents[1] / "segments_app" / "imports" / "validation.py"
+MODULE = Path(__file__).resolve().parents[1] / "segments_app" / "imports" / "validation" / "__init__.py"
 HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 CHUNK = 1_000_000
 
@@ -42,7 +42,7 @@ CHUNK = 1_000_000
 def load_validation() -> ModuleType:
     """validation.py and the duplicate finder it uses, without Django (the package loads the app)."""
     helper = importlib.util.spec_from_file_location(
-        "segments_app.imports.duplicates", MODULE.with_name("duplicates.py")
+        "segments_app.imports.duplicates", MODULE.parent.with_name("duplicates.py")
     )
     assert helper is not None
     assert helper.loader is not None
