@@ -281,19 +281,18 @@ def run_due(record_id: int, done: Callable[[Any], bool], *, what: str, steps: in
 def one_import(user: Any, segment: str, keys: bytes, ld: MockedLaunchDarkly) -> list[tuple[str, str]]:
     """A replace import of `keys`, previewed, sent on its confirmed preview, run to its end. Returns
     the calls made from the send on."""
-    from segments_app import imports
-    from segments_app.imports import preview
+    from segments_app.imports import intake, pipeline, preview
     from segments_app.imports.intake import new_upload_path
     from segments_app.models import ImportStatus, MemberSnapshot
 
     path = new_upload_path()
     path.write_bytes(keys)
-    record, _ = imports.record_upload(
+    record, _ = intake.record_upload(
         user=user,
         project=PROJECT,
         environment=ENVIRONMENT,
         segment=segment,
-        upload=imports.ReceivedFile(path, "keys.csv", len(keys), hashlib.sha256(keys).hexdigest()),
+        upload=intake.ReceivedFile(path, "keys.csv", len(keys), hashlib.sha256(keys).hexdigest()),
         mode="replace",
         wait_on_approvals=False,
         has_header=False,
@@ -310,7 +309,7 @@ def one_import(user: Any, segment: str, keys: bytes, ld: MockedLaunchDarkly) -> 
     assert shown.snapshot_id is not None
     confirmed = MemberSnapshot.objects.get(pk=shown.snapshot_id)
     start = len(ld.calls)
-    sent = imports.send_draft(
+    sent = pipeline.send_draft(
         record, user, mode="replace", wait_on_approvals=False, confirmed_preview=confirmed
     )
     assert sent, "the draft could not be sent"

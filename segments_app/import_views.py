@@ -23,9 +23,9 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect, reselect, reswap, retarget
 
-from segments_app import access, file_store, history, imports
+from segments_app import access, file_store, history
 from segments_app.forms import EarlierFile, HistoryFilterForm, ImportForm, SendDraftForm
-from segments_app.imports import preview, undo
+from segments_app.imports import intake, pipeline, preview, storage, undo
 from segments_app.imports.intake import (
     HashingUploadHandler,
     declared_too_large,
@@ -126,7 +126,7 @@ def _import_new(
         elif form.is_valid() and isinstance(handler, HashingUploadHandler) and handler.upload is not None:
             data = form.cleaned_data
             try:
-                record, created = imports.record_upload(
+                record, created = intake.record_upload(
                     user=request.user,
                     project=project.key,
                     environment=environment.key,
@@ -361,7 +361,7 @@ def import_send(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         )
     data = form.cleaned_data
     destructive = data["mode"] in ImportRecord.DESTRUCTIVE_MODES
-    if not imports.send_draft(
+    if not pipeline.send_draft(
         record,
         request.user,
         mode=data["mode"],
@@ -386,7 +386,7 @@ def import_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             request, record, access.refusal("Cancelling or discarding imports", record.environment_key)
         )
     if record.cancel(request.user):
-        imports.remove_files(record)
+        storage.remove_files(record)
     else:
         messages.error(
             request,

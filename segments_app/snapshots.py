@@ -184,11 +184,12 @@ def seconds_until_due() -> float | None:
     return None if due is None else max(0.0, (due - timezone.now()).total_seconds())
 
 
-def run_once(owner: str) -> bool:
-    """Take one step of the most overdue snapshot. False if none was due."""
+def run_once(owner: str) -> MemberSnapshot | None:
+    """Take one step of the most overdue snapshot: the snapshot as the step left it, None if none was
+    due. The worker goes on from a preview's snapshot that became ready to its comparison."""
     snapshot = claim(owner)
     if snapshot is None:
-        return False
+        return None
     with Lease(snapshot.pk, owner, MemberSnapshot) as lease:
         try:
             advance(snapshot, lease)
@@ -196,7 +197,8 @@ def run_once(owner: str) -> bool:
             # A bug or a database hiccup must not kill the worker; the snapshot is tried again when due.
             logger.exception("Snapshot %s: step failed; it will be tried again", snapshot.pk)
             lease.renew(next_attempt_at=timezone.now() + timedelta(seconds=settings.SNAPSHOT_POLL_SECONDS))
-    return True
+    snapshot.refresh_from_db()
+    return snapshot
 
 
 def advance(snapshot: MemberSnapshot, lease: Lease) -> None:
@@ -281,11 +283,6 @@ def _follow(snapshot: MemberSnapshot, lease: Lease, client: Any) -> None:
         logger.warning("Snapshot %s: lease lost during the download; its file was dropped", snapshot.pk)
         return
     logger.info("Snapshot %s: %d members, %d bytes", snapshot.pk, count, size)
-    if snapshot.purpose == MemberSnapshot.Purpose.PREVIEW:
-        from segments_app.imports import preview  # it imports this module
-
-        snapshot.refresh_from_db()
-        preview.run_for(snapshot)  # the draft's impact, compared while this worker holds the lease
 
 
 def _still_wanted(snapshot: MemberSnapshot) -> bool:

@@ -17,8 +17,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from segments_app import file_store, imports, snapshots
-from segments_app.imports import preview
+from segments_app import file_store, snapshots
+from segments_app.imports import intake, pipeline, preview
 from segments_app.imports.compare import compare
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot, SnapshotStatus
@@ -76,7 +76,7 @@ def send_confirmed(
     (default: the same, so the preview still holds): the undo copy is made ready beforehand."""
     assert record.status == ImportStatus.DRAFT, record.status
     confirmed = preview_on(record, members)
-    sent = imports.send_draft(
+    sent = pipeline.send_draft(
         record,
         user or record.user,
         mode=mode or record.mode,
@@ -97,18 +97,18 @@ def checked(user: Any, content: bytes, *, mode: str = "replace", send: bool = Tr
     """An upload as the upload form records it, checked by one worker step."""
     path = new_upload_path()
     path.write_bytes(content)
-    record, _ = imports.record_upload(
+    record, _ = intake.record_upload(
         user=user,
         project="shop",
         environment="live",
         segment="vip",
-        upload=imports.ReceivedFile(path, "keys.csv", len(content), hashlib.sha256(content).hexdigest()),
+        upload=intake.ReceivedFile(path, "keys.csv", len(content), hashlib.sha256(content).hexdigest()),
         mode=mode,
         wait_on_approvals=False,
         has_header=False,
         send=send,
     )
-    return imports.advance(record.pk)
+    return pipeline.advance(record.pk)
 
 
 def step(record: ImportRecord) -> ImportRecord:
@@ -116,7 +116,7 @@ def step(record: ImportRecord) -> ImportRecord:
     ImportRecord.objects.filter(pk=record.pk).update(
         next_attempt_at=timezone.now() - timedelta(seconds=1), lease_owner="", lease_until=None
     )
-    return imports.advance(record.pk)
+    return pipeline.advance(record.pk)
 
 
 def segment_answer(real_ld: Any, count: int) -> None:

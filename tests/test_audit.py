@@ -18,8 +18,8 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from sandbox.approvals import record_approval
-from segments_app import imports
 from segments_app.access import EDITORS, PRODUCTION_EDITORS
+from segments_app.imports import intake, pipeline, storage
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import (
     AuditRecordProtected,
@@ -41,18 +41,18 @@ def upload(
     """An upload as the view records it, then checked by one worker step (no LaunchDarkly call)."""
     path = new_upload_path()
     path.write_bytes(content)
-    record, _ = imports.record_upload(
+    record, _ = intake.record_upload(
         user=user,
         project="shop",
         environment=environment,
         segment="vip",
-        upload=imports.ReceivedFile(path, "keys.csv", len(content), "0" * 64),
+        upload=intake.ReceivedFile(path, "keys.csv", len(content), "0" * 64),
         mode="merge",
         wait_on_approvals=False,
         has_header=False,
         send=send,
     )
-    return imports.advance(record.pk)
+    return pipeline.advance(record.pk)
 
 
 def actors(record: ImportRecord) -> list[tuple[str, str | None, str]]:
@@ -81,7 +81,7 @@ def test_the_uploader_is_named_and_the_workers_steps_name_nobody(user: Any) -> N
 def test_sending_a_draft_names_the_sender(user: Any, django_user_model: Any) -> None:
     record = upload(user, send=False)
     sender = editor(django_user_model, "bob")
-    assert imports.send_draft(record, sender, mode="merge", wait_on_approvals=False)
+    assert pipeline.send_draft(record, sender, mode="merge", wait_on_approvals=False)
     record.refresh_from_db()
     assert record.sent_by == sender
     assert actors(record) == [
@@ -93,8 +93,8 @@ def test_sending_a_draft_names_the_sender(user: Any, django_user_model: Any) -> 
 
 def test_sending_with_a_header_names_the_sender_and_the_recheck_nobody(user: Any) -> None:
     record = upload(user, b"key\na\nb\n", send=False)
-    assert imports.send_draft(record, user, mode="merge", wait_on_approvals=False, first_row="header")
-    record = imports.advance(record.pk)
+    assert pipeline.send_draft(record, user, mode="merge", wait_on_approvals=False, first_row="header")
+    record = pipeline.advance(record.pk)
     assert actors(record)[2:] == [("validating", "pm", Action.SENT), ("queued", None, "")]
 
 
@@ -140,7 +140,7 @@ def test_the_import_page_names_every_actor(logged_in: Any, user: Any, django_use
         user.groups.add(Group.objects.get_or_create(name=name)[0])
     record = upload(user, send=False)
     bob, carol, dave = (editor(django_user_model, name) for name in ("bob", "carol", "dave"))
-    assert imports.send_draft(record, bob, mode="merge", wait_on_approvals=True)
+    assert pipeline.send_draft(record, bob, mode="merge", wait_on_approvals=True)
     record.refresh_from_db()
     ImportPart.objects.filter(record=record).update(ld_import_id="ld-1")
     record_approval(dave, project_key="shop", environment_key="live", segment_key="vip", ld_import_id="ld-1")
@@ -235,7 +235,7 @@ def test_housekeeping_deletes_files_never_rows(user: Any, settings: Any) -> None
     folder = Path(record.storage_dir)
     assert folder.exists()
     counts = (ImportRecord.objects.count(), ImportPart.objects.count(), ImportEvent.objects.count())
-    assert imports.purge_expired_files() == 1
+    assert storage.purge_expired_files() == 1
     assert not folder.exists()
     assert (ImportRecord.objects.count(), ImportPart.objects.count(), ImportEvent.objects.count()) == counts
 

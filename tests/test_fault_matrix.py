@@ -46,10 +46,10 @@ import requests
 from django.utils import timezone
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
-from segments_app import imports
 from segments_app.connection import launchdarkly_client
 from segments_app.error_messages import describe
 from segments_app.forms import UNAVAILABLE_NOTHING_CREATED, UNAVAILABLE_NOTHING_DELETED
+from segments_app.imports import intake, pipeline
 from segments_app.imports.intake import new_upload_path
 from segments_app.launchdarkly import LaunchDarklyClient, LaunchDarklyError
 from segments_app.models import ImportEvent, ImportRecord, SegmentActivity, UpstreamPause
@@ -401,18 +401,18 @@ def _client_call(call: str, stage: Stage) -> Seen:
 def _queued_import(stage: Stage) -> ImportRecord:
     path = new_upload_path()
     path.write_bytes(b"fault-1\nfault-2\n")
-    record, _ = imports.record_upload(
+    record, _ = intake.record_upload(
         user=stage.user,
         project=stage.project,
         environment=stage.env,
         segment=stage.segment,
-        upload=imports.ReceivedFile(path, "keys.csv", path.stat().st_size, "0" * 64),
+        upload=intake.ReceivedFile(path, "keys.csv", path.stat().st_size, "0" * 64),
         mode="merge",
         wait_on_approvals=False,
         has_header=False,
         send=True,
     )
-    return imports.advance(record.pk)  # checked and queued; LaunchDarkly not asked yet
+    return pipeline.advance(record.pk)  # checked and queued; LaunchDarkly not asked yet
 
 
 def _due(record: ImportRecord) -> None:
@@ -431,15 +431,15 @@ def drive(call: str, stage: Stage, inject: Callable[[], None]) -> tuple[Seen, Im
     base = f"/segments/{stage.project}/{stage.env}"
     if call == "get import status":
         stage.accept_import()
-        record = imports.advance(_queued_import(stage).pk)
+        record = pipeline.advance(_queued_import(stage).pk)
         assert record.status == "preparing", record.error_message
         inject()
         _due(record)
-        return _import_seen(imports.advance(record.pk)), record
+        return _import_seen(pipeline.advance(record.pk)), record
     if call == "start import":
         record = _queued_import(stage)
         inject()
-        return _import_seen(imports.advance(record.pk)), record
+        return _import_seen(pipeline.advance(record.pk)), record
     inject()
     if call in ("list environments", "context membership"):
         return _client_call(call, stage), None
@@ -488,7 +488,7 @@ def check_cell(call: str, fault: str, stage: Stage, inject: Inject) -> None:
     assert stage.posts_to_imports() == 1
     stage.accept_import()
     _due(record)
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     if call == "start import" and fault in SENT_AGAIN:
         assert stage.posts_to_imports() == 2
         assert record.status == "preparing"

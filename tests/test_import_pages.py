@@ -18,7 +18,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from segments_app import imports
+from segments_app.imports import pipeline
 from segments_app.models import ImportEvent, ImportPart, ImportRecord, MemberSnapshot
 from tests.factories import preview_on, ready_snapshot
 from tests.launchdarkly_answers import big_segment_json
@@ -100,7 +100,7 @@ def only_problems_left(settings: Any, before: list[Path], record: ImportRecord) 
 def step(record: ImportRecord) -> ImportRecord:
     """One worker step, as the import worker takes it."""
     ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
-    return imports.advance(record.pk)
+    return pipeline.advance(record.pk)
 
 
 def test_the_upload_view_only_receives(logged_in: Any, real_ld: Any, monkeypatch: Any) -> None:
@@ -109,7 +109,7 @@ def test_the_upload_view_only_receives(logged_in: Any, real_ld: Any, monkeypatch
     def no_validation_here(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the upload request must not validate the file")
 
-    monkeypatch.setattr("segments_app.imports.pipeline.normalise_csv", no_validation_here)
+    monkeypatch.setattr("segments_app.imports.checking.normalise_csv", no_validation_here)
     response = post(logged_in, b"k1\nk2\n")
     record = ImportRecord.objects.get()
     assert response.status_code == 302

@@ -19,8 +19,7 @@ from django.test import Client
 from django.utils import timezone
 
 from sandbox.models import SandboxImport, SandboxMember, SandboxSegment
-from segments_app import imports
-from segments_app.imports import worker
+from segments_app.imports import intake, pipeline, worker
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import FINAL_STATUSES, ImportRecord
 from tests.factories import send_confirmed
@@ -37,7 +36,7 @@ def run_until_final(
         ImportRecord.objects.filter(pk=record_id).exclude(next_attempt_at=None).update(
             next_attempt_at=timezone.now() - timedelta(seconds=1)
         )
-        record = imports.advance(record_id)
+        record = pipeline.advance(record_id)
         if on_step is not None:
             on_step(record)
         if record.is_final or record.status in (until or ()) or time.monotonic() > deadline:
@@ -66,7 +65,7 @@ def test_upload_through_the_form_runs_to_complete(logged_in: Any, contract: list
     record = ImportRecord.objects.get()
     assert response["Location"] == f"/imports/{record.pk}/"
     # A replace is never sent from the upload form: it is a draft, sent on its confirmed preview.
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert record.status == "draft"
     now = "".join(f"{key}\n" for key in sorted(members("production", "churn-risk"))).encode()
     record = send_confirmed(record, members=now)
@@ -141,14 +140,12 @@ def _race(records: list[int], settings: Any, user: Any) -> None:
 def _upload(user: Any, content: bytes, environment: str, segment: str, mode: str = "merge") -> ImportRecord:
     path = new_upload_path()
     path.write_bytes(content)
-    record, _ = imports.record_upload(
+    record, _ = intake.record_upload(
         user=user,
         project="demo",
         environment=environment,
         segment=segment,
-        upload=imports.ReceivedFile(
-            path, f"{segment}.csv", len(content), hashlib.sha256(content).hexdigest()
-        ),
+        upload=intake.ReceivedFile(path, f"{segment}.csv", len(content), hashlib.sha256(content).hexdigest()),
         mode=mode,
         wait_on_approvals=False,
         has_header=False,
@@ -215,20 +212,20 @@ def test_two_and_a_half_million_keys_become_three_parts_sent_in_turn(
             chunk = "".join(f"customer-{i:08d}\n" for i in range(start, start + 100_000)).encode()
             digest.update(chunk)
             out.write(chunk)
-    record, _ = imports.record_upload(
+    record, _ = intake.record_upload(
         user=user,
         project="demo",
         environment="production",
         segment="churn-risk",
-        upload=imports.ReceivedFile(path, "big.csv", path.stat().st_size, digest.hexdigest()),
+        upload=intake.ReceivedFile(path, "big.csv", path.stat().st_size, digest.hexdigest()),
         mode="replace",
         wait_on_approvals=False,
         has_header=False,
         send=True,
     )
-    record = imports.advance(record.pk)  # the worker checks the file: a replace waits as a draft
+    record = pipeline.advance(record.pk)  # the worker checks the file: a replace waits as a draft
     now = "".join(f"{key}\n" for key in sorted(members("production", "churn-risk"))).encode()
-    record = imports.advance(send_confirmed(record, members=now).pk)  # checked at send, part 1 goes
+    record = pipeline.advance(send_confirmed(record, members=now).pk)  # checked at send, part 1 goes
     assert [(p.number, p.key_count, p.mode) for p in record.parts.all()] == [
         (1, 1_000_000, "replace"),
         (2, 1_000_000, "merge"),

@@ -12,7 +12,7 @@ import requests
 from django.utils import timezone
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 
-from segments_app import imports
+from segments_app.imports import intake, pipeline, storage
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import ImportEvent, ImportPart, ImportRecord, ImportStatus, UpstreamPause
 from tests.factories import send_confirmed
@@ -22,10 +22,10 @@ pytestmark = pytest.mark.django_db
 IMPORTS = "/api/v2/segments/shop/live/vip/imports"
 
 
-def received(tmp_path: Path, content: bytes, name: str = "keys.csv") -> imports.ReceivedFile:
+def received(tmp_path: Path, content: bytes, name: str = "keys.csv") -> intake.ReceivedFile:
     path = new_upload_path()
     path.write_bytes(content)
-    return imports.ReceivedFile(
+    return intake.ReceivedFile(
         path=path, original_name=name, size=len(content), sha256=hashlib.sha256(content).hexdigest()
     )
 
@@ -43,7 +43,7 @@ def new_import(
     has_header: bool = False,
 ) -> ImportRecord:
     """An upload as the view records it, then checked by one worker step (no LaunchDarkly call)."""
-    record, created = imports.record_upload(
+    record, created = intake.record_upload(
         user=user,
         project="shop",
         environment=environment,
@@ -56,7 +56,7 @@ def new_import(
     )
     assert created
     assert record.status == "validating"
-    return imports.advance(record.pk)
+    return pipeline.advance(record.pk)
 
 
 def multipart(call: Any) -> dict[str, bytes]:
@@ -134,7 +134,7 @@ def test_record_parts_and_event_are_saved_before_any_call(user: Any, tmp_path: P
         return 204, {"Location": f"{IMPORTS}/imp-1"}, ""
 
     real_ld.mock.add_callback("POST", real_ld.url(IMPORTS), callback=start_import)
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert seen == [
         (
             "submitting",
@@ -158,7 +158,7 @@ def test_an_invalid_file_is_recorded_rejected_and_never_sent(user: Any, tmp_path
     (problem,) = record.report["problems"]
     assert (problem["line"], problem["kind"]) == (2, "structural")
     assert problem["message"].startswith('A quote (") opened on line 2 is never closed')
-    assert imports.advance(record.pk).status == "rejected"
+    assert pipeline.advance(record.pk).status == "rejected"
     assert len(real_ld.mock.calls) == 0
 
 
@@ -177,7 +177,7 @@ def test_a_file_with_a_bad_row_is_never_sent_without_a_person(
 def test_submit_sends_the_exact_multipart_request(user: Any, tmp_path: Path, real_ld: Any) -> None:
     accept(real_ld)
     record = new_import(user, tmp_path, b"key-1, x\n key-2\nkey-1\n", mode="replace", wait=True)
-    record = imports.advance(send_confirmed(record, members=b"key-1\nold\n").pk)
+    record = pipeline.advance(send_confirmed(record, members=b"key-1\nold\n").pk)
     (call,) = real_ld.calls_to(IMPORTS)  # the member count read before it: tests/test_outcomes.py
     assert call.request.method == "POST"
     assert call.request.url == real_ld.url(IMPORTS)
@@ -202,18 +202,18 @@ def test_status_is_refreshed_at_most_once_per_interval_then_completes(
     user: Any, tmp_path: Path, real_ld: Any, settings: Any
 ) -> None:
     accept(real_ld)
-    record = imports.advance(new_import(user, tmp_path).pk)
-    imports.advance(record.pk)
-    imports.advance(record.pk)
+    record = pipeline.advance(new_import(user, tmp_path).pk)
+    pipeline.advance(record.pk)
+    pipeline.advance(record.pk)
     assert len(real_ld.calls_to(IMPORTS)) == 1  # just submitted: not due yet
     ld_status(real_ld, "in_progress")
     due(record)
-    assert imports.advance(record.pk).status == "in_progress"
-    imports.advance(record.pk)
+    assert pipeline.advance(record.pk).status == "in_progress"
+    pipeline.advance(record.pk)
     assert len(real_ld.calls_to(f"{IMPORTS}/imp-1")) == 1
     ld_status(real_ld, "complete")
     due(record)
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert record.status == "complete"
     assert record.finished_at is not None
     assert record.badge_label == "Complete — 3 keys"
@@ -229,7 +229,7 @@ def test_status_is_refreshed_at_most_once_per_interval_then_completes(
         "validating", "queued", "submitting", "preparing", "in_progress", "complete"
     ]  # fmt: skip
     calls = len(real_ld.mock.calls)
-    imports.advance(record.pk)
+    pipeline.advance(record.pk)
     assert len(real_ld.mock.calls) == calls  # a final import is never asked about again
 
 
@@ -240,19 +240,19 @@ def test_launchdarkly_statuses_are_followed(
     user: Any, tmp_path: Path, real_ld: Any, status: str, label: str
 ) -> None:
     accept(real_ld)
-    record = imports.advance(new_import(user, tmp_path, wait=True).pk)
+    record = pipeline.advance(new_import(user, tmp_path, wait=True).pk)
     ld_status(real_ld, status)
     due(record)
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert (record.status, record.badge_label, record.is_final) == (status, label, False)
 
 
 def test_stopped_is_final_and_not_successful(user: Any, tmp_path: Path, real_ld: Any) -> None:
     accept(real_ld)
-    record = imports.advance(new_import(user, tmp_path).pk)
+    record = pipeline.advance(new_import(user, tmp_path).pk)
     ld_status(real_ld, "stopped")
     due(record)
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert (record.status, record.is_final) == ("stopped", True)
     assert record.error_message == "LaunchDarkly stopped the file; it did not finish."
 
@@ -265,7 +265,7 @@ def test_large_list_is_sent_in_parts_strictly_in_turn_and_a_409_delays_without_l
     assert record.part_count == 3
     record = send_confirmed(record, members=b"a\nz\n")
     accept(real_ld, "imp-1")
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     # The parts are made once the preview is checked, just before the first goes.
     assert [(p.number, p.mode, p.key_count) for p in record.parts.order_by("number")] == [
         (1, "replace", 2),
@@ -274,7 +274,7 @@ def test_large_list_is_sent_in_parts_strictly_in_turn_and_a_409_delays_without_l
     ]
     ld_status(real_ld, "in_progress", "imp-1")
     due(record)
-    imports.advance(record.pk)
+    pipeline.advance(record.pk)
     assert len(real_ld.calls_to(IMPORTS)) == 1  # part 2 waits while part 1 runs
     # Part 1 completes; LaunchDarkly refuses part 2 once with 409.
     ld_status(real_ld, "complete")
@@ -285,25 +285,25 @@ def test_large_list_is_sent_in_parts_strictly_in_turn_and_a_409_delays_without_l
         json={"code": "optimistic_locking_error", "message": "Conflicting process"},
     )
     due(record)
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert record.status == "queued"
     assert record.badge_label == "Queued — part 2 of 3"
     assert record.next_attempt_at > timezone.now()
     assert record.parts.get(number=2).status == "queued"
-    imports.advance(record.pk)  # not yet due: no new call
+    pipeline.advance(record.pk)  # not yet due: no new call
     assert len(real_ld.calls_to(IMPORTS)) == 2
     real_ld.mock.replace("POST", real_ld.url(IMPORTS), status=204, headers={"Location": f"{IMPORTS}/imp-2"})
     due(record)
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert record.parts.get(number=2).ld_import_id == "imp-2"
     ld_status(real_ld, "complete", "imp-2")
     real_ld.mock.replace("POST", real_ld.url(IMPORTS), status=204, headers={"Location": f"{IMPORTS}/imp-3"})
     due(record)
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert record.parts.get(number=3).ld_import_id == "imp-3"
     ld_status(real_ld, "complete", "imp-3")
     due(record)
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert record.status == "complete"
     posts = real_ld.calls_to(IMPORTS)
     sent = [(multipart(c)["file"], multipart(c)["mode"]) for c in posts]
@@ -354,7 +354,7 @@ def test_upstream_failures_leave_a_clear_final_status(
     user: Any, tmp_path: Path, real_ld: Any, answer: dict, status: str, message: str
 ) -> None:
     real_ld.mock.post(real_ld.url(IMPORTS), **answer)
-    record = imports.advance(new_import(user, tmp_path).pk)
+    record = pipeline.advance(new_import(user, tmp_path).pk)
     assert record.status == status
     assert record.is_final
     assert record.error_message == message
@@ -371,13 +371,13 @@ def test_409_leaves_the_import_queued_with_backoff(
     real_ld.mock.post(
         real_ld.url(IMPORTS), status=409, json={"code": "conflict", "message": "Conflicting process"}
     )
-    record = imports.advance(new_import(user, tmp_path).pk)
+    record = pipeline.advance(new_import(user, tmp_path).pk)
     first_delay = record.next_attempt_at - timezone.now()
     assert record.status == "queued"
     assert timedelta(seconds=4) < first_delay <= timedelta(seconds=5)
     assert "LaunchDarkly is busy with another import in this environment" in record.events.last().message
     due(record)
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     second_delay = record.next_attempt_at - timezone.now()
     assert timedelta(seconds=9) < second_delay <= timedelta(seconds=10)  # backs off
     assert not record.is_final
@@ -390,17 +390,17 @@ def test_429_pauses_every_call_for_every_import(user: Any, tmp_path: Path, real_
         json={"code": "rate_limited", "message": "slow"},
         headers={"Retry-After": "30"},
     )
-    first = imports.advance(new_import(user, tmp_path).pk)
+    first = pipeline.advance(new_import(user, tmp_path).pk)
     assert first.status == "queued"
     assert UpstreamPause.objects.get().until > timezone.now() + timedelta(seconds=25)
     other = new_import(user, tmp_path, b"x\n", environment="test")
-    imports.advance(other.pk)
+    pipeline.advance(other.pk)
     due(first)
-    imports.advance(first.pk)
+    pipeline.advance(first.pk)
     assert len(real_ld.calls_to(IMPORTS)) == 1  # nothing is asked while the pause lasts
     UpstreamPause.objects.update(until=timezone.now() - timedelta(seconds=1))
     accept(real_ld, "imp-x", path="/api/v2/segments/shop/test/vip/imports")
-    assert imports.advance(other.pk).status == "preparing"
+    assert pipeline.advance(other.pk).status == "preparing"
 
 
 def test_an_interrupted_submission_is_never_sent_again(user: Any, tmp_path: Path, real_ld: Any) -> None:
@@ -410,7 +410,7 @@ def test_an_interrupted_submission_is_never_sent_again(user: Any, tmp_path: Path
     ImportRecord.objects.filter(pk=record.pk).update(
         status=ImportStatus.SUBMITTING, lease_owner="dead", lease_until=timezone.now() - timedelta(1)
     )
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert record.status == "unknown"
     assert "was interrupted before LaunchDarkly answered" in record.error_message
     assert len(real_ld.mock.calls) == 0
@@ -421,7 +421,7 @@ def test_a_held_lease_keeps_other_callers_out(user: Any, tmp_path: Path, real_ld
     ImportRecord.objects.filter(pk=record.pk).update(
         lease_owner="other", lease_until=timezone.now() + timedelta(minutes=5)
     )
-    assert imports.advance(record.pk).status == "queued"
+    assert pipeline.advance(record.pk).status == "queued"
     assert len(real_ld.mock.calls) == 0
 
 
@@ -429,29 +429,29 @@ def test_a_later_import_waits_for_an_earlier_one_in_the_same_environment(
     user: Any, tmp_path: Path, real_ld: Any
 ) -> None:
     accept(real_ld)
-    first = imports.advance(new_import(user, tmp_path).pk)
-    second = imports.advance(new_import(user, tmp_path, b"z\n").pk)
+    first = pipeline.advance(new_import(user, tmp_path).pk)
+    second = pipeline.advance(new_import(user, tmp_path, b"z\n").pk)
     assert (first.status, second.status) == ("preparing", "queued")
     assert len(real_ld.calls_to(IMPORTS)) == 1
     assert second.events.last().message == f"Waiting for import #{first.pk} in this environment to finish."
     assert second.waiting_behind_id == first.pk
-    imports.advance(second.pk)  # still waiting: the event is not written again
+    pipeline.advance(second.pk)  # still waiting: the event is not written again
     assert second.events.filter(message__startswith="Waiting").count() == 1
 
 
 def test_refresh_failures_keep_the_import_followed(user: Any, tmp_path: Path, real_ld: Any) -> None:
     accept(real_ld)
-    record = imports.advance(new_import(user, tmp_path).pk)
+    record = pipeline.advance(new_import(user, tmp_path).pk)
     real_ld.mock.get(
         real_ld.url(f"{IMPORTS}/imp-1"), status=503, json={"code": "unavailable", "message": "down"}
     )
     due(record)
-    assert imports.advance(record.pk).status == "preparing"
+    assert pipeline.advance(record.pk).status == "preparing"
     real_ld.mock.replace(
         "GET", real_ld.url(f"{IMPORTS}/imp-1"), status=404, json={"code": "not_found", "message": "gone"}
     )
     due(record)
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert record.status == "unknown"
     assert record.error_message == "LaunchDarkly no longer knows import imp-1."
 
@@ -471,11 +471,11 @@ def test_files_are_kept_for_the_retention_time(
 ) -> None:
     settings.IMPORT_RETENTION_HOURS = 1
     real_ld.mock.post(real_ld.url(IMPORTS), status=400, json={"code": "invalid_request", "message": "no"})
-    record = imports.advance(new_import(user, tmp_path).pk)
+    record = pipeline.advance(new_import(user, tmp_path).pk)
     assert Path(record.storage_dir).exists()
-    assert imports.purge_expired_files() == 0
+    assert storage.purge_expired_files() == 0
     ImportRecord.objects.filter(pk=record.pk).update(finished_at=timezone.now() - timedelta(hours=2))
-    assert imports.purge_expired_files() == 1
+    assert storage.purge_expired_files() == 1
     record.refresh_from_db()
     assert record.storage_dir == ""
     assert record.parts.get().file_path == ""

@@ -18,8 +18,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from segments_app import imports
-from segments_app.imports import worker
+from segments_app.imports import intake, worker
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import ImportEvent, ImportPart, ImportRecord, ImportStatus, WorkerCheckin
 from segments_app.request_log import ContextFilter, JsonFormatter, PlainFormatter
@@ -208,12 +207,12 @@ def test_two_requests_get_different_ids(client: Any) -> None:
 def validating(user: Any, content: bytes) -> ImportRecord:
     path = new_upload_path()
     path.write_bytes(content)
-    record, _ = imports.record_upload(
+    record, _ = intake.record_upload(
         user=user,
         project="shop",
         environment="live",
         segment="vip",
-        upload=imports.ReceivedFile(path, "keys.csv", len(content), "0" * 64),
+        upload=intake.ReceivedFile(path, "keys.csv", len(content), "0" * 64),
         mode="merge",
         wait_on_approvals=False,
         has_header=False,

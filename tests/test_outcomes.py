@@ -15,7 +15,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from segments_app import imports
+from segments_app.imports import intake, pipeline
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import ImportRecord, ImportStatus, UpstreamPause
 from tests.factories import preview_on, send_confirmed
@@ -41,12 +41,12 @@ def new_import(
     preview holds and no export is asked for); without, the worker asks for them."""
     path = new_upload_path()
     path.write_bytes(content)
-    record, _ = imports.record_upload(
+    record, _ = intake.record_upload(
         user=user,
         project=where.get("project", "shop"),
         environment=where.get("environment", "live"),
         segment=where.get("segment", "vip"),
-        upload=imports.ReceivedFile(
+        upload=intake.ReceivedFile(
             path=path, original_name="keys.csv", size=len(content), sha256=hashlib.sha256(content).hexdigest()
         ),
         mode=mode,
@@ -54,13 +54,13 @@ def new_import(
         has_header=False,
         send=True,
     )
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     if record.is_destructive:
         assert record.status == ImportStatus.DRAFT
         if undo_copy:
             return send_confirmed(record, members=members)
         confirmed = preview_on(record, members)
-        assert imports.send_draft(
+        assert pipeline.send_draft(
             record, user, mode=mode, wait_on_approvals=False, confirmed_preview=confirmed
         )
         record.refresh_from_db()
@@ -70,7 +70,7 @@ def new_import(
 
 def step(record: ImportRecord) -> ImportRecord:
     ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
-    return imports.advance(record.pk)
+    return pipeline.advance(record.pk)
 
 
 def segment_answer(real_ld: Any, included: Any) -> None:
@@ -423,22 +423,22 @@ def test_a_replace_says_exactly_what_it_added_and_removed_end_to_end(
     content = f"{members[0]}\n{members[1]}\nnew-1\n".encode()
     path = new_upload_path()
     path.write_bytes(content)
-    record, _ = imports.record_upload(
+    record, _ = intake.record_upload(
         user=user,
         project="demo",
         environment="production",
         segment="vip-customers",
-        upload=imports.ReceivedFile(path, "keys.csv", len(content), hashlib.sha256(content).hexdigest()),
+        upload=intake.ReceivedFile(path, "keys.csv", len(content), hashlib.sha256(content).hexdigest()),
         mode="replace",
         wait_on_approvals=False,
         has_header=False,
         send=True,
     )
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert record.status == ImportStatus.DRAFT  # a replace is never sent straight from an upload
     # Confirmed on the members as they are; the worker saves them again just before sending and checks.
     confirmed = preview_on(record, "".join(f"{key}\n" for key in members).encode())
-    assert imports.send_draft(
+    assert pipeline.send_draft(
         record, user, mode="replace", wait_on_approvals=False, confirmed_preview=confirmed
     )
     for _ in range(500):

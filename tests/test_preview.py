@@ -16,7 +16,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from segments_app.imports import preview, worker
+from segments_app.imports import pipeline, preview, worker
 from segments_app.models import ImportRecord, MemberSnapshot, SnapshotStatus
 from tests.test_import_pages import HTMX, big_segment, post, step, text
 
@@ -359,7 +359,6 @@ def test_a_members_file_that_cannot_be_compared_fails_the_preview_only(
 def test_the_preview_of_a_draft_against_the_sandbox(sandbox: str, logged_in: Any, settings: Any) -> None:
     """The form, the worker's steps (check the file, export the members, compare), and the page."""
     from sandbox.models import SandboxMember, SandboxSegment
-    from segments_app import imports
 
     settings.SNAPSHOT_POLL_SECONDS = 0.05
     segment = SandboxSegment.objects.get(key="churn-risk", environment__key="staging")
@@ -380,7 +379,7 @@ def test_the_preview_of_a_draft_against_the_sandbox(sandbox: str, logged_in: Any
     assert response.status_code == 302, response.content[:500]
     record = ImportRecord.objects.get()
     ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert record.status == "draft"
     deadline = time.monotonic() + 30
     while preview.state(record).running:

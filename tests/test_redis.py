@@ -23,8 +23,8 @@ import redis
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 
-from segments_app import catalog, imports, wakeup
-from segments_app.imports import worker
+from segments_app import catalog, wakeup
+from segments_app.imports import intake, pipeline, worker
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import ImportRecord, ImportStatus
 from tests.conftest import REDIS_TEST_URL
@@ -114,12 +114,12 @@ def upload(user: Any, content: bytes = b"w-1\nw-2\n") -> ImportRecord:
     """An upload recorded as the form records it (a draft, so no LaunchDarkly call is needed)."""
     path = new_upload_path()
     path.write_bytes(content)
-    record, _ = imports.record_upload(
+    record, _ = intake.record_upload(
         user=user,
         project="demo",
         environment="staging",
         segment="churn-risk",
-        upload=imports.ReceivedFile(path, "keys.csv", len(content), "0" * 64),
+        upload=intake.ReceivedFile(path, "keys.csv", len(content), "0" * 64),
         mode="merge",
         wait_on_approvals=False,
         has_header=False,
@@ -185,10 +185,10 @@ def test_sending_a_draft_pushes_a_wake_up_and_a_refused_send_does_not(
     pending = redis.Redis.from_url(REDIS_TEST_URL)
     key = f"{with_redis}:import-wakeups"
     pending.delete(key)  # the upload's own wake-up, which no worker took here
-    with mock.patch("segments_app.imports.pipeline._queue", return_value=False):
-        assert not imports.send_draft(draft, user, mode="merge", wait_on_approvals=False)
+    with mock.patch("segments_app.imports.pipeline.queue", return_value=False):
+        assert not pipeline.send_draft(draft, user, mode="merge", wait_on_approvals=False)
     assert pending.llen(key) == 0
-    assert imports.send_draft(draft, user, mode="merge", wait_on_approvals=False)
+    assert pipeline.send_draft(draft, user, mode="merge", wait_on_approvals=False)
     assert ImportRecord.objects.get(pk=draft.pk).status == ImportStatus.QUEUED
     assert pending.llen(key) == 1
 

@@ -18,7 +18,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from segments_app import imports
+from segments_app.imports import intake, pipeline, storage
 from segments_app.imports.intake import new_upload_path
 from segments_app.imports.validation import Limits, ProblemLog, normalise_csv, shown_row
 from segments_app.models import ImportRecord, ImportStatus
@@ -31,12 +31,12 @@ def checked_upload(user: Any, content: bytes, status: str, name: str = "keys.csv
     LaunchDarkly call), which leaves it in `status`."""
     path = new_upload_path()
     path.write_bytes(content)
-    record, created = imports.record_upload(
+    record, created = intake.record_upload(
         user=user,
         project="shop",
         environment="live",
         segment="vip",
-        upload=imports.ReceivedFile(
+        upload=intake.ReceivedFile(
             path=path, original_name=name, size=len(content), sha256=hashlib.sha256(content).hexdigest()
         ),
         mode="merge",
@@ -45,7 +45,7 @@ def checked_upload(user: Any, content: bytes, status: str, name: str = "keys.csv
         send=True,
     )
     assert created
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert record.status == status
     return record
 
@@ -204,9 +204,9 @@ def test_once_the_files_are_purged_the_link_says_so(logged_in: Any, user: Any, s
     settings.IMPORT_DRAFT_RETENTION_HOURS = 24
     record = rejected_import(user, b"bad\x01\n")
     # A rejected file's problems outlive a retention of 0 hours: the person needs time to fix it.
-    assert not imports.purge_files(record, now=timezone.now() + timedelta(hours=23))
+    assert not storage.purge_files(record, now=timezone.now() + timedelta(hours=23))
     assert record.problems_file
-    assert imports.purge_files(record, now=timezone.now() + timedelta(hours=25))
+    assert storage.purge_files(record, now=timezone.now() + timedelta(hours=25))
     record.refresh_from_db()
     assert not record.problems_file
     page = logged_in.get(reverse("import_detail", args=[record.pk])).content.decode()
@@ -220,18 +220,18 @@ def test_once_the_files_are_purged_the_link_says_so(logged_in: Any, user: Any, s
 def test_a_sound_file_leaves_no_problems_file(user: Any, real_ld: Any) -> None:
     path = new_upload_path()
     path.write_bytes(b"a\nb\n")
-    record, _ = imports.record_upload(
+    record, _ = intake.record_upload(
         user=user,
         project="shop",
         environment="live",
         segment="vip",
-        upload=imports.ReceivedFile(path=path, original_name="k.csv", size=4, sha256="0" * 64),
+        upload=intake.ReceivedFile(path=path, original_name="k.csv", size=4, sha256="0" * 64),
         mode="merge",
         wait_on_approvals=False,
         has_header=False,
         send=False,
     )
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert record.status == ImportStatus.DRAFT
     assert not record.problems_file
     assert not (Path(record.storage_dir) / ImportRecord.PROBLEMS_NAME).exists()

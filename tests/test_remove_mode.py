@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from segments_app import imports
 from segments_app.forms import SendChoicesForm
-from segments_app.imports import pipeline
+from segments_app.imports import intake, pipeline
 from segments_app.models import ImportPart, ImportRecord, ImportStatus, UpstreamPause
 from tests.factories import preview_on, send_confirmed
 from tests.test_imports import new_import, received
@@ -40,7 +39,7 @@ def run(record_id: int, steps: int = 20) -> ImportRecord:
         if record.is_final:
             break
         due(record_id)
-        record = imports.advance(record_id)
+        record = pipeline.advance(record_id)
     return record
 
 
@@ -113,8 +112,8 @@ def test_a_crash_after_batch_2_resumes_at_batch_3(
     record = remove_sent(user, tmp_path, b"a\nb\nc\nd\ne\nf\n")
     original = pipeline.removal.send_next
 
-    def dies_after_batch_2(record: ImportRecord, finish: Any) -> None:
-        original(record, finish)
+    def dies_after_batch_2(record: ImportRecord) -> None:
+        original(record)
         if len(real_ld.calls_to(CONTEXTS)) == 2:
             raise WorkerKilled
 
@@ -156,15 +155,15 @@ def test_a_429_on_batch_2_pauses_then_completes(
     answer(real_ld, 204, 429, 204)
     record = remove_sent(user, tmp_path, b"a\nb\nc\nd\ne\n")
     due(record.pk)
-    record = imports.advance(record.pk)  # batch 1
+    record = pipeline.advance(record.pk)  # batch 1
     due(record.pk)
-    record = imports.advance(record.pk)  # batch 2: 429
+    record = pipeline.advance(record.pk)  # batch 2: 429
     assert record.status == ImportStatus.SUBMITTING
     assert UpstreamPause.objects.get().until > timezone.now() + timedelta(seconds=25)
     assert ImportPart.objects.get(record=record, number=2).status == ImportStatus.QUEUED
     assert record.next_attempt_at > timezone.now() + timedelta(seconds=25)
     due(record.pk)
-    imports.advance(record.pk)  # the pause holds for every call
+    pipeline.advance(record.pk)  # the pause holds for every call
     assert len(real_ld.calls_to(CONTEXTS)) == 2
     UpstreamPause.objects.update(until=timezone.now() - timedelta(seconds=1))
     record = run(record.pk)
@@ -190,7 +189,7 @@ def test_no_answer_is_tried_again_later(user: Any, tmp_path: Path, real_ld: Any,
     answer(real_ld, 503, 204)
     record = remove_sent(user, tmp_path, b"a\nb\n")
     due(record.pk)
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert record.status == ImportStatus.SUBMITTING
     assert record.next_attempt_at > timezone.now()
     assert record.events.filter(message__contains="will be sent again in").exists()
@@ -294,7 +293,7 @@ def test_sandbox_removes_exactly_the_listed_members(
     )
     SandboxSegment.objects.filter(pk=segment.pk).update(included_count=120)
     listed = keys[:40] + [f"stranger-{n}" for n in range(10)]
-    record, _ = imports.record_upload(
+    record, _ = intake.record_upload(
         user=user,
         project="demo",
         environment="production",
@@ -305,11 +304,11 @@ def test_sandbox_removes_exactly_the_listed_members(
         has_header=False,
         send=True,
     )
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert record.status == ImportStatus.DRAFT  # a remove is never sent straight from an upload
     # The person confirms the preview made on the members as they are, and sends it.
     confirmed = preview_on(record, "\n".join(keys).encode() + b"\n")
-    assert imports.send_draft(
+    assert pipeline.send_draft(
         record, user, mode="remove", wait_on_approvals=False, confirmed_preview=confirmed
     )
     # The worker saves the members from the sandbox (the undo copy), finds them unchanged, removes.
@@ -375,11 +374,11 @@ def test_a_remove_import_saves_the_members_first_so_it_can_be_undone(
     record = new_import(user, tmp_path, b"a\nb\n", mode="remove")
     assert record.status == ImportStatus.DRAFT
     confirmed = preview_on(record, b"a\nb\nc\n")
-    assert imports.send_draft(
+    assert pipeline.send_draft(
         record, user, mode="remove", wait_on_approvals=False, confirmed_preview=confirmed
     )
     due(record.pk)
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert record.undo_snapshot_id is not None  # asked for before any key leaves
     assert record.status == ImportStatus.QUEUED
     assert not real_ld.calls_to(CONTEXTS)

@@ -346,7 +346,7 @@ def test_sandbox_address(web: str, configured: str, bind: str, reach: str) -> No
 def _planned(monkeypatch: pytest.MonkeyPatch, addr: str) -> tuple[list[Child], dict[str, str]]:
     planned: list[tuple[list[Child], dict[str, str]]] = []
     monkeypatch.setattr(rundashboard, "call_command", lambda *args, **kwargs: None)
-    monkeypatch.setattr("segments_app.imports.purge_expired_files", lambda: 0)
+    monkeypatch.setattr("segments_app.imports.storage.purge_expired_files", lambda: 0)
     monkeypatch.setattr(rundashboard, "supervise", lambda children, env: planned.append((children, env)) or 0)
     with pytest.raises(SystemExit):
         rundashboard.Command().handle(addr=addr)
@@ -405,7 +405,7 @@ def test_sandbox_mode_seeds_the_demo_account_and_runs_every_child_in_sandbox_mod
     commands: list[str] = []
     planned: list[dict[str, str]] = []
     monkeypatch.setattr(rundashboard, "call_command", lambda name, **kwargs: commands.append(name))
-    monkeypatch.setattr("segments_app.imports.purge_expired_files", lambda: 0)
+    monkeypatch.setattr("segments_app.imports.storage.purge_expired_files", lambda: 0)
     monkeypatch.setattr(rundashboard, "supervise", lambda children, env: planned.append(env) or 0)
     with pytest.raises(SystemExit):
         rundashboard.Command().handle(addr="127.0.0.1:8100")
@@ -419,7 +419,7 @@ def test_with_a_token_nothing_of_the_sandbox_is_seeded(
     settings.LD_SANDBOX_ENABLED = False
     commands: list[str] = []
     monkeypatch.setattr(rundashboard, "call_command", lambda name, **kwargs: commands.append(name))
-    monkeypatch.setattr("segments_app.imports.purge_expired_files", lambda: 0)
+    monkeypatch.setattr("segments_app.imports.storage.purge_expired_files", lambda: 0)
     monkeypatch.setattr(rundashboard, "supervise", lambda children, env: 0)
     with pytest.raises(SystemExit):
         rundashboard.Command().handle(addr="127.0.0.1:8100")

@@ -10,8 +10,7 @@ import pytest
 from django.utils import timezone
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 
-from segments_app import imports
-from segments_app.imports import preview
+from segments_app.imports import pipeline, preview
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot, SnapshotStatus
 from tests.factories import checked, ready_snapshot, segment_answer, send_confirmed, step
 
@@ -115,7 +114,7 @@ def test_a_queued_replace_with_no_confirmed_preview_is_never_sent(user: Any, rea
     """Whatever path queued it (a record from before previews, a bug): the worker sends no replace
     whose preview nobody confirmed."""
     record = checked(user, b"a\n", mode="merge", send=False)
-    assert imports.send_draft(record, user, mode="merge", wait_on_approvals=False)
+    assert pipeline.send_draft(record, user, mode="merge", wait_on_approvals=False)
     ImportRecord.objects.filter(pk=record.pk).update(mode="replace")
     record.parts.update(mode="replace")
     record = ImportRecord.objects.get(pk=record.pk)
@@ -240,7 +239,7 @@ def test_a_draft_sent_back_after_a_409_can_be_sent_again_in_another_mode(user: A
     assert record.status == ImportStatus.DRAFT
     assert list(record.parts.values_list("number", "mode", "status")) == [(1, "replace", "queued")]
     real_ld.mock.replace("POST", real_ld.url(IMPORTS), status=204, headers={"Location": f"{IMPORTS}/imp-2"})
-    assert imports.send_draft(record, user, mode="merge", wait_on_approvals=False)
+    assert pipeline.send_draft(record, user, mode="merge", wait_on_approvals=False)
     record = step(ImportRecord.objects.get(pk=record.pk))
     assert record.status == ImportStatus.PREPARING
     assert list(record.parts.values_list("number", "mode", "status", "ld_import_id")) == [

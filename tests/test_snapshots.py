@@ -95,7 +95,7 @@ def test_snapshot_is_exported_followed_and_downloaded_without_the_token_off_host
     assert "Authorization" not in real_ld.mock.calls[3].request.headers
     # No step remains: the snapshot is final.
     due_now(snapshot)
-    assert snapshots.run_once("worker-a") is False
+    assert snapshots.run_once("worker-a") is None
 
 
 def test_an_export_without_a_usable_id_fails_saying_so(real_ld: Any, requested: MemberSnapshot) -> None:

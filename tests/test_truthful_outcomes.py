@@ -18,7 +18,7 @@ import requests
 from django.db import connection, transaction
 from django.utils import timezone
 
-from segments_app import imports
+from segments_app.imports import pipeline
 from segments_app.models import ImportEvent, ImportPart, ImportRecord, ImportStatus
 from tests.factories import checked, segment_answer, step
 
@@ -54,7 +54,7 @@ class HeldUpload:
 def sender(record_id: int) -> threading.Thread:
     def run() -> None:
         try:
-            imports.advance(record_id)
+            pipeline.advance(record_id)
         finally:
             connection.close()
 
@@ -76,7 +76,7 @@ def take_over_under_a_held_lock(record: ImportRecord, *, past_deadline: bool = F
             ImportRecord.objects.filter(pk=record.pk).update(
                 submit_deadline=timezone.now() - timedelta(seconds=1)
             )
-        return imports.advance(record.pk)
+        return pipeline.advance(record.pk)
 
 
 def sending_held(user: Any, real_ld: Any) -> tuple[ImportRecord, HeldUpload, threading.Thread]:
@@ -172,7 +172,7 @@ def test_a_process_dying_between_the_part_and_record_writes_leaves_both_as_they_
         mock.patch.object(ImportEvent.objects, "create", side_effect=die_after_the_part),
         pytest.raises(SystemExit),
     ):
-        imports.advance(record.pk)
+        pipeline.advance(record.pk)
     record = ImportRecord.objects.get(pk=record.pk)
     assert (record.status, record.parts.get().status) == (ImportStatus.QUEUED, ImportStatus.QUEUED)
     assert real_ld.calls_to(IMPORTS) == []

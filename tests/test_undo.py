@@ -19,8 +19,8 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from segments_app import imports, snapshots
-from segments_app.imports import undo, worker
+from segments_app import snapshots
+from segments_app.imports import intake, pipeline, undo, worker
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot, SnapshotStatus
 from tests.factories import checked, preview_on, send_confirmed
@@ -46,7 +46,7 @@ def confirm(record: ImportRecord, members: bytes) -> ImportRecord:
     members the worker saves just before sending are not made here: the worker asks for them."""
     assert record.status == "draft"
     confirmed = preview_on(record, members)
-    assert imports.send_draft(
+    assert pipeline.send_draft(
         record, record.user, mode=record.mode, wait_on_approvals=False, confirmed_preview=confirmed
     )
     record.refresh_from_db()
@@ -60,7 +60,7 @@ def confirm(record: ImportRecord, members: bytes) -> ImportRecord:
 
 def due(record: ImportRecord) -> ImportRecord:
     ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
-    return imports.advance(record.pk)
+    return pipeline.advance(record.pk)
 
 
 def step_snapshot(snapshot: MemberSnapshot) -> MemberSnapshot:
@@ -260,7 +260,7 @@ def test_restore_sends_exactly_the_snapshots_keys_as_a_replace_import(
     logged_in.post(f"/imports/{original.pk}/restore/", {"submission_token": "r" * 32})
     assert ImportRecord.objects.count() == 2
 
-    restoring = imports.advance(restoring.pk)  # checked: a draft, sent only once confirmed
+    restoring = pipeline.advance(restoring.pk)  # checked: a draft, sent only once confirmed
     assert restoring.status == "draft"
     assert restoring.key_count == 3
     # Confirmed on the members as they are now; the worker's copy of them (the restore's own undo
@@ -312,7 +312,7 @@ def test_both_records_link_on_their_pages_and_in_the_history(user: Any, logged_i
 def test_a_restore_cannot_be_sent_as_a_merge(user: Any, logged_in: Any) -> None:
     original = finished_replace(user)
     ready_snapshot(user, original, b"m-1\n")
-    restoring = imports.advance(undo.restore(original, user).pk)
+    restoring = pipeline.advance(undo.restore(original, user).pk)
     assert restoring.status == "draft"
     page = logged_in.get(f"/imports/{restoring.pk}/").content.decode()
     assert 'name="mode" value="replace"' in page
@@ -337,7 +337,7 @@ def test_a_restore_that_removes_no_one_asks_nothing_and_shows_only_replace(
     big_segment(real_ld)  # the preview reads the flags that use the segment
     original = finished_replace(user)
     ready_snapshot(user, original, b"m-1\nm-2\n")
-    restoring = imports.advance(undo.restore(original, user).pk)
+    restoring = pipeline.advance(undo.restore(original, user).pk)
     assert restoring.status == "draft"
     members_ready(restoring, tmp_path, members=["m-1", "m-2"])  # nothing changed since: nobody leaves
     page = html_lib.unescape(logged_in.get(f"/imports/{restoring.pk}/").content.decode())
@@ -478,12 +478,12 @@ def test_replace_then_restore_end_to_end_against_the_sandbox(
     content = b"new-1\nnew-2\n"
     path = new_upload_path()
     path.write_bytes(content)
-    record, _ = imports.record_upload(
+    record, _ = intake.record_upload(
         user=user,
         project="demo",
         environment="production",
         segment="vip-customers",
-        upload=imports.ReceivedFile(path, "two.csv", len(content), hashlib.sha256(content).hexdigest()),
+        upload=intake.ReceivedFile(path, "two.csv", len(content), hashlib.sha256(content).hexdigest()),
         mode="replace",
         wait_on_approvals=False,
         has_header=False,

@@ -24,8 +24,8 @@ import responses
 from django.utils import timezone
 
 from sandbox.segment_query import FilterTerm, parse_segment_filter
-from segments_app import imports
 from segments_app.error_messages import describe
+from segments_app.imports import intake, pipeline
 from segments_app.imports.intake import new_upload_path
 from segments_app.launchdarkly import (
     ClientConfig,
@@ -160,18 +160,18 @@ def due(record: ImportRecord) -> None:
 def _queued_import(user: Any) -> ImportRecord:
     path = new_upload_path()
     path.write_bytes(b"a\nb\n")
-    record, _ = imports.record_upload(
+    record, _ = intake.record_upload(
         user=user,
         project="shop",
         environment="live",
         segment="vip",
-        upload=imports.ReceivedFile(path, "keys.csv", 4, "0" * 64),
+        upload=intake.ReceivedFile(path, "keys.csv", 4, "0" * 64),
         mode="merge",
         wait_on_approvals=False,
         has_header=False,
         send=True,
     )
-    return imports.advance(record.pk)  # checked and queued: no LaunchDarkly call yet
+    return pipeline.advance(record.pk)  # checked and queued: no LaunchDarkly call yet
 
 
 @pytest.mark.django_db
@@ -209,16 +209,16 @@ def test_an_echoed_token_reaches_no_page_log_line_or_record(
     # start import and get import: the pipeline's records
     refused = _queued_import(user)
     real_ld.mock.add_callback("POST", real_ld.url(IMPORTS), callback=echo(400))
-    refused = imports.advance(refused.pk)
+    refused = pipeline.advance(refused.pk)
     assert refused.status == "failed"
     real_ld.mock.replace(
         "POST", real_ld.url(IMPORTS), status=204, headers={"Location": f"{IMPORTS}/imp-1?token={token}"}
     )
-    followed = imports.advance(_queued_import(user).pk)
+    followed = pipeline.advance(_queued_import(user).pk)
     assert followed.status == "preparing"
     real_ld.mock.add_callback("GET", real_ld.url(f"{IMPORTS}/imp-1"), callback=echo(400))
     due(followed)
-    followed = imports.advance(followed.pk)
+    followed = pipeline.advance(followed.pk)
     assert "[redacted]" in followed.error_message
     detail = logged_in.get(f"/imports/{refused.pk}/")
     assert b"[redacted]" in detail.content
@@ -313,11 +313,11 @@ def test_an_import_id_that_could_not_name_an_import_is_no_id(location: str, expe
 def test_a_location_ending_in_dot_dot_is_never_followed(user: Any, real_ld: Any) -> None:
     record = _queued_import(user)
     real_ld.mock.post(real_ld.url(IMPORTS), status=204, headers={"Location": f"{IMPORTS}/%2E%2E"})
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert record.status == "unknown"
     assert "returned no import ID" in record.error_message
     due(record)
-    imports.advance(record.pk)
+    pipeline.advance(record.pk)
     # Only the member count read before the upload (tests/test_outcomes.py) and the upload itself.
     assert [(call.request.method, call.request.path_url) for call in real_ld.mock.calls] == [
         ("GET", f"{SEGMENTS}/vip"),

@@ -17,8 +17,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from segments_app import imports
-from segments_app.imports import coordination, pipeline, worker
+from segments_app.imports import checking, coordination, intake, pipeline, worker
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import ImportRecord, ImportStatus, UpstreamPause
 
@@ -28,12 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def validating(user: Any, content: bytes = b"a\nb\n", *, send: bool = True, **fields: Any) -> ImportRecord:
     path = new_upload_path()
     path.write_bytes(content)
-    record, _ = imports.record_upload(
+    record, _ = intake.record_upload(
         user=user,
         project="shop",
         environment=fields.pop("environment", "live"),
         segment="vip",
-        upload=imports.ReceivedFile(path, "keys.csv", len(content), "0" * 64),
+        upload=intake.ReceivedFile(path, "keys.csv", len(content), "0" * 64),
         mode="merge",
         wait_on_approvals=False,
         has_header=False,
@@ -95,7 +94,7 @@ def test_an_idle_worker_keeps_its_connection_between_looks(monkeypatch: Any) -> 
 
 def test_a_rate_limit_pause_holds_launchdarkly_steps_but_not_file_checks(user: Any) -> None:
     queued = validating(user)
-    imports.advance(queued.pk)
+    pipeline.advance(queued.pk)
     UpstreamPause.objects.create(name=coordination.PAUSE_NAME, until=timezone.now() + timedelta(minutes=1))
     checking = validating(user)
     assert coordination.claim("w", record_id=queued.pk) is None
@@ -135,17 +134,17 @@ def test_the_lease_is_renewed_while_the_holder_works_and_released_after(user: An
 def test_validation_writes_its_progress(user: Any, monkeypatch: Any) -> None:
     record = validating(user, b"a\nb\nc\n")
     seen: list[tuple[int, int]] = []
-    real = pipeline.normalise_csv
+    real = checking.normalise_csv
 
-    def checking(*args: Any, progress: Any, **kwargs: Any) -> Any:
+    def checks(*args: Any, progress: Any, **kwargs: Any) -> Any:
         progress(2, 4)
         current = ImportRecord.objects.get(pk=record.pk)
         seen.append((current.rows_read, current.bytes_read))
         return real(*args, progress=progress, **kwargs)
 
-    monkeypatch.setattr(pipeline, "PROGRESS_EVERY_SECONDS", 0)
-    monkeypatch.setattr(pipeline, "normalise_csv", checking)
-    record = imports.advance(record.pk)
+    monkeypatch.setattr(checking, "PROGRESS_EVERY_SECONDS", 0)
+    monkeypatch.setattr(checking, "normalise_csv", checks)
+    record = pipeline.advance(record.pk)
     assert seen == [(2, 4)]
     assert (record.status, record.rows_read, record.bytes_read, record.validation_percent) == (
         "queued",
@@ -162,14 +161,14 @@ def test_cancelling_while_the_file_is_checked_stops_the_check_and_keeps_nothing(
     record = validating(user, b"a\nb\n")
     folder = Path(record.storage_dir)
 
-    def checking(*args: Any, progress: Any, **kwargs: Any) -> Any:
+    def checks(*args: Any, progress: Any, **kwargs: Any) -> Any:
         assert ImportRecord.objects.get(pk=record.pk).cancel(user)  # a person cancels mid-check
         progress(1, 2)  # the next progress report notices
         raise AssertionError("the check must stop at the progress report")
 
-    monkeypatch.setattr(pipeline, "PROGRESS_EVERY_SECONDS", 0)
-    monkeypatch.setattr(pipeline, "normalise_csv", checking)
-    record = imports.advance(record.pk)
+    monkeypatch.setattr(checking, "PROGRESS_EVERY_SECONDS", 0)
+    monkeypatch.setattr(checking, "normalise_csv", checks)
+    record = pipeline.advance(record.pk)
     assert (record.status, record.cancelled_by, record.storage_dir) == ("cancelled", user, "")
     assert not folder.exists()
     assert record.parts.count() == 0
@@ -186,8 +185,8 @@ def test_a_server_error_while_checking_fails_the_import_and_keeps_nothing(
     def disk_full(*args: Any, **kwargs: Any) -> Any:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pipeline, "normalise_csv", disk_full)
-    record = imports.advance(record.pk)
+    monkeypatch.setattr(checking, "normalise_csv", disk_full)
+    record = pipeline.advance(record.pk)
     assert record.status == "failed"
     assert "No space left on device" in record.events.last().message
     assert record.error_message == "The file could not be checked on the server; nothing was sent."
@@ -197,13 +196,13 @@ def test_a_server_error_while_checking_fails_the_import_and_keeps_nothing(
 @pytest.mark.django_db
 def test_an_unsent_draft_expires_and_its_files_are_deleted(user: Any, settings: Any) -> None:
     settings.IMPORT_DRAFT_RETENTION_HOURS = 2
-    record = imports.advance(validating(user, send=False).pk)
+    record = pipeline.advance(validating(user, send=False).pk)
     assert record.status == "draft"
     assert timedelta(hours=1.9) < record.next_attempt_at - timezone.now() <= timedelta(hours=2)
     folder = Path(record.storage_dir)
-    assert imports.advance(record.pk).status == "draft"  # not expired yet
+    assert pipeline.advance(record.pk).status == "draft"  # not expired yet
     ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
-    record = imports.advance(record.pk)
+    record = pipeline.advance(record.pk)
     assert record.status == "expired"
     assert record.is_final
     assert not folder.exists()

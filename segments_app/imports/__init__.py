@@ -1,24 +1,8 @@
-"""Big-segment imports: receiving a file (`intake`), checking it (`validation`), the state machine
-(`pipeline`), the loop that drives it (`worker`), how workers share imports and LaunchDarkly's pauses
-(`coordination`), and the files an import keeps (`storage`)."""
+"""Big-segment imports: receiving a file (`intake`), checking it (`validation`, `checking`), sending its
+parts and following them (`sending`), how it ends (`finishing`), the step dispatcher (`pipeline`), the
+loop that drives every job (`worker`), how workers share jobs and LaunchDarkly's pauses (`coordination`),
+and the files an import keeps (`storage`).
 
-from segments_app.imports.coordination import Lease, active_pause, claim, pause_until
-from segments_app.imports.intake import ReceivedFile, record_upload
-from segments_app.imports.pipeline import advance, limits, send_draft, step
-from segments_app.imports.storage import purge_expired_files, purge_files, remove_files
-
-__all__ = [
-    "Lease",
-    "ReceivedFile",
-    "active_pause",
-    "advance",
-    "claim",
-    "limits",
-    "pause_until",
-    "purge_expired_files",
-    "purge_files",
-    "record_upload",
-    "remove_files",
-    "send_draft",
-    "step",
-]
+Nothing is imported here: a package facade that loaded the pipeline made every module that needed one
+small helper (a lease, a pause) load the whole state machine, and closed an import circle through it.
+Import the module you need."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,12 @@ from django.utils import timezone
 from segments_app import file_store
 from segments_app.connection import launchdarkly_client
 from segments_app.imports.coordination import pause_until
+from segments_app.imports.finishing import finish
 from segments_app.launchdarkly import LaunchDarklyError, NotReached, RateLimited, RefusedInput
 from segments_app.models import ImportPart, ImportRecord, ImportStatus
 
 logger = logging.getLogger(__name__)
 
-Finish = Callable[..., None]
 # `submit_attempts` counts the tries of the batch going now, above this baseline. Never 0 once sending
 # began: the undo offer (undo.undo_state) reads a non-zero count as "something was sent".
 BASELINE = 1
@@ -86,7 +86,7 @@ def batch_label(record: ImportRecord, part: ImportPart) -> str:
     return f"batch {part.number:,} of {record.part_count:,}"
 
 
-def start(record: ImportRecord, finish: Finish, **counted: Any) -> None:
+def start(record: ImportRecord, **counted: Any) -> None:
     """The first step of a queued remove import (its turn has come): cut the checked keys into batches
     (here, in the worker, not in the request that sent the draft), say how it goes, send batch 1."""
     files = file_store.pull_folder(record.storage_dir, "part-")
@@ -108,10 +108,10 @@ def start(record: ImportRecord, finish: Finish, **counted: Any) -> None:
             return
         ImportPart.lay_out(record, parts)
     file_store.delete_folder(record.storage_dir, prefix="part-")
-    send_next(record, finish)
+    send_next(record)
 
 
-def send_next(record: ImportRecord, finish: Finish) -> None:
+def send_next(record: ImportRecord) -> None:
     """Send the first batch not marked done (one step), or finish the import when all are."""
     part = (
         record.parts.filter(status__in=(ImportStatus.QUEUED, ImportStatus.SUBMITTING))
@@ -153,12 +153,12 @@ def send_next(record: ImportRecord, finish: Finish) -> None:
             error_message=exc.message,
         )
     except RefusedInput as exc:
-        _failed(record, part, exc, finish)
+        _failed(record, part, exc)
     except (NotReached, LaunchDarklyError) as exc:
         if _retryable(exc) and _tries(record) < settings.REMOVE_MAX_ATTEMPTS:
             _again_later(record, part, exc)
         else:
-            _failed(record, part, exc, finish, gave_up=_retryable(exc))
+            _failed(record, part, exc, gave_up=_retryable(exc))
     else:
         with transaction.atomic():
             part.set(ImportStatus.COMPLETE, finished_at=timezone.now())
@@ -204,7 +204,7 @@ def _again_later(record: ImportRecord, part: ImportPart, error: Exception) -> No
 
 
 def _failed(
-    record: ImportRecord, part: ImportPart, error: LaunchDarklyError, finish: Finish, *, gave_up: bool = False
+    record: ImportRecord, part: ImportPart, error: LaunchDarklyError, *, gave_up: bool = False
 ) -> None:
     done = record.parts_done
     label = batch_label(record, part)

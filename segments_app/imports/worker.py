@@ -29,11 +29,12 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from segments_app import file_store, snapshots, wakeup
+from segments_app.imports import preview
 from segments_app.imports.coordination import Lease, claim
 from segments_app.imports.intake import UPLOAD_NAME
 from segments_app.imports.pipeline import step
 from segments_app.imports.storage import purge_expired_files, purge_orphan_uploads, remove_files
-from segments_app.models import ImportRecord, ImportStatus, WorkerCheckin
+from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot, WorkerCheckin
 from segments_app.request_log import import_context
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,10 @@ def run_once(owner: str) -> bool:
     record = claim(owner)
     if record is None:
         with file_store.workspace():
-            return snapshots.run_once(owner)
+            snapshot = snapshots.run_once(owner)
+            if snapshot is not None and snapshot.purpose == MemberSnapshot.Purpose.PREVIEW:
+                preview.run_for(snapshot)  # once ready: the draft's impact, compared with its members
+        return snapshot is not None
     with import_context(record.pk), Lease(record.pk, owner) as lease, file_store.workspace():
         try:
             if not _fail_if_file_missing(record):

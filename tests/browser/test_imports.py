@@ -169,7 +169,7 @@ def test_a_replace_is_never_sent_from_the_upload_form(
 ) -> None:
     """The typed key is gone: for Replace, the upload form offers only "Check file", and the checked
     file waits as a draft, to be sent from its preview with the number it removes typed."""
-    from segments_app import imports
+    from segments_app.imports import pipeline
     from segments_app.models import ImportRecord
 
     login()
@@ -185,7 +185,7 @@ def test_a_replace_is_never_sent_from_the_upload_form(
 
     page.get_by_role("button", name=CHECK).click()
     expect(page).to_have_url(re.compile(r"/imports/\d+/$"))
-    record = imports.advance(ImportRecord.objects.get().pk)  # the worker's check, taken here
+    record = pipeline.advance(ImportRecord.objects.get().pk)  # the worker's check, taken here
     assert (record.status, record.mode) == ("draft", "replace")
     assert not record.events.filter(action="sent").exists()
     page.reload()

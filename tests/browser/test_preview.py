@@ -20,7 +20,7 @@ def test_a_draft_shows_what_it_will_change_and_a_replace_asks_for_the_number(
 ) -> None:
     settings.IMPORT_PREVIEW_ENABLED = True  # off in tests/settings.py
     from sandbox.models import SandboxMember, SandboxSegment
-    from segments_app import imports
+    from segments_app.imports import pipeline
     from segments_app.models import ImportRecord
 
     segment = SandboxSegment.objects.get(key="churn-risk", environment__key="staging")
@@ -43,7 +43,7 @@ def test_a_draft_shows_what_it_will_change_and_a_replace_asks_for_the_number(
     expect(page).to_have_url(re.compile(r"/imports/\d+/$"))
 
     # The file is checked (one worker step, taken here), but no worker exports the members yet.
-    record = imports.advance(ImportRecord.objects.get().pk)
+    record = pipeline.advance(ImportRecord.objects.get().pk)
     assert record.status == "draft"
     preview = page.get_by_role("region", name="What sending it will change")
     expect(preview).to_contain_text("Comparing with the segment's current members…")

@@ -19,7 +19,7 @@ def test_a_list_of_keys_leaves_the_segment_in_batches(
 ) -> None:
     settings.IMPORT_PREVIEW_ENABLED = True  # off in tests/settings.py
     from sandbox.models import SandboxMember, SandboxSegment
-    from segments_app import imports
+    from segments_app.imports import pipeline
     from segments_app.models import ImportRecord
 
     settings.REMOVE_BATCH_KEYS = 2
@@ -51,7 +51,7 @@ def test_a_list_of_keys_leaves_the_segment_in_batches(
 
     page.get_by_role("button", name="Check file — nothing is sent").click()
     expect(page).to_have_url(re.compile(r"/imports/\d+/$"))
-    assert imports.advance(ImportRecord.objects.get().pk).status == "draft"
+    assert pipeline.advance(ImportRecord.objects.get().pk).status == "draft"
 
     worker()  # exports the members and compares them; the page updates itself
     preview = page.get_by_role("region", name="What sending it will change")

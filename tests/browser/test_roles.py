@@ -15,18 +15,18 @@ from tests.browser.checks import assert_accessible, control, snap
 def queued_import(user: Any, environment: str, segment: str) -> Any:
     """An import recorded as the upload form records one, still waiting for its file to be checked
     (no worker runs in these tests, so it stays cancellable)."""
-    from segments_app import imports
+    from segments_app.imports import intake
     from segments_app.imports.intake import new_upload_path
 
     content = b"k-1\nk-2\n"
     path = new_upload_path()
     path.write_bytes(content)
-    record, _ = imports.record_upload(
+    record, _ = intake.record_upload(
         user=user,
         project="demo",
         environment=environment,
         segment=segment,
-        upload=imports.ReceivedFile(path, "queued.csv", len(content), hashlib.sha256(content).hexdigest()),
+        upload=intake.ReceivedFile(path, "queued.csv", len(content), hashlib.sha256(content).hexdigest()),
         mode="merge",
         wait_on_approvals=False,
         has_header=False,

@@ -19,7 +19,7 @@ def test_replace_then_restore_the_members_from_the_import_page(
 ) -> None:
     settings.IMPORT_PREVIEW_ENABLED = True  # off in tests/settings.py
     from sandbox.models import SandboxMember, SandboxSegment
-    from segments_app import imports
+    from segments_app.imports import intake
     from segments_app.imports.intake import new_upload_path
     from segments_app.models import ImportRecord
 
@@ -41,14 +41,12 @@ def test_replace_then_restore_the_members_from_the_import_page(
     content = b"wrong-1\n"
     path = new_upload_path()
     path.write_bytes(content)
-    original, _ = imports.record_upload(
+    original, _ = intake.record_upload(
         user=user,
         project="demo",
         environment="staging",
         segment="churn-risk",
-        upload=imports.ReceivedFile(
-            path, "wrong-list.csv", len(content), hashlib.sha256(content).hexdigest()
-        ),
+        upload=intake.ReceivedFile(path, "wrong-list.csv", len(content), hashlib.sha256(content).hexdigest()),
         mode="replace",
         wait_on_approvals=False,
         has_header=False,

@@ -53,7 +53,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, addr: str, **options: Any) -> None:
-        from segments_app.imports import purge_expired_files  # needs the app registry, ready only by now
+        from segments_app.imports.storage import (
+            purge_expired_files,  # needs the app registry, ready only by now
+        )
 
         call_command("migrate", interactive=False, verbosity=1)
         call_command("collectstatic", interactive=False, verbosity=0)
