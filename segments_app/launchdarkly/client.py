@@ -1,304 +1,67 @@
-"""The LaunchDarkly REST API v2 client: the only code in the product that speaks to LaunchDarkly.
+"""`LaunchDarklyClient`: the only code in the product that speaks to LaunchDarkly, and the one module
+of this package that sends HTTP requests. The others shape what it sends (`filters`) and read what
+comes back (`parse`, `refusals`, `redact`).
 
-It knows nothing of Django (settings arrive through `ClientConfig`) and nothing of the built-in
-sandbox, which answers the same HTTP requests at another base URL with another token.
-The access token goes into one request header and nowhere else: not into exception texts,
-log lines or any `repr`.
-
-What LaunchDarkly sends back is untrusted input too: error texts are cleaned of the token (should an
-answer ever echo it) and shortened before they become an exception, and keys that reach a URL are
-quoted, or refused when no quoting could make them safe (`.`, `..`, empty).
+Keys that reach a URL are quoted here, or refused when no quoting could make them safe (`.`, `..`,
+empty); the access token goes into one request header of its session and nowhere else.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import random
-import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any, Protocol, TypeVar
-from urllib.parse import quote, quote_plus, unquote, urljoin, urlsplit
+from typing import IO, Any
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from requests_toolbelt.multipart.encoder import MultipartEncoder
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
+from segments_app.launchdarkly.errors import (
+    FileLinkRefused,
+    LaunchDarklyError,
+    NotFound,
+    NotReached,
+    RefusedInput,
+    SegmentMissing,
+    UnusableFilter,
+    UnusableKey,
+    UpstreamUnavailable,
+)
+from segments_app.launchdarkly.filters import SORT_PATTERN, build_segment_filter
+from segments_app.launchdarkly.parse import (
+    _addressable,
+    _environment,
+    _items,
+    _json_object,
+    _no_body_or_json,
+    _project,
+    _total,
+    export_file_link,
+    parse_export_id,
+    parse_import_id,
+    usable_key,
+)
+from segments_app.launchdarkly.redact import TokenRedactor, _redact_json, _shown
+from segments_app.launchdarkly.refusals import error_from_response, server_wait_seconds
+from segments_app.launchdarkly.types import (
+    ClientConfig,
+    ExportStarted,
+    ExportStatus,
+    ImportStarted,
+    Page,
+    Project,
+    Segment,
+)
+
 # The package's name, as before it became a package: log lines and any filter on them stay the same.
 logger = logging.getLogger(__package__)
 
 IMPORT_MODES = ("merge", "replace")
-RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
-SORT_PATTERN = re.compile(r"^-?[a-zA-Z]{1,64}$")
-# Characters no search or tag means to hold: without them a filter value needs no escape but `\"` and `\\`.
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-MAX_UPSTREAM_TEXT = 500
-REDACTED = "[redacted]"
-
-
-# --- Errors ---------------------------------------------------------------------------------
-
-
-class LaunchDarklyError(Exception):
-    """LaunchDarkly refused a call, or could not be reached.
-
-    Carries LaunchDarkly's own `code`, `message` and request `id` when it sent them.
-    """
-
-    retryable = False
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str = "",
-        request_id: str = "",
-        method: str = "",
-        path: str = "",
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.request_id = request_id
-        self.method = method
-        self.path = path
-
-    def __str__(self) -> str:
-        where = f"{self.method} {self.path}".strip()
-        bits = [f"HTTP {self.status}" if self.status else "", f"code {self.code}" if self.code else ""]
-        detail = ", ".join(b for b in bits if b)
-        text = self.message
-        if detail:
-            text = f"{text} ({detail})"
-        return f"{text} [{where}]" if where else text
-
-
-class InvalidRequest(LaunchDarklyError):
-    """400: LaunchDarkly could not accept what was sent."""
-
-
-class Unauthorized(LaunchDarklyError):
-    """401 or 403: the token is invalid, or lacks permission for this call."""
-
-
-class NotFound(LaunchDarklyError):
-    """404: no such project, environment, segment or import."""
-
-
-class Conflict(LaunchDarklyError):
-    """409: the key exists already, or another import is running in the environment."""
-
-
-class RateLimited(LaunchDarklyError):
-    """429: too many calls. `retry_at` is the epoch time (seconds) from which calls may resume."""
-
-    retryable = True
-
-    def __init__(self, message: str, *, retry_at: float | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_at = retry_at
-
-
-class UpstreamUnavailable(LaunchDarklyError):
-    """5xx, a timeout, a connection failure, or a body that is not the JSON promised."""
-
-    def __init__(self, message: str, *, retryable: bool = True, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retryable = retryable
-
-
-class NotReached(UpstreamUnavailable):
-    """No connection could be opened (refused, no route, name not found, connect timeout).
-
-    Nothing was sent, so even a POST may be sent again: the change cannot have been made."""
-
-
-class FileLinkRefused(LaunchDarklyError):
-    """The storage host holding an export's file refused its link (401, 403, 404, 410…): a signed link
-    expires, so the export must be asked for again. Not a token problem: the token never goes there."""
-
-
-class RefusedInput(LaunchDarklyError):
-    """The dashboard refused a value before any request was built; `message` is written for people."""
-
-
-class UnusableKey(RefusedInput, NotFound):
-    """A key that cannot name anything at LaunchDarkly (`.`, `..`, empty). Treated as not found."""
-
-
-class UnusableFilter(RefusedInput):
-    """Search or sort text that LaunchDarkly's list filter cannot take without changing its meaning."""
-
-
-class SegmentMissing(LaunchDarklyError):
-    """The segment asked about is not there (deleted, or its project or environment is gone).
-
-    Raised where a 404 could also mean something ordinary — the membership call answers 404 for a
-    key the segment never held — so the two are told apart. Not a `NotFound` on purpose: callers read
-    `NotFound` from the membership call as "not a member", which a missing segment must never become."""
-
-
-_ERRORS_BY_STATUS: dict[int, type[LaunchDarklyError]] = {
-    400: InvalidRequest,
-    401: Unauthorized,
-    403: Unauthorized,
-    404: NotFound,
-    409: Conflict,
-    429: RateLimited,
-}
-
-
-class _HasKey(Protocol):
-    @property
-    def key(self) -> str: ...
-
-
-Keyed = TypeVar("Keyed", bound=_HasKey)
-
-
-# --- Results --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Environment:
-    key: str
-    name: str
-    color: str = ""
-
-
-@dataclass(frozen=True)
-class Project:
-    key: str
-    name: str
-    environments: tuple[Environment, ...] = ()
-
-
-@dataclass(frozen=True)
-class FlagRef:
-    key: str
-    name: str
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A segment as the dashboard uses it; `raw` keeps LaunchDarkly's full representation."""
-
-    key: str
-    name: str
-    description: str = ""
-    tags: tuple[str, ...] = ()
-    unbounded: bool = False
-    context_kind: str = ""
-    included_count: int | None = None
-    excluded_count: int | None = None
-    import_in_progress: bool = False
-    created: datetime | None = None
-    last_modified: datetime | None = None
-    version: int | None = None
-    flags: tuple[FlagRef, ...] = ()
-    included: tuple[str, ...] = ()
-    excluded: tuple[str, ...] = ()
-    rules: tuple[dict[str, Any], ...] = ()
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_api(cls, body: dict[str, Any]) -> Segment:
-        metadata = body.get("_unboundedMetadata") or {}
-        included = tuple(str(k) for k in body.get("included") or ())
-        excluded = tuple(str(k) for k in body.get("excluded") or ())
-        unbounded = bool(body.get("unbounded"))
-        return cls(
-            key=str(body.get("key", "")),
-            name=str(body.get("name", "")),
-            description=str(body.get("description") or ""),
-            tags=tuple(str(t) for t in body.get("tags") or ()),
-            unbounded=unbounded,
-            context_kind=str(body.get("unboundedContextKind") or ""),
-            included_count=metadata.get("includedCount") if unbounded else len(included),
-            excluded_count=metadata.get("excludedCount") if unbounded else len(excluded),
-            import_in_progress=bool(body.get("_importInProgress")),
-            created=_from_epoch_ms(body.get("creationDate")),
-            last_modified=_from_epoch_ms(body.get("lastModifiedDate")),
-            version=body.get("version"),
-            flags=tuple(
-                FlagRef(key=str(f.get("key", "")), name=str(f.get("name", "")))
-                for f in body.get("_flags") or ()
-                if isinstance(f, dict)
-            ),
-            included=included,
-            excluded=excluded,
-            rules=tuple(r for r in body.get("rules") or () if isinstance(r, dict)),
-            raw=body,
-        )
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of a LaunchDarkly collection, with the total the collection reports."""
-
-    items: list[Any]
-    total: int
-
-
-@dataclass(frozen=True)
-class ImportStarted:
-    """LaunchDarkly accepted an import. `import_id` is None when its answer carried no usable ID."""
-
-    import_id: str | None
-    location: str | None
-
-
-@dataclass(frozen=True)
-class ExportStarted:
-    """LaunchDarkly accepted an export. `export_id` is None when its answer carried no usable ID."""
-
-    export_id: str | None
-    location: str | None
-
-
-@dataclass(frozen=True)
-class ExportStatus:
-    """An export as LaunchDarkly reports it; `file_url` is absolute, None until there is a file."""
-
-    export_id: str
-    status: str
-    size_bytes: int | None
-    file_url: str | None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def is_complete(self) -> bool:
-        return self.status.lower() == "complete"
-
-    @property
-    def has_failed(self) -> bool:
-        # `status` is free text; these are the words that can only mean the file will never come.
-        return self.status.lower() in ("failed", "error", "errored", "canceled", "cancelled", "stopped")
-
-
-@dataclass(frozen=True)
-class ClientConfig:
-    base_url: str
-    token: str = field(repr=False)
-    api_version: str = "20240415"
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    upload_timeout: float = 300.0
-    max_retries: int = 4
-    max_retry_wait: float = 20.0
-    backoff_base: float = 0.5
-    user_agent: str = "SegmentDashboard/0.1 (+python-requests)"
-
-
-# --- The client -----------------------------------------------------------------------------
 
 
 class LaunchDarklyClient:
@@ -726,79 +489,15 @@ class LaunchDarklyClient:
         return asked + self._rng.uniform(0, self.config.backoff_base)
 
 
-# --- Helpers that shape requests and answers --------------------------------------------------
+def _seg(value: str, what: str = "key") -> str:
+    """Quote one path segment, so a key can never change which URL is called.
 
-
-def build_segment_filter(
-    *, query: str | None = None, tags: Sequence[str] = (), unbounded: bool | None = None
-) -> str:
-    """LaunchDarkly's segment `filter` expression, written as its API reference writes it ("Filtering
-    segments" in getSegments: `tags anyOf ["enterprise", "beta"],query equals "toggle"`): clauses joined
-    by `,` (AND), every text value a double-quoted string, lists in `[]`.
-
-    Each value is written as a JSON string literal, so a `"` or `\\` inside it is escaped (`\\"`, `\\\\`)
-    and the filter language's `,` `|` `()` `[]` inside quotes stay text: what a person types can never add
-    a clause, and a multi-word search or a tag with a space is sent whole. LaunchDarkly documents no
-    escape sequences of its own; its quoted values and lists are JSON's, so JSON's are used. Control
-    characters are no part of any search or tag (whitespace ones become spaces in the search; a tag
-    holding one raises `UnusableFilter`), so no other escape is ever needed."""
-    clauses = []
-    text = " ".join(CONTROL_CHARACTERS.sub(" ", query or "").split())
-    if text:
-        clauses.append(f"query equals {_filter_value(text)}")
-    tag_list = [t.strip() for t in tags if t and t.strip()]
-    for tag in tag_list:
-        if CONTROL_CHARACTERS.search(tag):
-            raise UnusableFilter(f"“{_shown(tag.encode('unicode_escape').decode())}” is not a tag.")
-    if tag_list:
-        clauses.append(f"tags anyOf [{', '.join(_filter_value(tag) for tag in tag_list)}]")
-    if unbounded is not None:
-        clauses.append(f"unbounded equals {'true' if unbounded else 'false'}")
-    return ",".join(clauses)
-
-
-def _filter_value(text: str) -> str:
-    """One quoted value of a filter: a JSON string, non-ASCII kept as it is (requests percent-encodes
-    it as UTF-8), so the only escapes in it are `\\"` and `\\\\`."""
-    return json.dumps(text, ensure_ascii=False)
-
-
-def parse_import_id(location: str | None) -> str | None:
-    """The import ID is the last path segment of the `Location` header (absolute URL or path),
-    percent-decoded. An ID that could not name an import (`.`, `..`, a `/` once decoded, control
-    characters) is no ID: following it would call another URL."""
-    if not location or not location.strip():
-        return None
-    path = urlsplit(location.strip()).path.rstrip("/")
-    last = unquote(path.rsplit("/", 1)[-1])
-    if last in ("", ".", "..", "imports") or "/" in last or not last.isprintable() or len(last) > 128:
-        return None
-    return last
-
-
-def parse_export_id(location: str | None) -> str | None:
-    """The export ID: the last path element of `Location`, by the same rules as the import ID."""
-    found = parse_import_id(location)
-    return None if found == "exports" else found
-
-
-def export_file_link(links: Any) -> str | None:
-    """The href of an export's file among its `_links`. The link's name is not documented: the one
-    whose `type` is CSV, else the first that is not `self`, `parent` or `site`."""
-    if not isinstance(links, dict):
-        return None
-    candidates = [
-        (name, link)
-        for name, link in links.items()
-        if isinstance(link, dict) and isinstance(link.get("href"), str) and link["href"].strip()
-    ]
-    for _name, link in candidates:
-        if "csv" in str(link.get("type") or "").lower():
-            return link["href"].strip()
-    for name, link in candidates:
-        if name not in ("self", "parent", "site"):
-            return link["href"].strip()
-    return None
+    `.` and `..` survive quoting and would be resolved as "this" and "parent" folder (by requests
+    itself, before sending); an empty part would merge two segments. Those are refused."""
+    text = str(value)
+    if text in ("", ".", ".."):
+        raise UnusableKey(f"“{text}” cannot be used as a {what}.", path="")
+    return quote(text, safe="")
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -811,259 +510,9 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
-# Each reset header with the "remaining" headers of the limits it reports on (LaunchDarkly's API
-# description, "Rate limiting"): `X-Ratelimit-Reset` serves the global and the route limit; a token's
-# limit reports its reset only in `X-Ratelimit-Auth-Token-Reset`.
-RESET_HEADERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("X-Ratelimit-Reset", ("X-Ratelimit-Global-Remaining", "X-Ratelimit-Route-Remaining")),
-    ("X-Ratelimit-Auth-Token-Reset", ("X-Ratelimit-Auth-Token-Remaining",)),
-)
-
-
-def server_wait_seconds(headers: Any, *, now: float) -> float | None:
-    """How long LaunchDarkly asked us to wait, or None when it did not say.
-
-    - `Retry-After` (seconds or an HTTP date; IP-based limits) is a floor: "wait at least" that long.
-    - Each reset (epoch milliseconds) counts unless the "remaining" headers of its limits say calls
-      are left: a limit with calls left is not the one that refused (LaunchDarkly sends
-      them with every call to a limited route, so a reset alone is no reason to wait).
-    - The answer is the latest of those that count: with several limits spent, calls resume only when
-      the last of them resets."""
-    waits = []
-    retry_after = headers.get("Retry-After")
-    if retry_after:
-        try:
-            waits.append(max(0.0, float(retry_after)))
-        except ValueError:
-            with contextlib.suppress(TypeError, ValueError):
-                waits.append(max(0.0, parsedate_to_datetime(retry_after).timestamp() - now))
-    for reset_header, remaining_headers in RESET_HEADERS:
-        reset = headers.get(reset_header)
-        if not reset or _calls_left(headers, remaining_headers):
-            continue
-        with contextlib.suppress(ValueError):
-            waits.append(max(0.0, float(reset) / 1000.0 - now))
-    return max(waits) if waits else None
-
-
-def _calls_left(headers: Any, names: Sequence[str]) -> bool:
-    """True when these limits say calls are left: at least one of their "remaining" headers is sent,
-    and each one sent is above zero (a route without a limit of its own sends no route header)."""
-    sent = [headers.get(name) for name in names if headers.get(name) is not None]
-    try:
-        return bool(sent) and all(float(count) > 0 for count in sent)
-    except (TypeError, ValueError):
-        return False
-
-
-def error_from_response(
-    response: requests.Response,
-    method: str,
-    path: str,
-    *,
-    now: float | None = None,
-    redact: Callable[[str], str] = str,
-) -> LaunchDarklyError:
-    """The typed error for a refusal. Every text taken from the answer passes through `redact`
-    (the client's `TokenRedactor`) and is shortened, so it can be shown, logged and stored."""
-    status = response.status_code
-    code = message = request_id = ""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        code = _upstream_text(body.get("code"), redact, limit=100)
-        message = _upstream_text(body.get("message"), redact)
-        request_id = _upstream_text(body.get("id"), redact, limit=100)
-    request_id = request_id or _upstream_text(response.headers.get("X-Request-Id"), redact, limit=100)
-    reason = _upstream_text(response.reason, redact, limit=100)
-    message = message or f"LaunchDarkly answered {status} {reason}".strip()
-    path = redact(path)
-    details = {"status": status, "code": code, "request_id": request_id, "method": method, "path": path}
-    if status == 429:
-        now = time.time() if now is None else now
-        wait = server_wait_seconds(response.headers, now=now)
-        return RateLimited(message, retry_at=None if wait is None else now + wait, **details)
-    if status >= 500:
-        return UpstreamUnavailable(message, retryable=status in RETRYABLE_STATUSES, **details)
-    return _ERRORS_BY_STATUS.get(status, LaunchDarklyError)(message, **details)
-
-
-def _json_object(response: requests.Response, method: str, path: str) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise UpstreamUnavailable(
-            "LaunchDarkly sent an answer that is not the JSON expected",
-            status=response.status_code,
-            method=method,
-            path=path,
-            retryable=False,
-        )
-    return body
-
-
-def _no_body_or_json(response: requests.Response, method: str, path: str) -> None:
-    """For calls LaunchDarkly answers with no body (204): a success with a body that is not JSON is
-    someone else's answer (a proxy's sign-in page, a captive portal), not a sign the call worked."""
-    if not (response.content or b"").strip():
-        return
-    try:
-        response.json()
-    except ValueError:
-        raise UpstreamUnavailable(
-            "LaunchDarkly sent an answer that is not the one expected",
-            status=response.status_code,
-            method=method,
-            path=path,
-            retryable=False,
-        ) from None
-
-
-def _items(body: dict[str, Any]) -> list[Any]:
-    items = body.get("items")
-    return items if isinstance(items, list) else []
-
-
-def _total(body: dict[str, Any], fallback: int) -> int:
-    total = body.get("totalCount")
-    return total if isinstance(total, int) else fallback
-
-
-def _environment(item: dict[str, Any]) -> Environment:
-    # Only what the dashboard shows is kept: apiKey and mobileKey are SDK secrets and go no further.
-    return Environment(
-        key=str(item.get("key", "")), name=str(item.get("name", "")), color=str(item.get("color", ""))
-    )
-
-
-def _project(item: dict[str, Any]) -> Project:
-    environments = item.get("environments") or {}
-    env_items = environments.get("items", []) if isinstance(environments, dict) else environments
-    return Project(
-        key=str(item.get("key", "")),
-        name=str(item.get("name", "")),
-        environments=tuple(_addressable(_environment(env) for env in env_items if isinstance(env, dict))),
-    )
-
-
-def _from_epoch_ms(value: Any) -> datetime | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    return None
-
-
-def usable_key(key: str) -> bool:
-    """Whether a key from LaunchDarkly can be one segment of a URL, here and in the site's own
-    addresses (whose `<str:…>` parts stop at `/`)."""
-    return key not in ("", ".", "..") and "/" not in key and key.isprintable() and len(key) <= 256
-
-
-def _addressable(items: Iterable[Keyed]) -> list[Keyed]:
-    """Items whose keys can be used; any other is left out (and logged), so no page links to an
-    address that does not exist or cannot be built."""
-    kept = []
-    for item in items:
-        if usable_key(item.key):
-            kept.append(item)
-        else:
-            logger.warning(
-                "LaunchDarkly listed a %s with an unusable key %r", type(item).__name__, item.key[:80]
-            )
-    return kept
-
-
-def _seg(value: str, what: str = "key") -> str:
-    """Quote one path segment, so a key can never change which URL is called.
-
-    `.` and `..` survive quoting and would be resolved as "this" and "parent" folder (by requests
-    itself, before sending); an empty part would merge two segments. Those are refused."""
-    text = str(value)
-    if text in ("", ".", ".."):
-        raise UnusableKey(f"“{text}” cannot be used as a {what}.", path="")
-    return quote(text, safe="")
-
-
-def _shown(text: str, limit: int = 80) -> str:
-    """Text from a person or from LaunchDarkly, short enough to quote back in a message."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _upstream_text(value: Any, redact: Callable[[str], str], *, limit: int = MAX_UPSTREAM_TEXT) -> str:
-    """A text LaunchDarkly sent, fit to show: a string only, without the token, within `limit`."""
-    if not isinstance(value, str):
-        return ""
-    text = " ".join(redact(value).split())
-    return _shown(text, limit)
-
-
 def _never_connected(exc: requests.ConnectionError) -> bool:
     """True when the connection itself could not be opened, so no byte of the request left."""
     reason = exc.args[0] if exc.args else None
     if isinstance(reason, MaxRetryError):
         reason = reason.reason
     return isinstance(reason, NewConnectionError)
-
-
-def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, list):
-        return [_redact_json(item, redact) for item in value]
-    if isinstance(value, dict):
-        return {key: _redact_json(item, redact) for key, item in value.items()}
-    return value
-
-
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-class TokenRedactor:
-    """Removes the access token from a text: the token itself, its URL-encoded forms, the token
-    without its `api-` prefix, and any run of 12 or more of its characters (a truncated echo).
-
-    Case is ignored (ASCII only, so positions in the text stay where they were)."""
-
-    PIECE = 12
-
-    def __init__(self, token: str) -> None:
-        forms = {token, quote(token, safe=""), quote_plus(token)}
-        if token.lower().startswith("api-"):
-            forms.add(token[4:])
-        self._forms = sorted({f.translate(_ASCII_LOWER) for f in forms if f}, key=len, reverse=True)
-        self._pieces = {
-            form[i : i + self.PIECE]
-            for form in self._forms
-            if len(form) > self.PIECE
-            for i in range(len(form) - self.PIECE + 1)
-        }
-
-    def __repr__(self) -> str:
-        return "<TokenRedactor>"
-
-    def __call__(self, text: str) -> str:
-        if not self._forms or not text:
-            return text
-        lowered = text.translate(_ASCII_LOWER)
-        hidden = [False] * len(text)
-        for form in self._forms:
-            start = lowered.find(form)
-            while start != -1:
-                hidden[start : start + len(form)] = [True] * len(form)
-                start = lowered.find(form, start + 1)
-        if self._pieces:
-            for start in range(len(text) - self.PIECE + 1):
-                if lowered[start : start + self.PIECE] in self._pieces:
-                    hidden[start : start + self.PIECE] = [True] * self.PIECE
-        if not any(hidden):
-            return text
-        out: list[str] = []
-        for index, char in enumerate(text):
-            if not hidden[index]:
-                out.append(char)
-            elif index == 0 or not hidden[index - 1]:
-                out.append(REDACTED)
-        return "".join(out)
