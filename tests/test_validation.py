@@ -395,7 +395,7 @@ def test_an_exception_from_progress_leaves_no_files(
     """The caller cancels by raising from `progress`: while reading, or once unchecked parts exist
     (they are renamed into parts without duplicates, copied into them with)."""
     monkeypatch.setattr(validation.scan, "PROGRESS_ROWS", 10)
-    monkeypatch.setattr(validation.scan, "BLOCK_SIZE", 64)
+    monkeypatch.setattr(validation.stream, "BLOCK_SIZE", 64)
     monkeypatch.setattr(duplicates, "SPILL_KEYS", 16)
     temp = tmp_path / "temp"
     temp.mkdir()
@@ -427,7 +427,7 @@ def test_a_failure_while_writing_parts_leaves_no_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     opened = []
-    real_open = validation.scan._Parts._open
+    real_open = validation.parts._Parts._open
 
     def open_then_fail(self: Any) -> None:
         real_open(self)
@@ -435,7 +435,7 @@ def test_a_failure_while_writing_parts_leaves_no_files(
         if len(opened) == 3:
             raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(validation.scan._Parts, "_open", open_then_fail)
+    monkeypatch.setattr(validation.parts._Parts, "_open", open_then_fail)
     with pytest.raises(OSError, match="No space"):
         run(tmp_path, b"a\nb\nc\nd\ne\n", limits=Limits(max_keys_per_part=2))
     assert list((tmp_path / "out").iterdir()) == []
@@ -673,7 +673,7 @@ def test_random_files_match_the_reference(tmp_path: Path, monkeypatch: pytest.Mo
     """The proof of exactness: tiny blocks make every file cross many block boundaries."""
     rng = random.Random(20240611)
     for _ in range(600):
-        monkeypatch.setattr(validation.scan, "BLOCK_SIZE", rng.randint(1, 24))
+        monkeypatch.setattr(validation.stream, "BLOCK_SIZE", rng.randint(1, 24))
         monkeypatch.setattr(duplicates, "SPILL_KEYS", rng.randint(1, 6))
         content = b"".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 50)))
         if rng.random() < 0.3:
@@ -706,7 +706,7 @@ def test_random_line_files_match_the_reference(tmp_path: Path, monkeypatch: pyte
              'a"b', ' "q"', 'x,"y\nz"', "email,name"]  # fmt: skip
     ends = ["\n", "\n", "\r\n", "\r"]
     for _ in range(200):
-        monkeypatch.setattr(validation.scan, "BLOCK_SIZE", rng.randint(1, 64))
+        monkeypatch.setattr(validation.stream, "BLOCK_SIZE", rng.randint(1, 64))
         monkeypatch.setattr(duplicates, "SPILL_KEYS", rng.randint(1, 20))
         end = rng.choice(ends)
         lines = [rng.choice(words) + (end if rng.random() < 0.9 else rng.choice(ends)) for _ in range(40)]
@@ -724,7 +724,7 @@ def test_a_quoted_record_straddling_blocks_matches_the_exact_path(
 ) -> None:
     content = b"".join(f"user-{i:03d}\n".encode() for i in range(40))
     content += b'"multi\nline",x\n' + b"".join(f"k{i}\n".encode() for i in range(40))
-    monkeypatch.setattr(validation.scan, "BLOCK_SIZE", 64)
+    monkeypatch.setattr(validation.stream, "BLOCK_SIZE", 64)
     mixed = check(tmp_path, content)
     assert [(line, kind) for line, _, kind in mixed["problems"]] == [(41, "structural")]
     assert mixed["problems"][0][1].startswith('A quote (") opened on line 41 is closed only on line 42:')
@@ -749,7 +749,7 @@ def test_a_quoted_record_straddling_blocks_matches_the_exact_path(
 def test_line_ends_and_bom_across_block_boundaries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_size: int, content: bytes
 ) -> None:
-    monkeypatch.setattr(validation.scan, "BLOCK_SIZE", block_size)
+    monkeypatch.setattr(validation.stream, "BLOCK_SIZE", block_size)
     check(tmp_path, content)
 
 
@@ -757,7 +757,7 @@ def test_duplicates_across_buckets_and_blocks(tmp_path: Path, monkeypatch: pytes
     rng = random.Random(5)
     keys = [f"key-{rng.randrange(1500)}" for _ in range(5000)]
     content = "".join(f"{key}\n" for key in keys).encode()
-    monkeypatch.setattr(validation.scan, "BLOCK_SIZE", 300)
+    monkeypatch.setattr(validation.stream, "BLOCK_SIZE", 300)
     monkeypatch.setattr(duplicates, "SPILL_KEYS", 97)
     got = check(tmp_path, content, limits=Limits(max_keys_per_part=400))
     assert got["duplicates"] == 5000 - len(set(keys))
@@ -768,7 +768,7 @@ def test_progress_is_called_every_so_many_rows_and_at_the_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(validation.scan, "PROGRESS_ROWS", 100)
-    monkeypatch.setattr(validation.scan, "BLOCK_SIZE", 256)
+    monkeypatch.setattr(validation.stream, "BLOCK_SIZE", 256)
     content = b"".join(f"k{i}\n".encode() for i in range(1000)) + b'"slow\npath"\n' + b"z\n" * 1000
     calls: list[tuple[int, int]] = []
     report = run(tmp_path, content, progress=lambda rows, read: calls.append((rows, read)))
@@ -782,8 +782,8 @@ def test_progress_is_called_every_so_many_rows_and_at_the_end(
 def test_the_record_cap_does_not_depend_on_the_block_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_size: int
 ) -> None:
-    monkeypatch.setattr(validation.scan, "RECORD_CAP", 8)
-    monkeypatch.setattr(validation.scan, "BLOCK_SIZE", block_size)
+    monkeypatch.setattr(validation.stream, "RECORD_CAP", 8)
+    monkeypatch.setattr(validation.stream, "BLOCK_SIZE", block_size)
     assert check(tmp_path, b"a\r\n1234567\nb,c,d\r\n")["rows_read"] == 3  # every row is 8 bytes at most
     report = run(tmp_path, b"a\r\n1234567\nb,c,def\r\nf\n")  # row 3 is 9 bytes
     assert [(p.line, p.message) for p in report.problems] == [(3, "Line 3 starts a row longer than 8 bytes.")]

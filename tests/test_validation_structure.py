@@ -123,7 +123,7 @@ def test_a_large_unclosed_quote_blocks_the_send_and_leaves_no_parts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """30,980 lines: keys before the quote were already written to parts, which must not stay."""
-    monkeypatch.setattr(validation.scan, "BLOCK_SIZE", 4096)
+    monkeypatch.setattr(validation.stream, "BLOCK_SIZE", 4096)
     content = keys(20_000) + b'"never-closed\n' + b"k\n" * 10_979
     problems = ProblemLog(tmp_path / "problems.csv")
     report = run(tmp_path, content, problems=problems)
@@ -204,7 +204,7 @@ def test_a_stray_quote_is_accepted_as_written_and_warned(tmp_path: Path) -> None
 def test_stray_quotes_are_all_counted_with_five_examples(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exact_path: bool
 ) -> None:
-    monkeypatch.setattr(validation.scan, "BLOCK_SIZE", 50)
+    monkeypatch.setattr(validation.stream, "BLOCK_SIZE", 50)
     if exact_path:
         monkeypatch.setattr(validation.scan._Scanner, "_fast", lambda self, block: None)
     lines = [f'k{i}"x,col\n' if i % 3 == 0 else f'"q{i}",{i}\n' for i in range(1, 61)]
