@@ -433,7 +433,7 @@ def snapshot_turn() -> None:
     MemberSnapshot.objects.exclude(next_attempt_at=None).update(
         next_attempt_at=timezone.now() - timedelta(seconds=1)
     )
-    snapshots.run_once("undo-e2e")
+    worker.run_once("undo-e2e")  # no import due: a snapshot's step, and a ready preview's comparison
 
 
 def send_on_its_preview(client: Any, record_id: int, timeout: float = 60) -> int:

@@ -1,5 +1,5 @@
 """How an import ends, written truthfully: `finish` (its status, the part it ended on and every part never
-sent, in one transaction; never "complete" unless LaunchDarkly completed every part), `answered` (an
+sent, in one transaction; never "complete" unless LaunchDarkly completed every part), `write_answer` (an
 upload's answer, written over an `unknown` a takeover concluded meanwhile), `interrupted` and
 `settle_from_parts` (what the parts say decides, never a guess), and the member counts around it."""
 
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 INTERRUPTED = "interrupted"
 
 
-def answered(
+def write_answer(
     record: ImportRecord,
     status: str,
     message: str,
@@ -139,7 +139,7 @@ def finish(
     Never "complete" unless LaunchDarkly completed every part (`completed_part` is the one it just
     did); otherwise the part that ended it takes the import's status, with the message. `answered`:
     the outcome is LaunchDarkly's answer to an upload, written over an `unknown` a takeover concluded
-    meanwhile (see `answered`)."""
+    meanwhile (see `write_answer`)."""
     if status == ImportStatus.COMPLETE:
         others = record.parts.exclude(status=ImportStatus.COMPLETE)
         if completed_part is not None:
@@ -165,7 +165,7 @@ def finish(
         fields.update(outcomes.exact_changes(record))  # before purge_files may remove the parts
     with transaction.atomic():
         if answered and part is not None:
-            moved = answered(
+            moved = write_answer(
                 record, status, message, part=part, part_status=part_status, part_fields=part_fields, **fields
             )
         else:

@@ -9,7 +9,7 @@ A part is marked `submitting` (with its record, in one transaction) before it is
 that state by a later lease holder is never sent again. Its sender may only be slow (a database that
 held the lease renewal up), so the takeover waits until `submit_deadline`, when the sender's request
 must have ended, before it reports the outcome as `unknown`; an answer that arrives after that is
-still recorded and followed (`_answered`), never thrown away.
+still recorded and followed (`finishing.write_answer`), never thrown away.
 
 A replace or a remove is sent only on a confirmed impact preview that is still true: just before its
 first part goes, the members are saved (the undo snapshot) and compared with the preview's

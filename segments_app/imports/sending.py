@@ -21,7 +21,7 @@ from segments_app.connection import launchdarkly_client
 from segments_app.imports import preview, removal, undo
 from segments_app.imports.checking import make_parts
 from segments_app.imports.coordination import pause_until
-from segments_app.imports.finishing import answered, finish, member_count, settle_from_parts
+from segments_app.imports.finishing import finish, member_count, settle_from_parts, write_answer
 from segments_app.launchdarkly import (
     Conflict,
     LaunchDarklyError,
@@ -163,7 +163,7 @@ def submit(record: ImportRecord) -> None:
             )
             return
         now = timezone.now()
-        answered(
+        write_answer(
             record,
             ImportStatus.PREPARING,
             f"LaunchDarkly accepted {record.part_label(part)} (import ID {started.import_id}).",
@@ -191,7 +191,7 @@ def _backoff(record: ImportRecord) -> float:
 def _on_busy(record: ImportRecord, part: ImportPart, error: Conflict) -> None:
     """409: another import runs in the environment. The part stays queued and is sent again later."""
     delay = _backoff(record)
-    answered(
+    write_answer(
         record,
         ImportStatus.QUEUED,
         f"LaunchDarkly is busy with another import in this environment ({error.message}); "
@@ -206,7 +206,7 @@ def _on_busy(record: ImportRecord, part: ImportPart, error: Conflict) -> None:
 
 def _on_rate_limited(record: ImportRecord, part: ImportPart, error: RateLimited) -> None:
     until = pause_until(error.retry_at)
-    answered(
+    write_answer(
         record,
         ImportStatus.QUEUED,
         f"LaunchDarkly asked us to slow down; sending again at {until:%H:%M:%S}.",
@@ -222,7 +222,7 @@ def _on_not_sent(record: ImportRecord, part: ImportPart, error: NotReached) -> N
     """No connection could be opened, so nothing left this machine: the part stays queued and is
     sent again later (the only upload failure that may be retried without risking a second import)."""
     delay = _backoff(record)
-    answered(
+    write_answer(
         record,
         ImportStatus.QUEUED,
         f"{error.message}; nothing was sent. {record.part_label(part).capitalize()} will be sent again "
