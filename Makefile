@@ -60,6 +60,7 @@ chromium:
 test: install-test chromium
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 	DATABASE_URL="sqlite:///$(CURDIR)/var/test.sqlite3" $(PY) -m pytest -m "not postgres"
 	@if [ -n "$$POSTGRES_TEST_URL" ]; then \
 		echo "PostgreSQL pass: the whole suite on $$POSTGRES_TEST_URL"; \
@@ -72,6 +73,7 @@ test: install-test chromium
 lint: install-test
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

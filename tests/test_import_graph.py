@@ -1,0 +1,103 @@
+"""No import circle in the product, read from the import graph (grimp, which import-linter's contracts in
+pyproject.toml run on), lazy imports inside functions included.
+
+A circle between modules that import names from each other only shows when it is entered at one
+particular module: Django's URL loading happened to enter it elsewhere, so pages worked while a worker or
+a shell that imported that module first crashed. Read statically, every circle shows, however it is
+entered and whether or not a lazy import hides it at run time."""
+
+from __future__ import annotations
+
+import grimp
+
+
+def imported_by(graph: grimp.ImportGraph, importer: str) -> list[str]:
+    """What loading `importer` loads: the modules it imports and, for each, the packages above it that
+    `importer` is not inside — importing `a.b.c` from outside `a.b` runs `a/b/__init__.py` first, which
+    is how a package facade closes a circle that no import statement shows."""
+    found: set[str] = set()
+    for module in graph.find_modules_directly_imported_by(importer):
+        found.add(module)
+        parts = module.split(".")
+        for end in range(1, len(parts)):
+            package = ".".join(parts[:end])
+            if not (importer == package or importer.startswith(f"{package}.")):
+                found.add(package)
+    return sorted(found)
+
+
+def circles(graph: grimp.ImportGraph, package: str) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan's algorithm, iterative)."""
+    modules = sorted(m for m in graph.modules if m == package or m.startswith(f"{package}."))
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    found: list[list[str]] = []
+    counter = 0
+    for root in modules:
+        if root in index:
+            continue
+        work = [(root, iter(imported_by(graph, root)))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next((c for c in children if c.startswith(package)), None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(imported_by(graph, child))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(member)
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    found.append(sorted(group))
+    return found
+
+
+def test_the_check_finds_a_circle() -> None:
+    graph = grimp.ImportGraph()
+    for module in ("pkg", "pkg.a", "pkg.b", "pkg.c"):
+        graph.add_module(module)
+    graph.add_import(importer="pkg.a", imported="pkg.b")
+    graph.add_import(importer="pkg.b", imported="pkg.a")
+    graph.add_import(importer="pkg.c", imported="pkg.a")
+    assert circles(graph, "pkg") == [["pkg.a", "pkg.b"]]
+
+
+def test_the_check_finds_a_circle_closed_by_a_package_facade() -> None:
+    """The circle issue 10 found: snapshots took a lease from imports.coordination, which ran
+    imports/__init__.py, which loaded the pipeline, which (through preview) imported snapshots."""
+    graph = grimp.ImportGraph()
+    for module in ("app", "app.snapshots", "app.imports", "app.imports.coordination", "app.imports.pipeline"):
+        graph.add_module(module)
+    graph.add_import(importer="app.snapshots", imported="app.imports.coordination")
+    graph.add_import(importer="app.imports", imported="app.imports.pipeline")  # the facade
+    graph.add_import(importer="app.imports.pipeline", imported="app.snapshots")
+    assert circles(graph, "app") == [["app.imports", "app.imports.pipeline", "app.snapshots"]]
+    # A package importing its own modules (a re-export) closes none: they are inside it.
+    graph.add_import(importer="app.imports.pipeline", imported="app.imports.coordination")
+    assert circles(graph, "app") == [["app.imports", "app.imports.pipeline", "app.snapshots"]]
+
+
+def test_the_product_has_no_import_circle() -> None:
+    graph = grimp.build_graph("segments_app")
+    assert "segments_app.imports.pipeline" in graph.modules
+    assert circles(graph, "segments_app") == []
