@@ -580,6 +580,13 @@ class ImportRecord(AuditRecord):
             )
         return True
 
+    def leave_unsent_parts(self, status: str) -> None:
+        """The import ended before these parts were sent: they say so, and never go."""
+        self.parts.filter(status=ImportStatus.QUEUED).update(
+            status=ImportStatus.NOT_SENT,
+            error_message=f"Not sent: the import ended ({ImportStatus(status).label.lower()}) first.",
+        )
+
     def forget_list_facts(self) -> None:
         """Drop `sent_at` and `was_discarded` as read before a change of status, so they are asked again."""
         for name in ("sent_at", "was_discarded"):
@@ -648,12 +655,15 @@ class ImportPart(AuditRecord):
         cls.objects.filter(record=record).exclude(number__in=numbers).update(status=ImportStatus.NOT_SENT)
         return parts
 
-    def set(self, status: str, **fields: Any) -> None:
-        """The part's own status; its record's transition writes the timeline event."""
-        self.status = status
-        for name, value in fields.items():
-            setattr(self, name, value)
-        self.save(update_fields=["status", *fields])
+    def set(self, status: str, **fields: Any) -> bool:
+        """The part's own status (and `fields`), only from the status it had when read; its record's
+        transition writes the timeline event. False when another process changed it first."""
+        changed = ImportPart.objects.filter(pk=self.pk, status=self.status).update(status=status, **fields)
+        if changed:
+            self.status = status
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(changed)
 
 
 class ImportEvent(AuditRecord):
@@ -839,3 +849,38 @@ class MemberSnapshot(models.Model):
     def download_name(self) -> str:
         stamp = (self.finished_at or self.created_at).strftime("%Y%m%d-%H%M")
         return f"{self.segment_key}-{self.environment_key}-members-{stamp}.csv"
+
+    def move(self, status: str, message: str, *, owner: str, **fields: Any) -> bool:
+        """Change status (and `fields`) only while the worker step `owner` holds the lease and the
+        snapshot is still as that step read it; its event in the same transaction. A final status ends
+        the schedule. False means the lease was lost (another worker took over) and nothing was written."""
+        if status in (SnapshotStatus.READY, SnapshotStatus.FAILED):
+            fields.setdefault("finished_at", timezone.now())
+            fields.setdefault("next_attempt_at", None)
+        with transaction.atomic():
+            changed = MemberSnapshot.objects.filter(pk=self.pk, status=self.status, lease_owner=owner).update(
+                status=status, **fields
+            )
+            if not changed:
+                return False
+            SnapshotEvent.objects.create(snapshot=self, status=status, message=message)
+        self.status = status
+        for name, value in fields.items():
+            setattr(self, name, value)
+        logger.info("Snapshot %s: %s — %s", self.pk, status, message)
+        return True
+
+
+class SnapshotEvent(models.Model):
+    """A member snapshot's timeline: one row for every change of status, only ever added."""
+
+    snapshot = models.ForeignKey(MemberSnapshot, on_delete=models.CASCADE, related_name="events")
+    status = models.CharField(max_length=20, choices=SnapshotStatus.choices)
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["snapshot", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.snapshot_id}: {self.status}"

@@ -204,7 +204,7 @@ def run_once(owner: str) -> MemberSnapshot | None:
 def advance(snapshot: MemberSnapshot, lease: Lease) -> None:
     """One step: start the export, or look at it and, once it is complete, download its file."""
     if not _still_wanted(snapshot):
-        _fail(lease, "No longer needed: its draft was sent or discarded before the comparison.")
+        _fail(snapshot, lease, "No longer needed: its draft was sent or discarded before the comparison.")
         return
     try:
         with launchdarkly_client() as client:
@@ -224,22 +224,26 @@ def advance(snapshot: MemberSnapshot, lease: Lease) -> None:
                 attempts=snapshot.attempts + 1, next_attempt_at=timezone.now() + timedelta(seconds=delay)
             )
         elif isinstance(exc, NotFound) and snapshot.status == SnapshotStatus.EXPORTING:
-            _fail(lease, "LaunchDarkly no longer knows this export. Ask for the members again.")
+            _fail(snapshot, lease, "LaunchDarkly no longer knows this export. Ask for the members again.")
         else:
-            _fail(lease, describe(exc))
+            _fail(snapshot, lease, describe(exc))
     except OSError as exc:
         logger.exception("Snapshot %s: the file could not be written", snapshot.pk)
-        _fail(lease, NO_ROOM if disk_full(exc) else NOT_SAVED)
+        _fail(snapshot, lease, NO_ROOM if disk_full(exc) else NOT_SAVED)
 
 
 def _start(snapshot: MemberSnapshot, lease: Lease, client: Any) -> None:
     started = client.start_export(snapshot.project_key, snapshot.environment_key, snapshot.segment_key)
     if started.export_id is None:
-        _fail(lease, "LaunchDarkly accepted the export but did not say where to find it. Ask again.")
+        _fail(
+            snapshot, lease, "LaunchDarkly accepted the export but did not say where to find it. Ask again."
+        )
         return
     logger.info("Snapshot %s: export %s started", snapshot.pk, started.export_id)
-    lease.renew(
-        status=SnapshotStatus.EXPORTING,
+    snapshot.move(
+        SnapshotStatus.EXPORTING,
+        f"LaunchDarkly started export {started.export_id}.",
+        owner=lease.owner,
         export_id=started.export_id,
         attempts=0,
         next_attempt_at=timezone.now() + timedelta(seconds=settings.SNAPSHOT_POLL_SECONDS),
@@ -251,11 +255,15 @@ def _follow(snapshot: MemberSnapshot, lease: Lease, client: Any) -> None:
         snapshot.project_key, snapshot.environment_key, snapshot.segment_key, snapshot.export_id
     )
     if export.has_failed:
-        _fail(lease, f"LaunchDarkly could not export the members (its status: {export.status[:80]}).")
+        _fail(
+            snapshot, lease, f"LaunchDarkly could not export the members (its status: {export.status[:80]})."
+        )
         return
     if not export.is_complete or not export.file_url:
         if timezone.now() - snapshot.created_at > timedelta(hours=settings.SNAPSHOT_TIMEOUT_HOURS):
-            _fail(lease, "LaunchDarkly did not finish the export in time. Ask for the members again.")
+            _fail(
+                snapshot, lease, "LaunchDarkly did not finish the export in time. Ask for the members again."
+            )
         else:
             lease.renew(next_attempt_at=timezone.now() + timedelta(seconds=settings.SNAPSHOT_POLL_SECONDS))
         return
@@ -269,13 +277,13 @@ def _follow(snapshot: MemberSnapshot, lease: Lease, client: Any) -> None:
     except BaseException:
         file_store.discard(file_store.name(target))
         raise
-    kept = lease.renew(
-        status=SnapshotStatus.READY,
+    kept = snapshot.move(
+        SnapshotStatus.READY,
+        f"{count:,} members saved ({size:,} bytes).",
+        owner=lease.owner,
         file_path=file_store.name(target),
         size_bytes=size,
         member_count=count,
-        finished_at=timezone.now(),
-        next_attempt_at=None,
         error_message="",
     )
     if not kept:
@@ -298,10 +306,8 @@ def _count_members(path: Path) -> int:
         return sum(1 for row in csv.reader(source) if row and row[0])
 
 
-def _fail(lease: Lease, message: str) -> None:
-    lease.renew(
-        status=SnapshotStatus.FAILED, error_message=message, finished_at=timezone.now(), next_attempt_at=None
-    )
+def _fail(snapshot: MemberSnapshot, lease: Lease, message: str) -> None:
+    snapshot.move(SnapshotStatus.FAILED, message, owner=lease.owner, error_message=message)
 
 
 # --- housekeeping ----------------------------------------------------------------------------------------

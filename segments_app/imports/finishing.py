@@ -180,14 +180,9 @@ def finish(
                 **fields,
             )
         if moved and part is None and completed_part is not None:
-            ImportPart.objects.filter(pk=completed_part.pk).update(
-                status=ImportStatus.COMPLETE, **(part_fields or {})
-            )
+            completed_part.set(ImportStatus.COMPLETE, **(part_fields or {}))
         if moved and status != ImportStatus.COMPLETE:
-            record.parts.filter(status=ImportStatus.QUEUED).update(
-                status=ImportStatus.NOT_SENT,
-                error_message=f"Not sent: the import ended ({ImportStatus(status).label.lower()}) first.",
-            )
+            record.leave_unsent_parts(status)
     purge_files(record)
 
 
