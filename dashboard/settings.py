@@ -442,4 +442,4 @@ LOGGING = {
     },
 }
 
-CSRF_FAILURE_VIEW = "segments_app.views.csrf_failure"
+CSRF_FAILURE_VIEW = "segments_app.views.errors.csrf_failure"

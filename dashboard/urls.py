@@ -40,4 +40,4 @@ if apps.is_installed("sandbox"):
     urlpatterns.insert(-1, path("sandbox/", include("sandbox.urls")))
 
 # Refusals show the app's own page, saying which role is needed and whom to ask.
-handler403 = "segments_app.views.permission_denied"
+handler403 = "segments_app.views.errors.permission_denied"

@@ -26,6 +26,7 @@ from django.utils.deprecation import MiddlewareMixin
 from django_htmx.http import HttpResponseClientRedirect
 
 from segments_app import access
+from segments_app.views.errors import forbidden
 
 # URL names a signed-in user without a role may still use.
 ROLE_FREE_URL_NAMES = frozenset({"login", "logout", "password_change", "password_change_done"})
@@ -115,6 +116,4 @@ class RoleRequiredMiddleware(MiddlewareMixin):
             return None
         if access.may_view(request.user):
             return None
-        from segments_app.views import forbidden  # views import this app's models; load them late
-
         return forbidden(request, no_role=True)

@@ -1,27 +1,32 @@
 from django.urls import path
 
-from segments_app import import_views, lookup_views, snapshot_views, undo_views, views
+from segments_app.views import health
+from segments_app.views import imports as import_views
+from segments_app.views import lookup as lookup_views
+from segments_app.views import members as member_views
+from segments_app.views import segments as segment_views
+from segments_app.views import undo as undo_views
 
 SEGMENT = "segments/<str:project>/<str:env>/<str:segment>/"
 
 urlpatterns = [
-    path("", views.home, name="home"),
-    path("healthz", views.healthz, name="healthz"),
-    path("activity/", views.activity_list, name="activity_list"),
-    path("segments/<str:project>/<str:env>/", views.segment_list, name="segment_list"),
-    path("segments/<str:project>/<str:env>/new/", views.segment_create, name="segment_create"),
-    path(SEGMENT, views.segment_detail, name="segment_detail"),
-    path(f"{SEGMENT}delete/", views.segment_delete, name="segment_delete"),
+    path("", segment_views.home, name="home"),
+    path("healthz", health.healthz, name="healthz"),
+    path("activity/", segment_views.activity_list, name="activity_list"),
+    path("segments/<str:project>/<str:env>/", segment_views.segment_list, name="segment_list"),
+    path("segments/<str:project>/<str:env>/new/", segment_views.segment_create, name="segment_create"),
+    path(SEGMENT, segment_views.segment_detail, name="segment_detail"),
+    path(f"{SEGMENT}delete/", segment_views.segment_delete, name="segment_delete"),
     path(f"{SEGMENT}imports/new/", import_views.import_new, name="import_new"),
-    path(f"{SEGMENT}members/", snapshot_views.segment_members, name="segment_members"),
+    path(f"{SEGMENT}members/", member_views.segment_members, name="segment_members"),
     path(
         f"{SEGMENT}members/<int:snapshot>.csv",
-        snapshot_views.segment_members_download,
+        member_views.segment_members_download,
         name="segment_members_download",
     ),
     path(
         f"{SEGMENT}members/<int:snapshot>-for-spreadsheets.csv",
-        snapshot_views.segment_members_spreadsheet,
+        member_views.segment_members_spreadsheet,
         name="segment_members_spreadsheet",
     ),
     path(f"{SEGMENT}lookup/", lookup_views.lookup_keys, name="lookup_keys"),

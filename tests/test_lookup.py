@@ -16,8 +16,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from segments_app import lookup, lookup_views
+from segments_app import lookup
 from segments_app.models import ImportPart, ImportRecord
+from segments_app.views import lookup as lookup_views
 from tests.launchdarkly_answers import big_segment_json
 
 pytestmark = pytest.mark.django_db

@@ -34,14 +34,9 @@ from segments_app.imports.intake import (
 )
 from segments_app.launchdarkly import Environment, Project, Segment
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot
-from segments_app.views import (
-    VARIES_FOR_HTMX,
-    HtmxHttpRequest,
-    forbidden,
-    render_page_or_fragment,
-    wants_fragment,
-    with_segment,
-)
+from segments_app.views.decorators import with_segment
+from segments_app.views.errors import forbidden
+from segments_app.views.htmx import VARIES_FOR_HTMX, HtmxHttpRequest, render_page_or_fragment, wants_fragment
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from segments_app.error_messages import describe
 from segments_app.forms import LookupForm
 from segments_app.launchdarkly import Environment, LaunchDarklyError, Project, Segment
 from segments_app.models import MemberSnapshot, SnapshotStatus
-from segments_app.views import render_page_or_fragment, wants_fragment, with_segment
+from segments_app.views.decorators import with_segment
+from segments_app.views.htmx import render_page_or_fragment, wants_fragment
 
 # Rows of the answer shown on the page; the download has them all.
 ROWS_SHOWN = 200

@@ -21,7 +21,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 from segments_app import snapshots
 from segments_app.launchdarkly import Environment, Project, Segment
 from segments_app.models import MemberSnapshot, SnapshotStatus
-from segments_app.views import render_page_or_fragment, wants_fragment, with_environment, with_segment
+from segments_app.views.decorators import with_environment, with_segment
+from segments_app.views.htmx import render_page_or_fragment, wants_fragment
 
 POLL_SECONDS = 2
 

@@ -14,7 +14,8 @@ from django_htmx.http import HttpResponseClientRedirect
 from segments_app import access
 from segments_app.imports import undo
 from segments_app.models import ImportRecord
-from segments_app.views import HtmxHttpRequest, forbidden
+from segments_app.views.errors import forbidden
+from segments_app.views.htmx import HtmxHttpRequest
 
 
 def _to(request: HtmxHttpRequest, record: ImportRecord) -> HttpResponse:
