@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,6 @@ from django.utils.functional import cached_property
 from segments_app import file_store
 
 logger = logging.getLogger("segments_app.imports")
-# How long Cancel waits for a worker that holds a queued import only to look at it (seconds).
-CANCEL_WAIT_SECONDS = 5.0
 
 
 class AuditRecordProtected(ValueError):
@@ -151,6 +148,10 @@ CANCELLABLE = frozenset({ImportStatus.DRAFT, ImportStatus.VALIDATING, ImportStat
 OFFLINE_STEPS = frozenset({ImportStatus.VALIDATING, ImportStatus.DRAFT})
 
 
+# A queued import nobody asked to cancel: the only one a worker may start sending (`ImportRecord.cancel`).
+NOT_CANCELLED = models.Q(cancel_requested_by__isnull=True)
+
+
 class ImportRecord(AuditRecord):
     """One CSV upload into a big segment: the audit trail's unit. Saved before the file is even read.
 
@@ -200,6 +201,11 @@ class ImportRecord(AuditRecord):
     )
     cancelled_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    # A person asked to cancel while a worker held the import (it was looking whether its turn had
+    # come): the worker cancels it at its next step, before anything is sent.
+    cancel_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, related_name="+", null=True, blank=True
     )
     # The earlier import of this environment this one waits behind (LaunchDarkly runs one at a time).
     waiting_behind = models.ForeignKey(
@@ -525,26 +531,54 @@ class ImportRecord(AuditRecord):
             setattr(self, name, value)
         logger.info("Import %s: %s — %s", self.pk, self.status, message)
 
-    def cancel(self, user: Any) -> bool:
-        """Call the import off before anything reached LaunchDarkly. False if it is too late.
+    # What `cancel` did: cancelled now, asked of the worker holding it, or nothing (too late).
+    CANCELLED_NOW, CANCEL_ASKED = "cancelled", "asked"
 
-        A queued import may only be cancelled while no worker holds it (it could be sending it). A worker
-        holds one only for a moment when it merely looks whether its turn has come (it waits behind
-        another import), so that moment is waited out rather than called "too late"; if the worker is
-        really sending it, the import leaves QUEUED and the answer is False."""
+    def cancel(self, user: Any) -> str:
+        """Call the import off before anything reached LaunchDarkly; answers at once.
+
+        A queued import that a worker holds may be one it is only looking at (its turn has not come), or
+        one it is about to send: the request is recorded, and the worker cancels it at its next step
+        unless it has already begun sending (its move to sending is guarded by the request). Returns
+        CANCELLED_NOW, CANCEL_ASKED, or "" when it is too late."""
         if not self.is_cancellable:
-            return False
-        deadline = time.monotonic() + min(settings.IMPORT_LEASE_SECONDS, CANCEL_WAIT_SECONDS)
-        while not self._cancel_now(user):
-            held = ImportRecord.objects.filter(
-                pk=self.pk, parts_done=0, status=ImportStatus.QUEUED, lease_until__gte=timezone.now()
-            ).exists()
-            if not held or time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
+            return ""
+        if self._cancel_now(user):
+            self.refresh_from_db()
+            self.forget_list_facts()
+            return self.CANCELLED_NOW
+        with transaction.atomic():
+            asked = ImportRecord.objects.filter(
+                pk=self.pk, parts_done=0, status=ImportStatus.QUEUED, cancel_requested_by__isnull=True
+            ).update(cancel_requested_by=user, updated_at=timezone.now(), next_attempt_at=timezone.now())
+            if asked:
+                ImportEvent.objects.create(
+                    record=self,
+                    status=ImportStatus.QUEUED,
+                    message=(
+                        f"{user.get_username()} asked to cancel it. The worker is finishing a step on it; "
+                        "it will be cancelled right after, before anything is sent."
+                    ),
+                    actor=user,
+                )
         self.refresh_from_db()
-        self.forget_list_facts()
-        return True
+        return self.CANCEL_ASKED if asked else ""
+
+    def honour_cancel(self) -> bool:
+        """The worker, at the step after a person asked to cancel: cancelled, nothing sent. False if
+        nobody asked, or if a part has already gone."""
+        if not self.cancel_requested_by_id:
+            return False
+        who = self.cancel_requested_by
+        return self.move(
+            ImportStatus.CANCELLED,
+            f"Cancelled by {who.get_username() if who else 'a person'}; nothing was sent.",
+            source={ImportStatus.QUEUED},
+            guard=models.Q(parts_done=0),
+            actor=who,
+            action=ImportEvent.Action.CANCELLED,
+            cancelled_by=who,
+        )
 
     def _cancel_now(self, user: Any) -> bool:
         """The status and its event in one transaction, only from a status that allows it."""

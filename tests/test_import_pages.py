@@ -603,9 +603,16 @@ def test_cancel_a_queued_import_but_not_one_being_sent(logged_in: Any, user: Any
         user, status="queued", lease_owner="w", lease_until=timezone.now() + timedelta(seconds=30)
     )
     response = logged_in.post(f"/imports/{held.pk}/cancel/", follow=True)
-    assert "It is too late to cancel this import" in text(response)
+    # The request records the ask and answers (it no longer waits out the worker's lease), plainly.
+    assert "it will be cancelled right after, before anything is sent" in text(response)
     held.refresh_from_db()
-    assert held.status == "queued"
+    assert (held.status, held.cancel_requested_by) == ("queued", user)
+    assert "asked to cancel it" in held.events.last().message
+    # The worker's next step cancels it, nothing sent; the page names who cancelled.
+    ImportRecord.objects.filter(pk=held.pk).update(lease_owner="", lease_until=None)
+    held = pipeline.advance(held.pk)
+    assert (held.status, held.cancelled_by) == ("cancelled", user)
+    assert held.events.last().message == f"Cancelled by {user.username}; nothing was sent."
     sent = make_record(user, status="preparing")
     logged_in.post(f"/imports/{sent.pk}/cancel/")
     sent.refresh_from_db()

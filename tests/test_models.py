@@ -1,75 +1,53 @@
-"""ImportRecord's own rules that no page shows directly: cancelling while a worker glances at an import."""
+"""ImportRecord's own rules that no page shows directly: cancelling while a worker holds an import."""
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
+from segments_app.imports import pipeline
 from segments_app.models import ImportRecord, ImportStatus
 from tests.test_import_pages import make_record
 
 
-def hold_then(record: ImportRecord, seconds: float, **after: Any) -> threading.Thread:
-    """A stand-in worker: it holds the import's lease, then after `seconds` lets go (and makes `after`'s
-    changes, as a worker that sent it would)."""
+def held(record: ImportRecord, **changes: Any) -> None:
+    """A worker holds the import's lease (it is looking whether its turn has come, or about to send)."""
     ImportRecord.objects.filter(pk=record.pk).update(
-        lease_owner="worker-1", lease_until=timezone.now() + timedelta(seconds=30)
+        lease_owner="worker-1", lease_until=timezone.now() + timedelta(seconds=30), **changes
     )
 
-    def release() -> None:
-        time.sleep(seconds)
-        ImportRecord.objects.filter(pk=record.pk).update(lease_owner="", lease_until=None, **after)
-        connection.close()
 
-    thread = threading.Thread(target=release)
-    thread.start()
-    return thread
-
-
-@pytest.mark.django_db(transaction=True)
-def test_cancel_waits_out_a_worker_that_only_looks_at_a_queued_import(user: Any, settings: Any) -> None:
-    settings.IMPORT_LEASE_SECONDS = 4.0
+@pytest.mark.django_db
+def test_cancel_asks_the_worker_holding_a_queued_import_which_cancels_it_next(user: Any) -> None:
     record = make_record(user, status=ImportStatus.QUEUED)
-    worker = hold_then(record, 0.4)
-    try:
-        assert record.cancel(user) is True
-    finally:
-        worker.join(timeout=5)
+    held(record)
+    assert record.cancel(user) == ImportRecord.CANCEL_ASKED  # at once: no waiting on the request thread
     record.refresh_from_db()
+    assert (record.status, record.cancel_requested_by_id, record.cancelled_by_id) == ("queued", user.pk, None)
+    assert record.cancel(user) == ""  # asked once is enough: no second event
+    assert record.events.count() == 1
+    ImportRecord.objects.filter(pk=record.pk).update(lease_owner="", lease_until=None)  # its step ends
+    record = pipeline.advance(record.pk)
     assert (record.status, record.cancelled_by_id) == (ImportStatus.CANCELLED, user.pk)
-    assert [event.status for event in record.events.all()] == [ImportStatus.CANCELLED]
+    assert [event.status for event in record.events.all()] == [ImportStatus.QUEUED, ImportStatus.CANCELLED]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_cancel_is_too_late_once_the_worker_starts_sending(user: Any, settings: Any) -> None:
-    settings.IMPORT_LEASE_SECONDS = 4.0
+@pytest.mark.django_db
+def test_cancel_is_too_late_once_the_worker_started_sending(user: Any) -> None:
     record = make_record(user, status=ImportStatus.QUEUED)
-    worker = hold_then(record, 0.3, status=ImportStatus.SUBMITTING)
-    try:
-        assert record.cancel(user) is False
-    finally:
-        worker.join(timeout=5)
+    held(record, status=ImportStatus.SUBMITTING)
     record.refresh_from_db()
-    assert record.status == ImportStatus.SUBMITTING
+    assert record.cancel(user) == ""
+    record.refresh_from_db()
+    assert (record.status, record.cancel_requested_by_id) == (ImportStatus.SUBMITTING, None)
     assert not record.events.exists()
 
 
-@pytest.mark.django_db(transaction=True)
-def test_cancel_gives_up_on_a_lease_held_past_its_wait(user: Any, settings: Any) -> None:
-    settings.IMPORT_LEASE_SECONDS = 0.3
+@pytest.mark.django_db
+def test_a_free_queued_import_is_cancelled_at_once(user: Any) -> None:
     record = make_record(user, status=ImportStatus.QUEUED)
-    worker = hold_then(record, 2.0)
-    started = time.monotonic()
-    try:
-        assert record.cancel(user) is False
-        assert time.monotonic() - started < 1.5
-    finally:
-        worker.join(timeout=5)
-    record.refresh_from_db()
-    assert record.status == ImportStatus.QUEUED
+    assert record.cancel(user) == ImportRecord.CANCELLED_NOW
+    assert (record.status, record.cancelled_by_id) == (ImportStatus.CANCELLED, user.pk)

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from segments_app.imports import checking, coordination, intake, pipeline, worker
 from segments_app.imports.intake import new_upload_path
-from segments_app.models import ImportRecord, ImportStatus, UpstreamPause
+from segments_app.models import NOT_CANCELLED, ImportRecord, ImportStatus, UpstreamPause
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -286,3 +286,26 @@ def test_the_import_worker_process_checks_files_and_stops_on_sigterm(user: Any, 
             process.wait()
     output = process.stdout.read() if process.stdout else ""
     assert "Import worker stopped." in output
+
+
+@pytest.mark.django_db
+def test_a_cancel_asked_while_a_worker_sends_never_stops_what_has_gone(user: Any, monkeypatch: Any) -> None:
+    """The ask and the worker's move to sending are guarded by each other: whichever is written first
+    wins, so a part is never sent after "cancelled", nor an import cancelled after its part went."""
+    record = validating(user, b"a\nb\n")
+    record = pipeline.advance(record.pk)
+    assert record.status == ImportStatus.QUEUED
+    # A person asks while this worker holds the import, between its claim and its move to sending.
+    ImportRecord.objects.filter(pk=record.pk).update(
+        lease_owner="w", lease_until=timezone.now() + timedelta(30)
+    )
+    assert record.cancel(user) == ImportRecord.CANCEL_ASKED
+    assert not record.move(
+        ImportStatus.SUBMITTING, "Sending the file.", source={ImportStatus.QUEUED}, guard=NOT_CANCELLED
+    )
+    assert ImportRecord.objects.get(pk=record.pk).status == ImportStatus.QUEUED
+    # Once a part has gone, an ask is too late and changes nothing.
+    ImportRecord.objects.filter(pk=record.pk).update(cancel_requested_by=None, parts_done=1)
+    record.refresh_from_db()
+    assert record.cancel(user) == ""
+    assert not record.honour_cancel()

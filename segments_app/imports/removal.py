@@ -29,7 +29,7 @@ from segments_app.connection import launchdarkly_client
 from segments_app.imports.coordination import pause_until
 from segments_app.imports.finishing import finish
 from segments_app.launchdarkly import LaunchDarklyError, NotReached, RateLimited, RefusedInput
-from segments_app.models import ImportPart, ImportRecord, ImportStatus
+from segments_app.models import NOT_CANCELLED, ImportPart, ImportRecord, ImportStatus
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ def start(record: ImportRecord, **counted: Any) -> None:
             f"Removing {record.key_count:,} listed keys from the segment in {batches} "
             f"of up to {size:,} keys.",
             source={ImportStatus.QUEUED},
+            guard=NOT_CANCELLED,
             part_count=len(parts),
             submit_attempts=BASELINE,
             waiting_behind=None,

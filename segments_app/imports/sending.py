@@ -22,6 +22,7 @@ from segments_app.imports import preview, removal, undo
 from segments_app.imports.checking import make_parts
 from segments_app.imports.coordination import pause_until
 from segments_app.imports.finishing import finish, member_count, settle_from_parts, write_answer
+from segments_app.imports.storage import remove_files
 from segments_app.launchdarkly import (
     Conflict,
     LaunchDarklyError,
@@ -32,6 +33,7 @@ from segments_app.launchdarkly import (
     UpstreamUnavailable,
 )
 from segments_app.models import (
+    NOT_CANCELLED,
     RUNNING_AT_LAUNCHDARKLY,
     ImportPart,
     ImportRecord,
@@ -47,6 +49,9 @@ SUBMIT_MARGIN_SECONDS = 30.0
 
 def submit(record: ImportRecord) -> None:
     now = timezone.now()
+    if record.honour_cancel():  # a person asked while this import was held: nothing has gone
+        remove_files(record)
+        return
     blocker = record.blocking_import()
     if blocker is not None:
         # LaunchDarkly runs one import per environment at a time; wait for the one before us.
@@ -105,6 +110,7 @@ def submit(record: ImportRecord) -> None:
             ImportStatus.SUBMITTING,
             f"Sending {record.part_label(part)} to LaunchDarkly.",
             source={ImportStatus.QUEUED},
+            guard=NOT_CANCELLED,
             part=part,
             part_status=ImportStatus.SUBMITTING,
             submit_attempts=record.submit_attempts + 1,

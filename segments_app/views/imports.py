@@ -380,8 +380,15 @@ def import_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         return _refused(
             request, record, access.refusal("Cancelling or discarding imports", record.environment_key)
         )
-    if record.cancel(request.user):
+    done = record.cancel(request.user)
+    if done == ImportRecord.CANCELLED_NOW:
         storage.remove_files(record)
+    elif done == ImportRecord.CANCEL_ASKED:
+        messages.info(
+            request,
+            "The worker is finishing a step on this import; it will be cancelled right after, before "
+            "anything is sent. This page shows when it is.",
+        )
     else:
         messages.error(
             request,
