@@ -11,7 +11,6 @@ large one in the middle of a write. `Path.mkdir` can be made to fail the same wa
 from __future__ import annotations
 
 import errno
-import html
 import io
 import os
 import tempfile
@@ -26,10 +25,18 @@ from django.utils import timezone
 from segments_app import lookup, snapshots
 from segments_app.imports import intake
 from segments_app.models import ImportRecord, MemberSnapshot, SnapshotStatus
-from tests.test_import_pages import HTMX, big_segment, post
-from tests.test_lookup import PAGE, membership
-from tests.test_lookup import big_segment as big_segment_for_lookup
-from tests.test_snapshots import FILE_URL, SEGMENT_PATH, export_body, step
+from tests.factories import (
+    FILE_URL,
+    HTMX,
+    LOOKUP_PAGE,
+    SEGMENT_PATH,
+    big_segment,
+    export_body,
+    membership,
+    post,
+    snapshot_step,
+    text,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -122,10 +129,6 @@ def storage(settings: Any, tmp_path: Path) -> Path:
 
 def everything_under(folder: Path) -> list[str]:
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
-
-
-def text(response: Any) -> str:
-    return html.unescape(response.content.decode())
 
 
 def no_traceback(page: str) -> None:
@@ -233,10 +236,10 @@ def lookups_left(storage: Path) -> list[str]:
 def test_a_full_disk_when_the_answer_is_kept_is_said_at_the_form(
     logged_in: Any, real_ld: Any, storage: Path, full_disk: FullDisk
 ) -> None:
-    big_segment_for_lookup(real_ld)
+    big_segment(real_ld, included=2)
     membership(real_ld, "alice", True)
     full_disk.writes(lambda path: path.parent.name == "lookups", room=10)
-    response = logged_in.post(PAGE, {"keys": "alice\n"})
+    response = logged_in.post(LOOKUP_PAGE, {"keys": "alice\n"})
     page = text(response)
     assert response.status_code == 507
     assert lookup.NO_ROOM in page
@@ -250,9 +253,9 @@ def test_a_full_disk_when_the_answer_is_kept_is_said_at_the_form(
 def test_no_room_for_the_lookups_folder_is_said_at_the_form(
     logged_in: Any, real_ld: Any, storage: Path, full_disk: FullDisk
 ) -> None:
-    big_segment_for_lookup(real_ld)
+    big_segment(real_ld, included=2)
     full_disk.folders(lambda path: path.name == "lookups")
-    response = logged_in.post(PAGE, {"keys": "alice\n"})
+    response = logged_in.post(LOOKUP_PAGE, {"keys": "alice\n"})
     assert response.status_code == 507
     assert lookup.NO_ROOM in text(response)
     assert everything_under(storage) == []
@@ -262,10 +265,10 @@ def test_no_room_for_the_lookups_folder_is_said_at_the_form(
 def test_a_full_disk_when_a_long_list_is_kept_to_wait_is_said_at_the_form(
     logged_in: Any, real_ld: Any, storage: Path, full_disk: FullDisk
 ) -> None:
-    big_segment_for_lookup(real_ld)
+    big_segment(real_ld, included=2)
     full_disk.writes(lambda path: path.parent.name == "lookups", room=1_000)
     keys = [f"user-{n:05d}" for n in range(lookup.IN_REQUEST_MAX_KEYS + 1)]
-    response = logged_in.post(PAGE, {"keys": "\n".join(keys)})
+    response = logged_in.post(LOOKUP_PAGE, {"keys": "\n".join(keys)})
     assert response.status_code == 507
     assert lookup.NO_ROOM in text(response)
     assert lookups_left(storage) == []
@@ -274,9 +277,9 @@ def test_a_full_disk_when_a_long_list_is_kept_to_wait_is_said_at_the_form(
 def test_a_full_disk_when_a_snapshots_answer_is_kept_sends_the_person_back_with_why(
     logged_in: Any, real_ld: Any, storage: Path, full_disk: FullDisk, tmp_path: Path
 ) -> None:
-    big_segment_for_lookup(real_ld)
+    big_segment(real_ld, included=2)
     keys = [f"user-{n:05d}" for n in range(lookup.IN_REQUEST_MAX_KEYS + 1)]
-    posted = logged_in.post(PAGE, {"keys": "\n".join(keys)})
+    posted = logged_in.post(LOOKUP_PAGE, {"keys": "\n".join(keys)})
     assert posted.status_code == 302
     snapshot = MemberSnapshot.objects.get()
     members = tmp_path / "members.csv"
@@ -287,8 +290,8 @@ def test_a_full_disk_when_a_snapshots_answer_is_kept_sends_the_person_back_with_
     full_disk.writes(lambda path: path.parent.name == "lookups" and ".csv" in path.name)
     poll = logged_in.get(posted["Location"], headers=HTMX)
     assert poll.status_code == 200
-    assert poll["HX-Redirect"] == PAGE
-    form = logged_in.get(PAGE)
+    assert poll["HX-Redirect"] == LOOKUP_PAGE
+    form = logged_in.get(LOOKUP_PAGE)
     assert lookup.NO_ROOM in text(form)
     assert lookups_left(storage) == []  # the waiting list, the claim and the partial answer all gone
 
@@ -296,12 +299,12 @@ def test_a_full_disk_when_a_snapshots_answer_is_kept_sends_the_person_back_with_
 def test_a_full_temporary_folder_while_reading_the_list_is_said_at_the_form(
     logged_in: Any, real_ld: Any, storage: Path, full_disk: FullDisk, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    big_segment_for_lookup(real_ld)
+    big_segment(real_ld, included=2)
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     full_disk.writes(lambda path: path.is_relative_to(temporary))
-    response = logged_in.post(PAGE, {"keys": "alice\n"})
+    response = logged_in.post(LOOKUP_PAGE, {"keys": "alice\n"})
     assert full_disk.failed
     assert response.status_code == 200  # the form again, with why
     assert lookup.NO_ROOM in text(response)
@@ -321,7 +324,7 @@ def test_a_full_disk_during_the_members_download_fails_the_snapshot_in_words(
     body = b"".join(f"user-{n:06d}\n".encode() for n in range(50_000))
     real_ld.mock.get(FILE_URL, body=body)
     full_disk.writes(lambda path: path.parent.name == "snapshots", room=100_000)
-    snapshot = step(requested)
+    snapshot = snapshot_step(requested)
     assert full_disk.failed
     assert snapshot.status == SnapshotStatus.FAILED
     assert snapshot.error_message == snapshots.NO_ROOM
@@ -347,7 +350,7 @@ def test_a_full_disk_when_the_snapshot_folder_is_made_fails_it_in_words(
     )
     real_ld.mock.get(real_ld.url(f"{SEGMENT_PATH}/exports/e-1"), json=export_body())
     full_disk.folders(lambda path: path.name == "snapshots")
-    snapshot = step(requested)
+    snapshot = snapshot_step(requested)
     assert snapshot.status == SnapshotStatus.FAILED
     assert snapshot.error_message == snapshots.NO_ROOM
     assert everything_under(storage) == []

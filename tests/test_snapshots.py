@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,37 +16,7 @@ from segments_app import snapshots
 from segments_app.imports import worker
 from segments_app.imports.coordination import active_pause
 from segments_app.models import MemberSnapshot, SnapshotStatus
-
-SEGMENT_PATH = "/api/v2/segments/shop/live/vip"
-FILE_URL = "https://files.example.net/exports/e-1.csv?sig=abc"
-
-
-def export_body(status: str = "complete", href: str = FILE_URL) -> dict[str, Any]:
-    return {
-        "id": "e-1",
-        "segmentKey": "vip",
-        "creationTime": 1,
-        "status": status,
-        "sizeBytes": 12,
-        "size": "12 B",
-        "initiator": {"name": "Ann", "email": "ann@example.com"},
-        "_links": {
-            "self": {"href": f"{SEGMENT_PATH}/exports/e-1"},
-            "file": {"href": href, "type": "text/csv"},
-        },
-    }
-
-
-def due_now(snapshot: MemberSnapshot) -> None:
-    MemberSnapshot.objects.filter(pk=snapshot.pk).update(
-        next_attempt_at=timezone.now() - timedelta(seconds=1)
-    )
-
-
-def step(snapshot: MemberSnapshot, owner: str = "worker-a") -> MemberSnapshot:
-    due_now(snapshot)
-    assert snapshots.run_once(owner), "the snapshot was not due"
-    return MemberSnapshot.objects.get(pk=snapshot.pk)
+from tests.factories import FILE_URL, SEGMENT_PATH, export_body, snapshot_due_now, snapshot_step, wait_until
 
 
 @pytest.fixture
@@ -67,15 +36,15 @@ def test_snapshot_is_exported_followed_and_downloaded_without_the_token_off_host
         headers={"Location": f"{SEGMENT_PATH}/exports/e-1"},
     )
     real_ld.mock.get(real_ld.url(f"{SEGMENT_PATH}/exports/e-1"), json=export_body(status="pending"))
-    snapshot = step(requested)
+    snapshot = snapshot_step(requested)
     assert snapshot.status == SnapshotStatus.EXPORTING
     assert snapshot.export_id == "e-1"
-    snapshot = step(snapshot)
+    snapshot = snapshot_step(snapshot)
     assert snapshot.status == SnapshotStatus.EXPORTING  # still pending at LaunchDarkly
 
     real_ld.mock.replace("GET", real_ld.url(f"{SEGMENT_PATH}/exports/e-1"), json=export_body())
     real_ld.mock.get("https://files.example.net/exports/e-1.csv", body=b'u-1\nu-2\n\n"u,3"\n')
-    snapshot = step(snapshot)
+    snapshot = snapshot_step(snapshot)
     assert snapshot.status == SnapshotStatus.READY
     assert snapshot.member_count == 3
     assert snapshot.size_bytes == 15
@@ -94,13 +63,13 @@ def test_snapshot_is_exported_followed_and_downloaded_without_the_token_off_host
     assert real_ld.mock.calls[0].request.headers["Authorization"] == real_ld.token
     assert "Authorization" not in real_ld.mock.calls[3].request.headers
     # No step remains: the snapshot is final.
-    due_now(snapshot)
+    snapshot_due_now(snapshot)
     assert snapshots.run_once("worker-a") is None
 
 
 def test_an_export_without_a_usable_id_fails_saying_so(real_ld: Any, requested: MemberSnapshot) -> None:
     real_ld.mock.post(real_ld.url(f"{SEGMENT_PATH}/exports"), status=200)
-    snapshot = step(requested)
+    snapshot = snapshot_step(requested)
     assert snapshot.status == SnapshotStatus.FAILED
     assert "did not say where to find it" in snapshot.error_message
 
@@ -108,7 +77,7 @@ def test_an_export_without_a_usable_id_fails_saying_so(real_ld: Any, requested: 
 def test_an_export_launchdarkly_reports_failed_fails(real_ld: Any, requested: MemberSnapshot) -> None:
     MemberSnapshot.objects.filter(pk=requested.pk).update(status="exporting", export_id="e-1")
     real_ld.mock.get(real_ld.url(f"{SEGMENT_PATH}/exports/e-1"), json=export_body(status="failed"))
-    snapshot = step(requested)
+    snapshot = snapshot_step(requested)
     assert snapshot.status == SnapshotStatus.FAILED
     assert "could not export" in snapshot.error_message
     assert snapshot.file_path == ""
@@ -121,7 +90,7 @@ def test_a_429_pauses_every_worker_and_the_snapshot_waits(real_ld: Any, requeste
         json={"code": "rate_limited", "message": "slow down"},
         headers={"Retry-After": "30"},
     )
-    snapshot = step(requested)
+    snapshot = snapshot_step(requested)
     assert snapshot.status == SnapshotStatus.REQUESTED
     pause = active_pause()
     assert pause is not None
@@ -129,7 +98,7 @@ def test_a_429_pauses_every_worker_and_the_snapshot_waits(real_ld: Any, requeste
     assert snapshot.next_attempt_at is not None
     assert snapshot.next_attempt_at >= pause
     # While the pause lasts, no worker takes a snapshot step.
-    due_now(snapshot)
+    snapshot_due_now(snapshot)
     assert snapshots.claim("worker-b") is None
 
 
@@ -140,9 +109,9 @@ def test_transient_failures_are_retried_then_give_up(
     real_ld.mock.post(
         real_ld.url(f"{SEGMENT_PATH}/exports"), status=503, json={"code": "x", "message": "busy"}
     )
-    snapshot = step(requested)
+    snapshot = snapshot_step(requested)
     assert (snapshot.status, snapshot.attempts) == (SnapshotStatus.REQUESTED, 1)
-    snapshot = step(snapshot)
+    snapshot = snapshot_step(snapshot)
     assert snapshot.status == SnapshotStatus.FAILED
     assert "unavailable" in snapshot.error_message
 
@@ -152,7 +121,7 @@ def test_a_refused_download_fails_and_leaves_no_file(real_ld: Any, requested: Me
     real_ld.mock.get(real_ld.url(f"{SEGMENT_PATH}/exports/e-1"), json=export_body())
     real_ld.mock.get("https://files.example.net/exports/e-1.csv", status=404, body="gone")
     before = set(snapshots.snapshot_dir().iterdir())
-    snapshot = step(requested)
+    snapshot = snapshot_step(requested)
     assert snapshot.status == SnapshotStatus.FAILED
     assert snapshot.error_message == (
         "The link to the exported members file was refused where the file is stored; such links "
@@ -187,7 +156,7 @@ def test_a_download_whose_lease_was_lost_keeps_no_file(real_ld: Any, requested: 
 
     real_ld.mock.add_callback("GET", "https://files.example.net/exports/e-1.csv", callback=taken_over)
     before = set(snapshots.snapshot_dir().iterdir())
-    snapshot = step(requested, owner="worker-a")
+    snapshot = snapshot_step(requested, owner="worker-a")
     assert snapshot.status == SnapshotStatus.EXPORTING  # worker-b's to finish
     assert snapshot.file_path == ""
     assert set(snapshots.snapshot_dir().iterdir()) == before
@@ -201,7 +170,7 @@ def test_the_import_worker_loop_steps_snapshots_when_no_import_is_due(
         status=200,
         headers={"Location": f"{SEGMENT_PATH}/exports/e-9"},
     )
-    due_now(requested)
+    snapshot_due_now(requested)
     assert worker.run_once("worker-a") is True
     assert MemberSnapshot.objects.get(pk=requested.pk).export_id == "e-9"
     assert worker.seconds_until_due() <= 2.0
@@ -317,7 +286,7 @@ def test_a_preview_being_compared_keeps_its_file_until_the_worker_lets_go(user: 
 
 def test_a_preview_whose_draft_was_sent_is_never_exported(real_ld: Any, user: Any) -> None:
     unwanted = preview_of(user, "queued", status="requested", next_attempt_at=timezone.now())
-    unwanted = step(unwanted)
+    unwanted = snapshot_step(unwanted)
     assert unwanted.status == "failed"
     assert unwanted.error_message == (
         "No longer needed: its draft was sent or discarded before the comparison."
@@ -371,9 +340,12 @@ def test_a_snapshot_is_downloadable_only_at_its_own_segment(logged_in: Any, user
     snapshot = MemberSnapshot.objects.create(
         project_key="shop", environment_key="live", segment_key="vip", status="ready", file_path=str(path)
     )
+    own = logged_in.get(f"/segments/shop/live/vip/members/{snapshot.pk}.csv")
+    assert own.status_code == 200  # at its own segment it is downloaded, whole
+    assert b"".join(own.streaming_content) == b"u-1\n"
     assert logged_in.get(f"/segments/shop/live/other/members/{snapshot.pk}.csv").status_code == 404
     assert logged_in.get(f"/segments/shop/test/vip/members/{snapshot.pk}.csv").status_code == 404
-    path.unlink()
+    path.unlink()  # and nowhere once its file is gone
     assert logged_in.get(f"/segments/shop/live/vip/members/{snapshot.pk}.csv").status_code == 404
 
 
@@ -400,11 +372,20 @@ def test_download_members_end_to_end_against_the_sandbox(logged_in: Any, sandbox
     assert response.status_code == 200
     assert "Asking LaunchDarkly for the members" in response.content.decode()
     snapshot = MemberSnapshot.objects.get()
-    deadline = time.monotonic() + 30
-    while not snapshot.is_final and time.monotonic() < deadline:
-        due_now(snapshot)
+
+    def worker_turn() -> bool:
+        snapshot_due_now(snapshot)
         worker.run_once("e2e")
         snapshot.refresh_from_db()
+        return snapshot.is_final
+
+    wait_until(
+        "the snapshot to finish",
+        worker_turn,
+        timeout=30,
+        every=0,
+        seen=lambda: (snapshot.status, snapshot.error_message),
+    )
     assert snapshot.status == SnapshotStatus.READY, snapshot.error_message
     segment = SandboxSegment.objects.get(key="vip-customers", environment__key="production")
     expected = set(segment.visible_members().values_list("context_key", flat=True))
