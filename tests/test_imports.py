@@ -10,65 +10,14 @@ from typing import Any
 import pytest
 import requests
 from django.utils import timezone
-from requests_toolbelt.multipart.decoder import MultipartDecoder
 
-from segments_app.imports import intake, pipeline, storage
-from segments_app.imports.intake import new_upload_path
+from segments_app.imports import pipeline, storage
 from segments_app.models import ImportEvent, ImportPart, ImportRecord, ImportStatus, UpstreamPause
-from tests.factories import send_confirmed
+from tests.factories import multipart, new_import, send_confirmed
 
 pytestmark = pytest.mark.django_db
 
 IMPORTS = "/api/v2/segments/shop/live/vip/imports"
-
-
-def received(tmp_path: Path, content: bytes, name: str = "keys.csv") -> intake.ReceivedFile:
-    path = new_upload_path()
-    path.write_bytes(content)
-    return intake.ReceivedFile(
-        path=path, original_name=name, size=len(content), sha256=hashlib.sha256(content).hexdigest()
-    )
-
-
-def new_import(
-    user: Any,
-    tmp_path: Path,
-    content: bytes = b"a\nb\nc\n",
-    *,
-    mode: str = "merge",
-    wait: bool = False,
-    segment: str = "vip",
-    environment: str = "live",
-    send: bool = True,
-    has_header: bool = False,
-) -> ImportRecord:
-    """An upload as the view records it, then checked by one worker step (no LaunchDarkly call)."""
-    record, created = intake.record_upload(
-        user=user,
-        project="shop",
-        environment=environment,
-        segment=segment,
-        upload=received(tmp_path, content),
-        mode=mode,
-        wait_on_approvals=wait,
-        has_header=has_header,
-        send=send,
-    )
-    assert created
-    assert record.status == "validating"
-    return pipeline.advance(record.pk)
-
-
-def multipart(call: Any) -> dict[str, bytes]:
-    decoder = MultipartDecoder(call.request.body, call.request.headers["Content-Type"])
-    fields = {}
-    for part in decoder.parts:
-        disposition = part.headers[b"Content-Disposition"].decode()
-        name = disposition.split('name="')[1].split('"')[0]
-        fields[name] = part.content
-        if 'filename="' in disposition:
-            fields["filename"] = disposition.split('filename="')[1].split('"')[0].encode()
-    return fields
 
 
 def accept(real_ld: Any, import_id: str = "imp-1", path: str = IMPORTS) -> None:
@@ -108,7 +57,7 @@ def statuses(record: ImportRecord) -> list[str]:
 
 
 def test_record_parts_and_event_are_saved_before_any_call(user: Any, tmp_path: Path, real_ld: Any) -> None:
-    record = new_import(user, tmp_path, b"\xef\xbb\xbfa\r\nb\r\na\r\n", mode="replace")
+    record = new_import(user, b"\xef\xbb\xbfa\r\nb\r\na\r\n", mode="replace")
     assert len(real_ld.mock.calls) == 0
     # A replace is never sent straight from an upload: a draft, sent once its preview is confirmed.
     assert (record.status, record.key_count, record.part_count, record.mode) == ("draft", 2, 1, "replace")
@@ -150,7 +99,7 @@ def test_record_parts_and_event_are_saved_before_any_call(user: Any, tmp_path: P
 
 def test_an_invalid_file_is_recorded_rejected_and_never_sent(user: Any, tmp_path: Path, real_ld: Any) -> None:
     # A quote that never closes: nobody can say which rows the file holds (a structural problem).
-    record = new_import(user, tmp_path, b'ok\n"bad\nmore\n')
+    record = new_import(user, b'ok\n"bad\nmore\n')
     assert record.status == "rejected"
     assert record.parts.count() == 0
     # The file is gone; only the list of its problems stays, to download (tests/test_rejected_rows.py).
@@ -165,7 +114,7 @@ def test_an_invalid_file_is_recorded_rejected_and_never_sent(user: Any, tmp_path
 def test_a_file_with_a_bad_row_is_never_sent_without_a_person(
     user: Any, tmp_path: Path, real_ld: Any
 ) -> None:
-    record = new_import(user, tmp_path, b"ok\nbad\xff\n")  # "Check and send": a row was rejected
+    record = new_import(user, b"ok\nbad\xff\n")  # "Check and send": a row was rejected
     assert record.status == "draft"
     assert record.report["problems"] == [
         {"line": 2, "message": "Line 2 is not valid UTF-8 text (save the file as UTF-8).", "kind": "row"}
@@ -176,7 +125,7 @@ def test_a_file_with_a_bad_row_is_never_sent_without_a_person(
 
 def test_submit_sends_the_exact_multipart_request(user: Any, tmp_path: Path, real_ld: Any) -> None:
     accept(real_ld)
-    record = new_import(user, tmp_path, b"key-1, x\n key-2\nkey-1\n", mode="replace", wait=True)
+    record = new_import(user, b"key-1, x\n key-2\nkey-1\n", mode="replace", wait=True)
     record = pipeline.advance(send_confirmed(record, members=b"key-1\nold\n").pk)
     (call,) = real_ld.calls_to(IMPORTS)  # the member count read before it: tests/test_outcomes.py
     assert call.request.method == "POST"
@@ -202,7 +151,7 @@ def test_status_is_refreshed_at_most_once_per_interval_then_completes(
     user: Any, tmp_path: Path, real_ld: Any, settings: Any
 ) -> None:
     accept(real_ld)
-    record = pipeline.advance(new_import(user, tmp_path).pk)
+    record = pipeline.advance(new_import(user).pk)
     pipeline.advance(record.pk)
     pipeline.advance(record.pk)
     assert len(real_ld.calls_to(IMPORTS)) == 1  # just submitted: not due yet
@@ -240,7 +189,7 @@ def test_launchdarkly_statuses_are_followed(
     user: Any, tmp_path: Path, real_ld: Any, status: str, label: str
 ) -> None:
     accept(real_ld)
-    record = pipeline.advance(new_import(user, tmp_path, wait=True).pk)
+    record = pipeline.advance(new_import(user, wait=True).pk)
     ld_status(real_ld, status)
     due(record)
     record = pipeline.advance(record.pk)
@@ -249,7 +198,7 @@ def test_launchdarkly_statuses_are_followed(
 
 def test_stopped_is_final_and_not_successful(user: Any, tmp_path: Path, real_ld: Any) -> None:
     accept(real_ld)
-    record = pipeline.advance(new_import(user, tmp_path).pk)
+    record = pipeline.advance(new_import(user).pk)
     ld_status(real_ld, "stopped")
     due(record)
     record = pipeline.advance(record.pk)
@@ -261,7 +210,7 @@ def test_large_list_is_sent_in_parts_strictly_in_turn_and_a_409_delays_without_l
     user: Any, tmp_path: Path, real_ld: Any, settings: Any
 ) -> None:
     settings.IMPORT_PART_MAX_KEYS = 2
-    record = new_import(user, tmp_path, b"a\nb\nc\nd\ne\n", mode="replace")
+    record = new_import(user, b"a\nb\nc\nd\ne\n", mode="replace")
     assert record.part_count == 3
     record = send_confirmed(record, members=b"a\nz\n")
     accept(real_ld, "imp-1")
@@ -354,7 +303,7 @@ def test_upstream_failures_leave_a_clear_final_status(
     user: Any, tmp_path: Path, real_ld: Any, answer: dict, status: str, message: str
 ) -> None:
     real_ld.mock.post(real_ld.url(IMPORTS), **answer)
-    record = pipeline.advance(new_import(user, tmp_path).pk)
+    record = pipeline.advance(new_import(user).pk)
     assert record.status == status
     assert record.is_final
     assert record.error_message == message
@@ -371,7 +320,7 @@ def test_409_leaves_the_import_queued_with_backoff(
     real_ld.mock.post(
         real_ld.url(IMPORTS), status=409, json={"code": "conflict", "message": "Conflicting process"}
     )
-    record = pipeline.advance(new_import(user, tmp_path).pk)
+    record = pipeline.advance(new_import(user).pk)
     first_delay = record.next_attempt_at - timezone.now()
     assert record.status == "queued"
     assert timedelta(seconds=4) < first_delay <= timedelta(seconds=5)
@@ -390,10 +339,10 @@ def test_429_pauses_every_call_for_every_import(user: Any, tmp_path: Path, real_
         json={"code": "rate_limited", "message": "slow"},
         headers={"Retry-After": "30"},
     )
-    first = pipeline.advance(new_import(user, tmp_path).pk)
+    first = pipeline.advance(new_import(user).pk)
     assert first.status == "queued"
     assert UpstreamPause.objects.get().until > timezone.now() + timedelta(seconds=25)
-    other = new_import(user, tmp_path, b"x\n", environment="test")
+    other = new_import(user, b"x\n", environment="test")
     pipeline.advance(other.pk)
     due(first)
     pipeline.advance(first.pk)
@@ -404,7 +353,7 @@ def test_429_pauses_every_call_for_every_import(user: Any, tmp_path: Path, real_
 
 
 def test_an_interrupted_submission_is_never_sent_again(user: Any, tmp_path: Path, real_ld: Any) -> None:
-    record = new_import(user, tmp_path)
+    record = new_import(user)
     # A worker died while sending: the part is marked submitting and its lease has run out.
     ImportPart.objects.filter(record=record).update(status=ImportStatus.SUBMITTING)
     ImportRecord.objects.filter(pk=record.pk).update(
@@ -417,7 +366,7 @@ def test_an_interrupted_submission_is_never_sent_again(user: Any, tmp_path: Path
 
 
 def test_a_held_lease_keeps_other_callers_out(user: Any, tmp_path: Path, real_ld: Any) -> None:
-    record = new_import(user, tmp_path)
+    record = new_import(user)
     ImportRecord.objects.filter(pk=record.pk).update(
         lease_owner="other", lease_until=timezone.now() + timedelta(minutes=5)
     )
@@ -429,8 +378,8 @@ def test_a_later_import_waits_for_an_earlier_one_in_the_same_environment(
     user: Any, tmp_path: Path, real_ld: Any
 ) -> None:
     accept(real_ld)
-    first = pipeline.advance(new_import(user, tmp_path).pk)
-    second = pipeline.advance(new_import(user, tmp_path, b"z\n").pk)
+    first = pipeline.advance(new_import(user).pk)
+    second = pipeline.advance(new_import(user, b"z\n").pk)
     assert (first.status, second.status) == ("preparing", "queued")
     assert len(real_ld.calls_to(IMPORTS)) == 1
     assert second.events.last().message == f"Waiting for import #{first.pk} in this environment to finish."
@@ -441,7 +390,7 @@ def test_a_later_import_waits_for_an_earlier_one_in_the_same_environment(
 
 def test_refresh_failures_keep_the_import_followed(user: Any, tmp_path: Path, real_ld: Any) -> None:
     accept(real_ld)
-    record = pipeline.advance(new_import(user, tmp_path).pk)
+    record = pipeline.advance(new_import(user).pk)
     real_ld.mock.get(
         real_ld.url(f"{IMPORTS}/imp-1"), status=503, json={"code": "unavailable", "message": "down"}
     )
@@ -457,7 +406,7 @@ def test_refresh_failures_keep_the_import_followed(user: Any, tmp_path: Path, re
 
 
 def test_events_are_never_edited_or_deleted(user: Any, tmp_path: Path) -> None:
-    event = new_import(user, tmp_path).events.first()
+    event = new_import(user).events.first()
     event.message = "rewritten"
     with pytest.raises(ValueError, match="never edited"):
         event.save()
@@ -471,7 +420,7 @@ def test_files_are_kept_for_the_retention_time(
 ) -> None:
     settings.IMPORT_RETENTION_HOURS = 1
     real_ld.mock.post(real_ld.url(IMPORTS), status=400, json={"code": "invalid_request", "message": "no"})
-    record = pipeline.advance(new_import(user, tmp_path).pk)
+    record = pipeline.advance(new_import(user).pk)
     assert Path(record.storage_dir).exists()
     assert storage.purge_expired_files() == 0
     ImportRecord.objects.filter(pk=record.pk).update(finished_at=timezone.now() - timedelta(hours=2))

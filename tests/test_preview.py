@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html as html_lib
 import re
-import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -18,60 +17,24 @@ from django.utils import timezone
 
 from segments_app.imports import pipeline, preview, worker
 from segments_app.models import ImportRecord, MemberSnapshot, SnapshotStatus
-from tests.test_import_pages import HTMX, big_segment, post, step, text
+from tests.factories import (
+    HTMX,
+    PREVIEW_FILE,
+    PREVIEW_MEMBERS,
+    draft,
+    members_ready,
+    preview_snapshot,
+    row,
+    send_on_preview,
+    shown_preview,
+    text,
+    wait_until,
+)
 
 
 @pytest.fixture(autouse=True)
 def _preview_on(settings: Any) -> None:
     settings.IMPORT_PREVIEW_ENABLED = True
-
-
-FILE = b"a\nb\nalice\nd\nb\n"  # b twice: validation keeps one
-MEMBERS = ["a", "b", "c", "Alice", "<b>x</b>"]
-
-
-def draft(client: Any, real_ld: Any, mode: str = "replace") -> ImportRecord:
-    big_segment(real_ld)
-    post(client, FILE, action="check", mode=mode)
-    record = step(ImportRecord.objects.get())
-    assert record.status == "draft"
-    return record
-
-
-def preview_snapshot(record: ImportRecord) -> MemberSnapshot:
-    return MemberSnapshot.objects.get(import_record=record, purpose=MemberSnapshot.Purpose.PREVIEW)
-
-
-def members_ready(record: ImportRecord, tmp_path: Path, members: list[str] = MEMBERS) -> None:
-    """The worker's last step of a preview snapshot: its file is on disk, then the draft is compared."""
-    path = tmp_path / "members.csv"
-    path.write_text("".join(f"{key}\n" for key in members))
-    snapshot = preview_snapshot(record)
-    MemberSnapshot.objects.filter(pk=snapshot.pk).update(
-        status=SnapshotStatus.READY, file_path=str(path), member_count=len(members)
-    )
-    snapshot.refresh_from_db()
-    preview.run_for(snapshot)
-
-
-def row(html: str, mode: str) -> list[str]:
-    found = re.search(rf'<tr data-mode="{mode}">(.*?)</tr>', html, re.S)
-    assert found is not None, f"no {mode} row"
-    return [cell.strip() for cell in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", found.group(1), re.S)]
-
-
-def shown_preview(client: Any, record: ImportRecord) -> str:
-    """The preview id the draft's page puts in its Send form (its hidden `preview` field), "" if none."""
-    html = client.get(f"/imports/{record.pk}/").content.decode()
-    found = re.findall(r'<input type="hidden" name="preview"(?: value="([^"]*)")?', html)
-    assert len(found) == 1, found
-    return found[0]
-
-
-def send(client: Any, record: ImportRecord, **fields: Any) -> Any:
-    """The draft's Send form as the page posts it: Replace, with the preview the page showed."""
-    data = {"mode": "replace", "preview": shown_preview(client, record), **fields}
-    return client.post(f"/imports/{record.pk}/send/", data)
 
 
 def no_send(record: ImportRecord) -> None:
@@ -195,11 +158,11 @@ def test_replace_is_refused_without_the_right_number_and_sent_with_it(
         ({"confirm_key": "vip"}, replace_says),  # the segment key confirms nothing any more
         ({"mode": "remove", "confirm_removed": "3"}, "A remove takes 2 members out of the segment: type 2"),
     ):
-        response = send(logged_in, record, **wrong)
+        response = send_on_preview(logged_in, record, **wrong)
         assert response.status_code == 400, wrong
         assert said in text(response), wrong
         no_send(record)
-    response = send(logged_in, record, confirm_removed="3")
+    response = send_on_preview(logged_in, record, confirm_removed="3")
     assert response.status_code == 302
     record.refresh_from_db()
     assert (record.status, record.mode, record.confirmed_preview_id) == (
@@ -223,7 +186,7 @@ def test_a_replace_that_removes_no_one_asks_for_no_number(
     assert "Remove: type 2 to confirm that 2 members will leave the segment." in html
     assert html.count('name="confirm_removed"') == 1
     assert '<div class="mode-confirm" data-modes="remove ">' in html
-    response = send(logged_in, record)
+    response = send_on_preview(logged_in, record)
     assert response.status_code == 302, text(response)
     record.refresh_from_db()
     assert (record.status, record.mode) == ("queued", "replace")
@@ -240,7 +203,7 @@ def test_a_preview_where_no_mode_removes_anyone_asks_for_no_number(
     assert "to confirm that" not in html
     # The preview the page showed still goes with the form: it is what the send is confirmed on.
     assert shown_preview(logged_in, record) == str(preview_snapshot(record).pk)
-    response = send(logged_in, record, mode="remove")
+    response = send_on_preview(logged_in, record, mode="remove")
     assert response.status_code == 302, text(response)
     record.refresh_from_db()
     assert (record.status, record.mode, record.confirmed_preview_id) == (
@@ -258,13 +221,13 @@ def test_a_large_number_is_shown_grouped_and_may_be_typed_grouped(
     html = text(logged_in.get(f"/imports/{record.pk}/"))
     assert "Replace: type 3,000 to confirm that 3,000 members will be removed." in html
     assert not re.search(r"\b3000\b", html)
-    refused = send(logged_in, record, confirm_removed="3.000")
+    refused = send_on_preview(logged_in, record, confirm_removed="3.000")
     assert refused.status_code == 400
     assert "Type the number of members it removes, in digits." in text(refused)
-    refused = send(logged_in, record, confirm_removed="2,999")
+    refused = send_on_preview(logged_in, record, confirm_removed="2,999")
     assert refused.status_code == 400
     assert "A replace removes 3,000 members: type 3,000 to confirm, or choose Merge." in text(refused)
-    response = send(logged_in, record, confirm_removed="3 000")
+    response = send_on_preview(logged_in, record, confirm_removed="3 000")
     assert response.status_code == 302, text(response)
     record.refresh_from_db()
     assert (record.status, record.mode) == ("queued", "replace")
@@ -285,7 +248,7 @@ def test_only_a_merge_may_be_sent_without_waiting_for_the_preview(logged_in: Any
     record = draft(logged_in, real_ld)
     assert preview.state(record).running  # still exporting: the number is not known
     for mode in ("replace", "remove"):
-        refused = send(logged_in, record, mode=mode, without_preview="1", confirm_removed="3")
+        refused = send_on_preview(logged_in, record, mode=mode, without_preview="1", confirm_removed="3")
         assert refused.status_code == 400, mode
         assert (
             f"A {mode} is sent only after you have seen what it removes: wait for the preview, "
@@ -293,7 +256,7 @@ def test_only_a_merge_may_be_sent_without_waiting_for_the_preview(logged_in: Any
         )
         no_send(record)
     assert MemberSnapshot.objects.filter(import_record=record).count() == 1  # the one running goes on
-    response = send(logged_in, record, mode="merge", without_preview="1")
+    response = send_on_preview(logged_in, record, mode="merge", without_preview="1")
     assert response.status_code == 302
     record.refresh_from_db()
     assert (record.status, record.mode, record.confirmed_preview_id) == ("queued", "merge", None)
@@ -322,7 +285,7 @@ def test_a_failed_snapshot_is_said_and_the_draft_can_still_be_sent_as_a_merge(
     assert 'name="confirm_removed"' not in html
     assert "?part=preview" not in html  # nothing left to wait for
     # A replace is refused, and the preview it needs is asked for again.
-    refused = send(logged_in, record, without_preview="1")
+    refused = send_on_preview(logged_in, record, without_preview="1")
     assert refused.status_code == 400
     assert (
         "A replace is sent only after you have seen what it removes, and there is no preview "
@@ -332,7 +295,7 @@ def test_a_failed_snapshot_is_said_and_the_draft_can_still_be_sent_as_a_merge(
     again = MemberSnapshot.objects.filter(import_record=record, purpose="preview").exclude(pk=failed.pk)
     assert [snapshot.status for snapshot in again] == ["requested"]
     assert preview.state(record).running
-    response = send(logged_in, record, mode="merge", without_preview="1")
+    response = send_on_preview(logged_in, record, mode="merge", without_preview="1")
     assert response.status_code == 302
     record.refresh_from_db()
     assert (record.status, record.mode) == ("queued", "merge")
@@ -364,13 +327,14 @@ def test_the_preview_of_a_draft_against_the_sandbox(sandbox: str, logged_in: Any
     segment = SandboxSegment.objects.get(key="churn-risk", environment__key="staging")
     SandboxMember.objects.filter(segment=segment).delete()
     SandboxMember.objects.bulk_create(
-        SandboxMember(segment=segment, context_key=key, generation=segment.live_generation) for key in MEMBERS
+        SandboxMember(segment=segment, context_key=key, generation=segment.live_generation)
+        for key in PREVIEW_MEMBERS
     )
-    SandboxSegment.objects.filter(pk=segment.pk).update(included_count=len(MEMBERS))
+    SandboxSegment.objects.filter(pk=segment.pk).update(included_count=len(PREVIEW_MEMBERS))
     response = logged_in.post(
         "/segments/demo/staging/churn-risk/imports/new/",
         {
-            "file": SimpleUploadedFile("keys.csv", FILE),
+            "file": SimpleUploadedFile("keys.csv", PREVIEW_FILE),
             "mode": "replace",
             "action": "check",
             "submission_token": uuid.uuid4().hex,
@@ -381,19 +345,28 @@ def test_the_preview_of_a_draft_against_the_sandbox(sandbox: str, logged_in: Any
     ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     record = pipeline.advance(record.pk)
     assert record.status == "draft"
-    deadline = time.monotonic() + 30
-    while preview.state(record).running:
-        assert time.monotonic() < deadline, "no preview within 30 s"
+
+    def previewed() -> bool:
+        if not preview.state(record).running:
+            return True
         MemberSnapshot.objects.exclude(next_attempt_at=None).update(next_attempt_at=timezone.now())
         worker.run_once("test-worker")  # the draft is not due: the worker steps its snapshot
         record.refresh_from_db()
-        time.sleep(0.05)
+        return False
+
+    wait_until(
+        "the draft's preview",
+        previewed,
+        timeout=30,
+        every=0.05,
+        seen=lambda: list(MemberSnapshot.objects.values_list("status", "error_message")),
+    )
     html = text(logged_in.get(f"/imports/{record.pk}/"))
     assert row(html, "merge") == ["Merge", "2", "0", "2", "7"]
     assert row(html, "replace") == ["Replace", "2", "3", "2", "4"]
     assert "Flags that use this segment:" in html
     assert "Replace: type 3 to confirm that 3 members will be removed." in html
-    response = send(logged_in, record, confirm_removed="3")
+    response = send_on_preview(logged_in, record, confirm_removed="3")
     assert response.status_code == 302, text(response)
     record.refresh_from_db()
     assert (record.status, record.confirmed_preview_id) == ("queued", preview_snapshot(record).pk)
@@ -432,7 +405,7 @@ def test_a_send_while_the_preview_runs_is_refused_unless_chosen_explicitly(
     record = draft(logged_in, real_ld)
     assert preview.state(record).running
     # The plain Send of a merge, as from a page loaded before the preview began.
-    response = send(logged_in, record, mode="merge")
+    response = send_on_preview(logged_in, record, mode="merge")
     assert response.status_code == 400
     assert (
         "The comparison with the segment&#x27;s members is still running: wait for it, "
@@ -440,7 +413,7 @@ def test_a_send_while_the_preview_runs_is_refused_unless_chosen_explicitly(
     )
     no_send(record)
     # A replace is not sent even with its number guessed: the preview must be seen first.
-    response = send(logged_in, record, confirm_removed="3")
+    response = send_on_preview(logged_in, record, confirm_removed="3")
     assert response.status_code == 400
     assert "A replace is sent only after you have seen what it removes: wait for the preview" in text(
         response
@@ -467,7 +440,7 @@ def test_with_the_preview_switched_off_no_snapshot_is_asked_and_a_merge_goes_at_
     record = draft(logged_in, real_ld, mode="merge")
     assert not MemberSnapshot.objects.filter(import_record=record).exists()
     assert preview.state(record) is None
-    assert send(logged_in, record, mode="merge").status_code == 302
+    assert send_on_preview(logged_in, record, mode="merge").status_code == 302
     record.refresh_from_db()
     assert record.status == "queued"
     assert not MemberSnapshot.objects.filter(import_record=record).exists()
@@ -479,7 +452,7 @@ def test_with_the_preview_switched_off_a_replace_still_asks_for_its_preview(
     settings.IMPORT_PREVIEW_ENABLED = False
     record = draft(logged_in, real_ld)
     assert preview.state(record) is None
-    refused = send(logged_in, record, confirm_removed="3")
+    refused = send_on_preview(logged_in, record, confirm_removed="3")
     assert refused.status_code == 400
     assert "A replace is sent only after you have seen what it removes, and there is no preview." in text(
         refused

@@ -15,8 +15,22 @@ from django.utils import timezone
 from segments_app.forms import SendChoicesForm
 from segments_app.imports import intake, pipeline
 from segments_app.models import ImportPart, ImportRecord, ImportStatus, UpstreamPause
-from tests.factories import preview_on, send_confirmed
-from tests.test_imports import new_import, received
+from tests.factories import (
+    PREVIEW_MEMBERS,
+    big_segment,
+    draft,
+    members_ready,
+    new_import,
+    post,
+    preview_on,
+    ready_snapshot,
+    received,
+    row,
+    send_confirmed,
+    send_on_preview,
+    step,
+    turn_until,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -34,19 +48,25 @@ def due(record_id: int) -> None:
 
 
 def run(record_id: int, steps: int = 20) -> ImportRecord:
+    """Worker steps of the import, each due at once, until it is final; the test fails, saying where the
+    import stopped, if it is not final after `steps` steps."""
     record = ImportRecord.objects.get(pk=record_id)
     for _ in range(steps):
         if record.is_final:
-            break
+            return record
         due(record_id)
         record = pipeline.advance(record_id)
+    if not record.is_final:
+        pytest.fail(
+            f"import {record_id} is not final after {steps} steps: {record.status!r} ({record.error_message!r})"
+        )
     return record
 
 
-def remove_sent(user: Any, tmp_path: Path, content: bytes, **kwargs: Any) -> ImportRecord:
+def remove_sent(user: Any, content: bytes, **kwargs: Any) -> ImportRecord:
     """A remove of `content`'s keys, checked (a draft), then sent on a preview of members that hold every
     listed key and one more, which still holds when it goes."""
-    record = new_import(user, tmp_path, content, mode="remove", **kwargs)
+    record = new_import(user, content, mode="remove", **kwargs)
     assert record.status == ImportStatus.DRAFT  # a remove is never sent straight from an upload
     return send_confirmed(record, members=content + b"kept\n")
 
@@ -79,7 +99,7 @@ def test_each_batch_is_one_exact_included_remove_post(
     user: Any, tmp_path: Path, real_ld: Any, small_batches: None
 ) -> None:
     answer(real_ld, 204)
-    record = remove_sent(user, tmp_path, b"a\nb\nc\nd\ne\n", wait=True)
+    record = remove_sent(user, b"a\nb\nc\nd\ne\n", wait=True)
     assert record.status == ImportStatus.QUEUED
     assert not record.wait_on_approvals  # context-target updates do not go through approvals
     assert not record.parts.exists()  # batches are cut by the worker when the import's turn comes
@@ -109,7 +129,7 @@ def test_a_crash_after_batch_2_resumes_at_batch_3(
     user: Any, tmp_path: Path, real_ld: Any, small_batches: None, monkeypatch: Any
 ) -> None:
     answer(real_ld, 204)
-    record = remove_sent(user, tmp_path, b"a\nb\nc\nd\ne\nf\n")
+    record = remove_sent(user, b"a\nb\nc\nd\ne\nf\n")
     original = pipeline.removal.send_next
 
     def dies_after_batch_2(record: ImportRecord) -> None:
@@ -130,7 +150,7 @@ def test_a_batch_whose_post_went_before_the_crash_is_sent_again_and_said_so(
     user: Any, tmp_path: Path, real_ld: Any, small_batches: None, monkeypatch: Any
 ) -> None:
     answer(real_ld, 204)
-    record = remove_sent(user, tmp_path, b"a\nb\nc\nd\ne\nf\n")
+    record = remove_sent(user, b"a\nb\nc\nd\ne\nf\n")
     original = ImportPart.set
 
     def dies_marking_batch_2_done(part: ImportPart, status: str, **fields: Any) -> None:
@@ -153,7 +173,7 @@ def test_a_429_on_batch_2_pauses_then_completes(
     user: Any, tmp_path: Path, real_ld: Any, small_batches: None
 ) -> None:
     answer(real_ld, 204, 429, 204)
-    record = remove_sent(user, tmp_path, b"a\nb\nc\nd\ne\n")
+    record = remove_sent(user, b"a\nb\nc\nd\ne\n")
     due(record.pk)
     record = pipeline.advance(record.pk)  # batch 1
     due(record.pk)
@@ -176,7 +196,7 @@ def test_a_refused_batch_fails_the_import_in_words(
     user: Any, tmp_path: Path, real_ld: Any, small_batches: None
 ) -> None:
     answer(real_ld, 204, 400)
-    record = run(remove_sent(user, tmp_path, b"a\nb\nc\nd\ne\n").pk)
+    record = run(remove_sent(user, b"a\nb\nc\nd\ne\n").pk)
     assert record.status == ImportStatus.FAILED
     assert record.error_message == (
         "LaunchDarkly refused batch 2 of 3: no such context kind. 1 earlier batch was removed; the rest were "
@@ -187,7 +207,7 @@ def test_a_refused_batch_fails_the_import_in_words(
 
 def test_no_answer_is_tried_again_later(user: Any, tmp_path: Path, real_ld: Any, small_batches: None) -> None:
     answer(real_ld, 503, 204)
-    record = remove_sent(user, tmp_path, b"a\nb\n")
+    record = remove_sent(user, b"a\nb\n")
     due(record.pk)
     record = pipeline.advance(record.pk)
     assert record.status == ImportStatus.SUBMITTING
@@ -203,7 +223,7 @@ def test_a_batch_never_confirmed_fails_after_the_last_try_and_says_what_to_do(
 ) -> None:
     settings.REMOVE_MAX_ATTEMPTS = 2
     answer(real_ld, 503)
-    record = run(remove_sent(user, tmp_path, b"a\nb\n").pk)
+    record = run(remove_sent(user, b"a\nb\n").pk)
     assert record.status == ImportStatus.FAILED
     assert len(real_ld.calls_to(CONTEXTS)) == 2
     assert record.error_message.startswith("LaunchDarkly did not confirm batch 1 of 1 after 2 tries (")
@@ -247,8 +267,6 @@ def test_remove_needs_its_number_typed_like_replace() -> None:
 
 def test_an_upload_in_remove_mode_sends_nothing(logged_in: Any, real_ld: Any) -> None:
     """ "Check and send" in Remove mode keeps the checked file as a draft: no key is asked, nothing goes."""
-    from tests.test_import_pages import big_segment, post, step
-
     big_segment(real_ld)
     response = post(logged_in, b"a\nb\n", mode="remove", action="upload")
     assert response.status_code == 302
@@ -265,7 +283,7 @@ def test_the_page_and_history_say_remove(
     logged_in: Any, user: Any, tmp_path: Path, real_ld: Any, small_batches: None
 ) -> None:
     answer(real_ld, 204)
-    record = run(remove_sent(user, tmp_path, b"a\nb\nc\n").pk)
+    record = run(remove_sent(user, b"a\nb\nc\n").pk)
     page = logged_in.get(f"/imports/{record.pk}/").content.decode()
     assert "Remove listed keys" in page
     assert "Removed batch 2 of 2: 1 key." in page
@@ -279,7 +297,6 @@ def test_sandbox_removes_exactly_the_listed_members(
 ) -> None:
     from sandbox.models import SandboxSegment
     from segments_app import snapshots
-    from tests.test_undo import run as run_with_snapshots
 
     settings.REMOVE_BATCH_KEYS = 15
     segment = SandboxSegment.objects.get(environment__key="production", key="churn-risk")
@@ -298,7 +315,7 @@ def test_sandbox_removes_exactly_the_listed_members(
         project="demo",
         environment="production",
         segment="churn-risk",
-        upload=received(tmp_path, "\n".join(listed).encode() + b"\n"),
+        upload=received("\n".join(listed).encode() + b"\n"),
         mode="remove",
         wait_on_approvals=False,
         has_header=False,
@@ -312,7 +329,7 @@ def test_sandbox_removes_exactly_the_listed_members(
         record, user, mode="remove", wait_on_approvals=False, confirmed_preview=confirmed
     )
     # The worker saves the members from the sandbox (the undo copy), finds them unchanged, removes.
-    record = run_with_snapshots(record.pk, {"complete", "failed", "unknown", "stopped", "draft"})
+    record = turn_until(record.pk, {"complete", "failed", "unknown", "stopped", "draft"})
     assert record.status == ImportStatus.COMPLETE, (record.status, record.error_message)
     assert record.part_count == 4
     remaining = set(segment.visible_members().values_list("context_key", flat=True))
@@ -325,8 +342,6 @@ def test_the_preview_says_how_many_listed_keys_are_members_and_a_draft_is_sent_a
     logged_in: Any, real_ld: Any, tmp_path: Path, small_batches: None, settings: Any
 ) -> None:
     from segments_app.models import MemberSnapshot
-    from tests.factories import ready_snapshot
-    from tests.test_preview import MEMBERS, draft, members_ready, row, send
 
     settings.IMPORT_PREVIEW_ENABLED = True  # off in tests/settings.py
 
@@ -340,18 +355,18 @@ def test_the_preview_says_how_many_listed_keys_are_members_and_a_draft_is_sent_a
     assert "Remove: type 2 to confirm that 2 members will leave the segment." in html
     said = "A remove takes 2 members out of the segment: type 2 to confirm."
     for wrong in ({}, {"confirm_key": "vip"}, {"confirm_removed": "4"}, {"confirm_removed": "3"}):
-        response = send(logged_in, record, mode="remove", **wrong)
+        response = send_on_preview(logged_in, record, mode="remove", **wrong)
         assert response.status_code == 400, wrong
         assert said in html_lib.unescape(response.content.decode()), wrong
         record.refresh_from_db()
         assert record.status == ImportStatus.DRAFT
-    response = send(logged_in, record, mode="remove", confirm_removed="2")
+    response = send_on_preview(logged_in, record, mode="remove", confirm_removed="2")
     assert response.status_code == 302, response.content
     record.refresh_from_db()
     assert (record.status, record.mode) == (ImportStatus.QUEUED, "remove")
     assert record.confirmed_preview is not None
     # Just before it goes, the worker's copy of the members is still what the preview was made on.
-    members = "".join(f"{key}\n" for key in MEMBERS).encode()
+    members = "".join(f"{key}\n" for key in PREVIEW_MEMBERS).encode()
     undo_copy = ready_snapshot(record, members, MemberSnapshot.Purpose.UNDO)
     ImportRecord.objects.filter(pk=record.pk).update(undo_snapshot=undo_copy)
     answer(real_ld, 204)
@@ -371,7 +386,7 @@ def test_a_remove_import_saves_the_members_first_so_it_can_be_undone(
         status=201,
         headers={"Location": "/api/v2/segments/shop/live/vip/exports/exp-1"},
     )
-    record = new_import(user, tmp_path, b"a\nb\n", mode="remove")
+    record = new_import(user, b"a\nb\n", mode="remove")
     assert record.status == ImportStatus.DRAFT
     confirmed = preview_on(record, b"a\nb\nc\n")
     assert pipeline.send_draft(
@@ -391,7 +406,7 @@ def test_a_finished_remove_offers_to_restore_the_members_it_saved(
 
     settings.UNDO_SNAPSHOTS_ENABLED = True
     answer(real_ld, 204)
-    record = send_confirmed(new_import(user, tmp_path, b"a\nb\nc\n", mode="remove"), members=b"a\nb\nc\nd\n")
+    record = send_confirmed(new_import(user, b"a\nb\nc\n", mode="remove"), members=b"a\nb\nc\nd\n")
     assert record.undo_snapshot is not None  # the members saved before the first batch (ready)
     record = run(record.pk)
     assert record.status == ImportStatus.COMPLETE

@@ -6,7 +6,6 @@ gone with the snapshot's file."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import html as html_lib
 import io
 import re
@@ -20,15 +19,26 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from segments_app import snapshots
-from segments_app.imports import intake, pipeline, undo, worker
-from segments_app.imports.intake import new_upload_path
+from segments_app.imports import pipeline, undo
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot, SnapshotStatus
-from tests.factories import checked, preview_on, send_confirmed
-from tests.test_imports import multipart
+from tests.factories import (
+    FILE_URL,
+    SEGMENT_PATH,
+    big_segment,
+    checked,
+    members_ready,
+    multipart,
+    preview_on,
+    recorded,
+    row,
+    send_confirmed,
+    send_on_preview,
+    snapshot_step,
+    snapshot_turn,
+    turn_until,
+)
 
-SEGMENT_PATH = "/api/v2/segments/shop/live/vip"
 IMPORTS = f"{SEGMENT_PATH}/imports"
-FILE_URL = "https://files.example.net/exports/e-1.csv?sig=abc"
 
 
 @pytest.fixture(autouse=True)
@@ -61,14 +71,6 @@ def confirm(record: ImportRecord, members: bytes) -> ImportRecord:
 def due(record: ImportRecord) -> ImportRecord:
     ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     return pipeline.advance(record.pk)
-
-
-def step_snapshot(snapshot: MemberSnapshot) -> MemberSnapshot:
-    MemberSnapshot.objects.filter(pk=snapshot.pk).update(
-        next_attempt_at=timezone.now() - timedelta(seconds=1)
-    )
-    assert snapshots.run_once("worker-a")
-    return MemberSnapshot.objects.get(pk=snapshot.pk)
 
 
 def mock_export(real_ld: Any, members: bytes) -> None:
@@ -164,7 +166,7 @@ def test_a_replace_import_saves_the_members_before_its_first_part_goes(
     page = logged_in.get(f"/imports/{record.pk}/").content.decode()
     assert "It is sent as soon as they are saved." in page  # the notice, beside the timeline's line
     assert real_ld.calls_to(IMPORTS) == []
-    snapshot = step_snapshot(step_snapshot(snapshot))
+    snapshot = snapshot_step(snapshot_step(snapshot))
     assert snapshot.status == SnapshotStatus.READY
     assert list(snapshots.iter_member_keys(snapshot)) == ["m-1", "m-2"]
     record = due(record)
@@ -187,7 +189,7 @@ def test_a_failed_snapshot_sends_nothing_and_makes_the_replace_a_draft_again(
     real_ld.mock.post(real_ld.url(f"{SEGMENT_PATH}/exports"), status=200)  # no Location: the export fails
     accept(real_ld)
     record = due(confirm(upload(user, b"a\n"), b"a\nb\n"))
-    snapshot = step_snapshot(MemberSnapshot.objects.get(purpose=MemberSnapshot.Purpose.UNDO))
+    snapshot = snapshot_step(MemberSnapshot.objects.get(purpose=MemberSnapshot.Purpose.UNDO))
     assert snapshot.status == SnapshotStatus.FAILED
     record = due(record)
     assert record.status == "draft"
@@ -330,9 +332,6 @@ def test_a_restore_that_removes_no_one_asks_nothing_and_shows_only_replace(
     """A restore showed "Type 0 to confirm that 0 members will be removed" and would not go until 0
     was typed, and its preview told what a Remove it cannot be sent as would do. No key is asked either:
     with nobody to remove, there is nothing to type."""
-    from tests.test_import_pages import big_segment
-    from tests.test_preview import members_ready, row, send
-
     settings.IMPORT_PREVIEW_ENABLED = True
     big_segment(real_ld)  # the preview reads the flags that use the segment
     original = finished_replace(user)
@@ -349,7 +348,7 @@ def test_a_restore_that_removes_no_one_asks_nothing_and_shows_only_replace(
     assert 'name="confirm_removed"' not in page  # a Remove would take 2 out, but cannot be chosen
     assert "to confirm that" not in page
     assert "confirm_key" not in page
-    response = send(logged_in, restoring)  # Replace, on the preview the page showed, nothing typed
+    response = send_on_preview(logged_in, restoring)  # Replace, on the preview the page showed, nothing typed
     assert response.status_code == 302, response.content.decode()
     restoring.refresh_from_db()
     assert (restoring.status, restoring.mode) == (ImportStatus.QUEUED, "replace")
@@ -407,35 +406,6 @@ def test_an_import_that_never_went_offers_no_undo(user: Any, logged_in: Any) -> 
 # --- end to end against the sandbox ------------------------------------------------------------------
 
 
-def run(record_id: int, until: set[str], timeout: float = 60) -> ImportRecord:
-    """The worker's loop without its waits: a step of the import, then (as when no import is due) one
-    of the snapshot it waits for."""
-    deadline = time.monotonic() + timeout
-    while True:
-        turn(record_id)
-        record = ImportRecord.objects.get(pk=record_id)
-        if record.status in until or time.monotonic() > deadline:
-            return record
-
-
-def turn(record_id: int) -> None:
-    """One turn of the worker's loop: a step of the import, then one of a snapshot."""
-    ImportRecord.objects.filter(pk=record_id).exclude(next_attempt_at=None).update(
-        next_attempt_at=timezone.now() - timedelta(seconds=1)
-    )
-    worker.run_once("undo-e2e")
-    snapshot_turn()
-
-
-def snapshot_turn() -> None:
-    """One turn of the worker's loop on the snapshots (a draft waiting for its preview is not due: made
-    due, it would expire)."""
-    MemberSnapshot.objects.exclude(next_attempt_at=None).update(
-        next_attempt_at=timezone.now() - timedelta(seconds=1)
-    )
-    worker.run_once("undo-e2e")  # no import due: a snapshot's step, and a ready preview's comparison
-
-
 def send_on_its_preview(client: Any, record_id: int, timeout: float = 60) -> int:
     """As a person sends a replace draft: wait for its preview on the page (the worker exports the
     members meanwhile), then send it as a replace on that preview, typing the number it says it removes
@@ -476,23 +446,19 @@ def test_replace_then_restore_end_to_end_against_the_sandbox(
     before = members()
     assert len(before) == 120
     content = b"new-1\nnew-2\n"
-    path = new_upload_path()
-    path.write_bytes(content)
-    record, _ = intake.record_upload(
-        user=user,
+    record, _ = recorded(
+        user,
+        content,
+        name="two.csv",
         project="demo",
         environment="production",
         segment="vip-customers",
-        upload=intake.ReceivedFile(path, "two.csv", len(content), hashlib.sha256(content).hexdigest()),
         mode="replace",
-        wait_on_approvals=False,
-        has_header=False,
-        send=True,
     )
-    record = run(record.pk, {"draft", "rejected"})
+    record = turn_until(record.pk, {"draft", "rejected"})
     assert record.status == "draft"  # a replace is never sent straight from an upload
     assert send_on_its_preview(logged_in, record.pk) == 120
-    record = run(record.pk, {"complete", "failed", "unknown", "stopped", "draft"})
+    record = turn_until(record.pk, {"complete", "failed", "unknown", "stopped", "draft"})
     assert record.status == "complete", (record.status, record.error_message)
     assert members() == {"new-1", "new-2"}
     snapshot = record.undo_snapshot
@@ -503,10 +469,10 @@ def test_replace_then_restore_end_to_end_against_the_sandbox(
 
     logged_in.post(f"/imports/{record.pk}/restore/", {"submission_token": "e" * 32})
     restoring = ImportRecord.objects.get(restores=record)
-    restoring = run(restoring.pk, {"draft", "rejected"})
+    restoring = turn_until(restoring.pk, {"draft", "rejected"})
     assert restoring.status == "draft"
     assert send_on_its_preview(logged_in, restoring.pk) == 2  # new-1 and new-2 leave
-    restoring = run(restoring.pk, {"complete", "failed", "unknown", "stopped", "draft"})
+    restoring = turn_until(restoring.pk, {"complete", "failed", "unknown", "stopped", "draft"})
     assert restoring.status == "complete", (restoring.status, restoring.error_message)
     assert members() == before
     # The restore, a replace itself, kept the members before it too: it can be undone in turn.
