@@ -40,6 +40,7 @@ from segments_app.imports.storage import disk_full
 from segments_app.imports.validation import Limits, normalise_csv
 from segments_app.launchdarkly import LaunchDarklyClient, UnusableKey
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot
+from segments_app.snapshots import iter_member_keys
 
 MAX_KEYS = 10_000
 # Lists up to this many keys are asked key by key in the request; longer ones wait for a snapshot.
@@ -270,8 +271,6 @@ class SnapshotMembership:
         self.snapshot = snapshot
 
     def __call__(self, keys: list[str]) -> dict[str, bool | None]:
-        from segments_app.snapshots import iter_member_keys
-
         wanted = set(keys)
         found = {key for key in iter_member_keys(self.snapshot) if key in wanted}
         return {key: key in found for key in keys}
@@ -474,52 +473,6 @@ def _answer_facts(answer: Answer, listed: KeyList) -> dict[str, object]:
         "blank_rows": listed.blank_rows,
         "header_left_out": listed.header_left_out,
     }
-
-
-# A claim older than this belongs to a request that died: another poll may answer instead.
-CLAIM_STALE_SECONDS = 600
-
-
-def claim_answering(token: str) -> bool:
-    """Only one poll reads a ready snapshot for a lookup: a scan of millions of members outlasts a
-    poll interval, and every poll starting its own would pile scans onto the web server. True: this
-    request answers (and must `release_answering` after). Raises NotKept when the marker cannot be
-    made (a disk out of room for even an empty file)."""
-    marker = _own_path(token, ".answering")
-    if file_store.is_shared():
-        return _claim_in_store(marker)
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        return True
-    except FileExistsError:
-        try:
-            stale = time.time() - marker.stat().st_mtime > CLAIM_STALE_SECONDS
-        except OSError:
-            return False
-        if stale:
-            marker.unlink(missing_ok=True)
-            return claim_answering(token)
-        return False
-    except OSError as exc:
-        raise not_kept(exc) from None
-
-
-def _claim_in_store(marker: Path) -> bool:
-    """The claim where web servers share only object storage, which has no "create unless there":
-    two polls at the same instant may both answer (the same answer, written twice); never none."""
-    name = file_store.name(marker)
-    try:
-        for recorded, changed in file_store.files_in("lookups"):
-            if recorded == name and time.time() - changed <= CLAIM_STALE_SECONDS:
-                return False
-        _write(marker, "")
-    except OSError as exc:
-        raise not_kept(exc) from None
-    return True
-
-
-def release_answering(token: str) -> None:
-    _delete(_own_path(token, ".answering"))
 
 
 def kept_answer(token: str) -> tuple[Answer, KeyList] | None:

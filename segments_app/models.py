@@ -918,3 +918,51 @@ class SnapshotEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.snapshot_id}: {self.status}"
+
+
+class LookupStatus(models.TextChoices):
+    WAITING = "waiting", "Waiting for the members"
+    READY = "ready", "Answered"
+    FAILED = "failed", "Failed"
+
+
+class KeyLookup(models.Model):
+    """A long list of keys looked up in a big segment: a worker job, answered once its member snapshot
+    is ready (`segments_app.lookup_job`). The list and the answer are files kept under the token
+    (`segments_app.lookup`); the page that asked only reads this row and those files — the scan over
+    millions of members never runs in a web request."""
+
+    token = models.CharField(max_length=32, unique=True)
+    project_key = models.CharField(max_length=140)
+    environment_key = models.CharField(max_length=140)
+    segment_key = models.CharField(max_length=256)
+    snapshot = models.ForeignKey(MemberSnapshot, on_delete=models.SET_NULL, related_name="+", null=True)
+    key_count = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=20, choices=LookupStatus.choices, default=LookupStatus.WAITING)
+    error_message = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Scheduling and leases, as for imports and snapshots.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=64, blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="lookup_due")]
+
+    def __str__(self) -> str:
+        return f"Lookup {self.token[:8]} in {self.project_key}/{self.environment_key}/{self.segment_key}"
+
+    def move(self, status: str, *, owner: str, **fields: Any) -> bool:
+        """Answered or failed, only while the worker step `owner` holds the lease of a waiting lookup.
+        False when the lease was lost and nothing was written."""
+        fields.setdefault("finished_at", timezone.now())
+        changed = KeyLookup.objects.filter(pk=self.pk, status=LookupStatus.WAITING, lease_owner=owner).update(
+            status=status, next_attempt_at=None, **fields
+        )
+        if changed:
+            self.status = status
+            for name, value in fields.items():
+                setattr(self, name, value)
+            logger.info("Lookup %s: %s", self.pk, status)
+        return bool(changed)

@@ -24,6 +24,7 @@ GUARDED = {
     ("models.py", "ImportPart", "lay_out"),  # parts never sent, rewritten for a draft sent again
     ("models.py", "ImportPart", "set"),  # a part's own state, from the state it was read in
     ("models.py", "MemberSnapshot", "move"),  # the state and its event, under the worker's lease
+    ("models.py", "KeyLookup", "move"),  # answered or failed, under the worker's lease
 }
 
 
@@ -89,7 +90,7 @@ def elsewhere(record, lease):
 
 
 def test_jobs_change_state_only_through_their_models_guarded_methods() -> None:
-    assert {"ImportRecord", "ImportPart", "MemberSnapshot"} <= status_models()
+    assert {"ImportRecord", "ImportPart", "MemberSnapshot", "KeyLookup"} <= status_models()
     places: dict[tuple[str, str, str], list[int]] = {}
     for path in sorted(PRODUCT.rglob("*.py")):
         if "migrations" in path.parts or "launchdarkly" in path.parts:  # the client: no models, no Django

@@ -16,8 +16,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from segments_app import lookup
-from segments_app.models import ImportPart, ImportRecord
+from segments_app import lookup, lookup_job, snapshots
+from segments_app.models import ImportPart, ImportRecord, KeyLookup, LookupStatus
 from segments_app.views import lookup as lookup_views
 from tests.launchdarkly_answers import big_segment_json
 
@@ -527,7 +527,7 @@ def ready(snapshot: Any, members: list[str], tmp_path: Path) -> None:
 
 
 def test_a_long_list_waits_for_a_snapshot_then_is_answered_from_it(
-    logged_in: Any, real_ld: Any, tmp_path: Path
+    logged_in: Any, real_ld: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
     from segments_app.models import MemberSnapshot
 
@@ -548,6 +548,24 @@ def test_a_long_list_waits_for_a_snapshot_then_is_answered_from_it(
     assert "hx-trigger" in poll.content.decode()
 
     ready(snapshot, ["user-00003", "user-00500", "someone-else"], tmp_path)
+    # The members are ready, but no page reads them: polls only read, the worker answers.
+    scans: list[int] = []
+    real_scan = lookup.SnapshotMembership.__call__
+
+    def counted(membership: Any, keys: list[str]) -> dict[str, bool | None]:
+        scans.append(len(keys))
+        return real_scan(membership, keys)
+
+    monkeypatch.setattr(lookup.SnapshotMembership, "__call__", counted)
+    still = logged_in.get(posted["Location"], headers={"HX-Request": "true"}).content.decode()
+    assert "being read against your list" in still
+    assert "hx-trigger" in still
+    assert scans == []
+    assert KeyLookup.objects.get().status == LookupStatus.WAITING
+    assert lookup_job.run_once("worker-a")  # the worker's turn: the one scan
+    assert scans == [len(keys)]
+    assert KeyLookup.objects.get().status == LookupStatus.READY
+    assert not lookup_job.run_once("worker-b")  # answered once: nothing left to do
     answered = logged_in.get(posted["Location"], headers={"HX-Request": "true"})
     body = answered.content.decode()
     assert "hx-trigger" not in body  # the polling stops
@@ -566,6 +584,8 @@ def test_a_failed_snapshot_sends_the_person_back_to_the_form_with_why(logged_in:
     big_segment(real_ld)
     posted = logged_in.post(PAGE, {"keys": "\n".join(long_list())})
     MemberSnapshot.objects.update(status="failed", error_message="LaunchDarkly refused the export.")
+    assert lookup_job.run_once("worker-a")
+    assert KeyLookup.objects.get().status == LookupStatus.FAILED
     back = logged_in.get(posted["Location"], follow=True)
     assert back.redirect_chain == [(PAGE, 302)]
     assert "LaunchDarkly's members could not be read: LaunchDarkly refused the export." in html.unescape(
@@ -629,18 +649,21 @@ def test_ten_thousand_keys_against_the_sandbox_answer_correctly_and_download(
     print(f"10,000 keys looked up in {took:.1f} s")
 
 
-def test_only_one_poll_at_a_time_reads_a_snapshot_for_a_lookup(settings: Any, tmp_path: Path) -> None:
+def test_a_lookup_is_answered_by_one_worker_only(user: Any, tmp_path: Path, settings: Any) -> None:
+    """Two workers look for lookups to answer at once: the lease gives it to one of them."""
     settings.IMPORT_STORAGE_DIR = str(tmp_path)
-    token = lookup.new_token()
-    assert lookup.claim_answering(token) is True
-    assert lookup.claim_answering(token) is False  # a second poll waits for the first one's answer
-    lookup.release_answering(token)
-    assert lookup.claim_answering(token) is True
-    # A claim left by a request that died is taken over once it is stale.
-    marker = tmp_path / "lookups" / f"{token}.answering"
-    old = time.time() - lookup.CLAIM_STALE_SECONDS - 1
-    os.utime(marker, (old, old))
-    assert lookup.claim_answering(token) is True
+    snapshot = snapshots.request_snapshot(user, "shop", "live", "vip")
+    job = lookup_job.start(
+        lookup.new_token(), lookup.KeyList(["a"]), snapshot, project="shop", environment="live", segment="vip"
+    )
+    assert lookup_job.claim("worker-a") is None  # its members are not ready yet
+    ready(snapshot, ["a"], tmp_path)
+    first = lookup_job.claim("worker-a")
+    assert first is not None
+    assert first.pk == job.pk
+    assert lookup_job.claim("worker-b") is None  # held by the first
+    assert not first.move(LookupStatus.READY, owner="worker-b")  # only the holder may move it
+    assert first.move(LookupStatus.READY, owner="worker-a")
 
 
 def test_a_header_set_aside_by_the_check_is_left_out_once_and_a_later_row_of_the_same_text_is_a_key(

@@ -28,7 +28,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from segments_app import file_store, snapshots, wakeup
+from segments_app import file_store, lookup_job, snapshots, wakeup
 from segments_app.imports import preview
 from segments_app.imports.coordination import Lease, claim
 from segments_app.imports.intake import UPLOAD_NAME
@@ -47,14 +47,16 @@ FORGET_CHECKINS_AFTER = timedelta(days=1)
 
 
 def run_once(owner: str) -> bool:
-    """Take one step of the most overdue import, or else of the most overdue member snapshot. False if
-    nothing was due."""
+    """Take one step of the most overdue import, or else of the most overdue member snapshot (and, once
+    it has finished, answer the key lookups waiting on it). False if nothing was due."""
     record = claim(owner)
     if record is None:
         with file_store.workspace():
             snapshot = snapshots.run_once(owner)
             if snapshot is not None and snapshot.purpose == MemberSnapshot.Purpose.PREVIEW:
                 preview.run_for(snapshot)  # once ready: the draft's impact, compared with its members
+            if snapshot is not None and snapshot.is_final:
+                lookup_job.answer_all(owner, snapshot=snapshot)  # long key lookups waiting on it
         return snapshot is not None
     with import_context(record.pk), Lease(record.pk, owner) as lease, file_store.workspace():
         try:
@@ -177,6 +179,7 @@ def housekeeping(stop: threading.Event, *, name: str | None = None) -> None:
                 try:
                     purge_expired_files()
                     purge_orphan_uploads()
+                    lookup_job.answer_all(name)  # any a worker that died at the wrong moment left waiting
                     snapshots.purge_expired()
                     WorkerCheckin.objects.filter(
                         last_seen__lt=timezone.now() - FORGET_CHECKINS_AFTER

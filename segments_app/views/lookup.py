@@ -2,9 +2,10 @@
 snapshot), and the answer's CSV download.
 
 Reading only, so every role may (viewers too). A list of up to `lookup.IN_REQUEST_MAX_KEYS` keys is
-answered in the request; a longer one asks for a member snapshot, which the import worker takes, and
-its page polls until the snapshot is read (`lookup.py` says why). Either way the answer is kept for an
-hour under a random token that only the session that asked may read (POST, then redirect to it).
+answered in the request; a longer one asks for a member snapshot, which the import worker takes and
+then reads against the list (`lookup_job.py`) while its page polls (`lookup.py` says why). Either way
+the answer is kept for an hour under a random token that only the session that asked may read (POST,
+then redirect to it).
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
-from segments_app import access, lookup, snapshots
+from segments_app import access, lookup, lookup_job, snapshots
 from segments_app.error_messages import describe
 from segments_app.forms import LookupForm
 from segments_app.launchdarkly import Environment, LaunchDarklyError, Project, Segment
-from segments_app.models import MemberSnapshot, SnapshotStatus
+from segments_app.models import KeyLookup, LookupStatus
 from segments_app.views.decorators import with_segment
 from segments_app.views.htmx import render_page_or_fragment, wants_fragment
 
@@ -76,7 +77,14 @@ def lookup_keys(
             token = lookup.new_token()
             if len(listed.keys) > lookup.IN_REQUEST_MAX_KEYS:
                 snapshot = snapshots.request_snapshot(request.user, project.key, environment.key, found.key)
-                lookup.keep_pending(token, listed, snapshot)
+                lookup_job.start(
+                    token,
+                    listed,
+                    snapshot,
+                    project=project.key,
+                    environment=environment.key,
+                    segment=found.key,
+                )
             else:
                 try:
                     answer = lookup.look_up(project.key, environment.key, found.key, listed)
@@ -108,41 +116,21 @@ def _answer_url(project: Project, environment: Environment, found: Segment, toke
 
 
 def _answer(request: HttpRequest, context: dict[str, Any], token: str) -> HttpResponse:
-    """A kept answer; or, while its snapshot is being taken, a block that polls for it; once the
-    snapshot is ready, the poll that finds it reads it and keeps the answer."""
+    """A kept answer; or, while the worker waits for the members and reads them, a block that polls.
+    Only reads: the worker answers (`lookup_job`), never this request."""
     project, environment, found = context["project"], context["environment"], context["segment"]
     ours = token in request.session.get(SESSION_KEY, [])
     kept = lookup.kept_answer(token) if ours else None
-    pending = lookup.kept_pending(token) if ours and kept is None else None
-    if pending is not None:
-        listed, snapshot_id = pending
-        snapshot = MemberSnapshot.objects.filter(pk=snapshot_id).first()
-        try:
-            answered = (
-                _answer_from(context, token, listed, snapshot)
-                if snapshot is not None and snapshot.is_ready
-                else None
-            )
-        except lookup.NotKept as exc:
-            lookup.forget(token)
-            messages.error(request, str(exc))
-            return _to(request, _answer_url(project, environment, found))
-        if answered is not None:
-            kept = answered
-        elif snapshot is not None and snapshot.is_ready:
-            # Another poll is reading the members for this list: keep waiting for its answer.
-            context.update(waiting=snapshot, waiting_keys=len(listed.keys), poll_seconds=POLL_SECONDS)
-        elif snapshot is None or snapshot.status in (SnapshotStatus.READY, SnapshotStatus.FAILED):
-            lookup.forget(token)
-            why = snapshot.error_message if snapshot is not None and snapshot.error_message else ""
-            messages.error(
-                request,
-                f"LaunchDarkly's members could not be read{': ' + why if why else '.'} "
-                "Nothing was looked up; try again.",
-            )
-            return _to(request, _answer_url(project, environment, found))
-        else:
-            context.update(waiting=snapshot, waiting_keys=len(listed.keys), poll_seconds=POLL_SECONDS)
+    job = (
+        KeyLookup.objects.filter(token=token).select_related("snapshot").first()
+        if ours and not kept
+        else None
+    )
+    if job is not None and job.status == LookupStatus.FAILED:
+        messages.error(request, f"{job.error_message} Nothing was looked up; try again.")
+        return _to(request, _answer_url(project, environment, found))
+    if job is not None and job.status == LookupStatus.WAITING:
+        context.update(waiting=job.snapshot, waiting_keys=job.key_count, poll_seconds=POLL_SECONDS)
     if kept is None and "waiting" not in context:
         messages.info(request, GONE)
         return _to(request, _answer_url(project, environment, found))
@@ -164,23 +152,6 @@ def _answer(request: HttpRequest, context: dict[str, Any], token: str) -> HttpRe
     )
     patch_cache_control(response, private=True, no_store=True)
     return response
-
-
-def _answer_from(
-    context: dict[str, Any], token: str, listed: lookup.KeyList, snapshot: MemberSnapshot
-) -> tuple[lookup.Answer, lookup.KeyList] | None:
-    """Read the ready snapshot for the list and keep the answer, unless another poll already is (then
-    None). Raises NotKept when the answer cannot be written."""
-    if not lookup.claim_answering(token):
-        return None
-    try:
-        members = lookup.SnapshotMembership(snapshot)
-        project, environment, found = context["project"], context["environment"], context["segment"]
-        answer = lookup.look_up(project.key, environment.key, found.key, listed, membership=members)
-        lookup.keep_answer(token, answer, listed)
-    finally:
-        lookup.release_answering(token)
-    return answer, listed
 
 
 def _hours(hours: float) -> str:
