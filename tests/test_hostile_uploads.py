@@ -68,6 +68,7 @@ from segments_app.imports import duplicates, validation
 from segments_app.imports.intake import INTERRUPTED, ONE_FILE
 from segments_app.imports.validation import Limits, normalise_csv
 from segments_app.models import ImportRecord
+from tests.factories import FORM, SEGMENT_PATH, big_segment, make_record, step
 from tests.hostile.make_corpus import (
     BOMB_BYTES,
     FORMULA_KEYS,
@@ -75,7 +76,6 @@ from tests.hostile.make_corpus import (
     inflated_size,
     write_corpus,
 )
-from tests.test_import_pages import FORM, SEGMENT, big_segment, step
 
 pytestmark = pytest.mark.django_db
 
@@ -262,7 +262,7 @@ def test_hostile_upload(
             assert "part-001.csv" in {path.name for path in kept}
         if case.outcome == ROWS:
             rows_left_out(case, record, html_lib.unescape(html))
-    assert real_ld.calls_to(f"{SEGMENT}/imports") == []
+    assert real_ld.calls_to(f"{SEGMENT_PATH}/imports") == []
     # Nothing written to LaunchDarkly at all: it was only read (the projects, the segment).
     assert {call.request.method for call in real_ld.mock.calls} <= {"GET"}
     assert list(temp.iterdir()) == []
@@ -511,7 +511,7 @@ def test_a_content_length_shorter_than_the_body_is_an_interrupted_upload(
     assert body.taken == 8192
     assert ImportRecord.objects.count() == 0
     assert list(storage.iterdir()) == []
-    assert real_ld.calls_to(f"{SEGMENT}/imports") == []
+    assert real_ld.calls_to(f"{SEGMENT_PATH}/imports") == []
 
 
 def test_a_file_over_the_limit_inside_a_truthful_content_length_is_refused_by_counting(
@@ -542,8 +542,6 @@ def test_a_file_over_the_limit_inside_a_truthful_content_length_is_refused_by_co
 def test_the_history_export_neutralises_formula_cells(logged_in: Any, user: Any, start: str) -> None:
     """Keys are opaque to LaunchDarkly and accepted as they are; the history export, opened in a
     spreadsheet, must not run a file name or an error message as a formula."""
-    from tests.test_import_pages import make_record
-
     payload = f'{start}HYPERLINK("http://x.test","go")'
     make_record(user, status="failed", original_filename=f"{payload}.csv", error_message=payload)
     response = logged_in.get("/imports/export.csv")

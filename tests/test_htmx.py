@@ -4,7 +4,6 @@ every enhanced control still works as plain HTML."""
 
 from __future__ import annotations
 
-import html as html_lib
 import re
 from collections.abc import Callable
 from html.parser import HTMLParser
@@ -16,31 +15,9 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from segments_app.models import ImportRecord
+from tests.factories import FORM, HTMX, big_segment, make_record, text
 
-HTMX = {"HX-Request": "true"}
 RESTORE = {"HX-Request": "true", "HX-History-Restore-Request": "true"}
-
-
-def text(response: Any) -> str:
-    return html_lib.unescape(response.content.decode())
-
-
-def make_record(user: Any, status: str = "in_progress", **fields: Any) -> ImportRecord:
-    values = {
-        "user": user,
-        "project_key": "shop",
-        "environment_key": "live",
-        "segment_key": "vip",
-        "original_filename": "keys.csv",
-        "size_bytes": 10,
-        "sha256": "0" * 64,
-        "mode": "merge",
-        "status": status,
-        "key_count": 1204331,
-        "part_count": 1,
-    }
-    values.update(fields)
-    return ImportRecord.objects.create(**values)
 
 
 def segment_list(real_ld: Any, user: Any) -> str:
@@ -282,35 +259,15 @@ def test_every_filter_field_has_a_label(logged_in: Any, real_ld: Any, user: Any)
 
 # --- the upload form ---------------------------------------------------------------------------------
 
-UPLOAD = "/segments/shop/live/vip/imports/new/"
-
-
-def big_segment(real_ld: Any) -> None:
-    real_ld.add_projects()
-    real_ld.mock.get(
-        real_ld.url("/api/v2/segments/shop/live/vip"),
-        json={
-            "key": "vip",
-            "name": "VIP",
-            "unbounded": True,
-            "unboundedContextKind": "user",
-            "tags": [],
-            "creationDate": 1,
-            "lastModifiedDate": 1,
-            "version": 1,
-            "_links": {},
-        },
-    )
-
 
 def test_the_upload_form_posts_without_javascript_and_htmx_replaces_only_the_form(
     logged_in: Any, real_ld: Any
 ) -> None:
     big_segment(real_ld)
-    html = text(logged_in.get(UPLOAD))
+    html = text(logged_in.get(FORM))
     (form,) = re.findall(r"<form id=\"upload-form\"[^>]*>", html)
-    assert f'method="post" action="{UPLOAD}" enctype="multipart/form-data"' in form
-    assert f'hx-post="{UPLOAD}"' in form
+    assert f'method="post" action="{FORM}" enctype="multipart/form-data"' in form
+    assert f'hx-post="{FORM}"' in form
     assert 'hx-target="this" hx-swap="outerHTML"' in form
     assert "hx-select" not in form
     # A value no browser sends for the tick box: the form comes back to correct (no key is asked any more).
@@ -322,14 +279,14 @@ def test_the_upload_form_posts_without_javascript_and_htmx_replaces_only_the_for
     }
 
     # Without JavaScript: a plain POST, and the whole page answers with the form to correct.
-    plain = logged_in.post(UPLOAD, {**wrong, "file": SimpleUploadedFile("k.csv", b"k\n")})
+    plain = logged_in.post(FORM, {**wrong, "file": SimpleUploadedFile("k.csv", b"k\n")})
     assert plain.status_code == 200
     assert text(plain).startswith("<!doctype html>")
     assert_labelled_and_described(text(plain), {"id_wait_on_approvals"})
     assert "confirm_key" not in text(plain)
 
     # With htmx: only the form comes back, to replace the form.
-    fragment = logged_in.post(UPLOAD, {**wrong, "file": SimpleUploadedFile("k.csv", b"k\n")}, headers=HTMX)
+    fragment = logged_in.post(FORM, {**wrong, "file": SimpleUploadedFile("k.csv", b"k\n")}, headers=HTMX)
     html = text(fragment)
     assert fragment.status_code == 200
     assert html.lstrip().startswith('<form id="upload-form"')
@@ -343,7 +300,7 @@ def test_the_upload_form_posts_without_javascript_and_htmx_replaces_only_the_for
 def test_a_file_refused_on_arrival_is_said_at_the_file_field(logged_in: Any, real_ld: Any) -> None:
     big_segment(real_ld)
     response = logged_in.post(
-        UPLOAD,
+        FORM,
         {
             "file": SimpleUploadedFile("k.csv", b""),
             "mode": "merge",
@@ -362,7 +319,7 @@ def test_an_upload_refused_before_its_form_is_read_replaces_the_page_content(
     settings.IMPORT_MAX_UPLOAD_BYTES = 1024
     big_segment(real_ld)
     response = logged_in.post(
-        UPLOAD,
+        FORM,
         {"file": SimpleUploadedFile("k.csv", b"k\n" * 200_000), "mode": "merge", "action": "upload"},
         headers=HTMX,
     )
@@ -374,7 +331,7 @@ def test_an_upload_refused_before_its_form_is_read_replaces_the_page_content(
         "outerHTML",
     )
     assert "The file is too large" in text(response)
-    plain = logged_in.post(UPLOAD, {"file": SimpleUploadedFile("k.csv", b"k\n" * 200_000), "mode": "merge"})
+    plain = logged_in.post(FORM, {"file": SimpleUploadedFile("k.csv", b"k\n" * 200_000), "mode": "merge"})
     assert plain.status_code == 413
     assert "HX-Retarget" not in plain
 
@@ -475,10 +432,10 @@ def test_a_corrected_upload_shows_the_refused_files_problems_at_the_file_field(
     elsewhere = make_record(user, status="rejected", segment_key="other", report=report)
 
     page = text(logged_in.get(f"/imports/{refused.pk}/"))
-    link = f'href="{UPLOAD}?corrects={refused.pk}">Upload a corrected file</a>'
+    link = f'href="{FORM}?corrects={refused.pk}">Upload a corrected file</a>'
     assert link in page
 
-    html = text(logged_in.get(f"{UPLOAD}?corrects={refused.pk}"))
+    html = text(logged_in.get(f"{FORM}?corrects={refused.pk}"))
     fields = assert_labelled_and_described(html, set())
     (file_input,) = [c for c in fields.controls if c["id"] == "id_file"]
     assert file_input["aria-describedby"] == "id_file_helptext id_file_problems"
@@ -490,11 +447,11 @@ def test_a_corrected_upload_shows_the_refused_files_problems_at_the_file_field(
     assert "Line 7 is longer than 512 characters." in shown
     assert "…and 3 more like them." in shown
     # The form posts back to the same address, so a failed attempt keeps the problems beside the field.
-    assert f'action="{UPLOAD}?corrects={refused.pk}"' in html
+    assert f'action="{FORM}?corrects={refused.pk}"' in html
 
     # Without a refused import of this very segment, the form is the plain one.
     for query in (f"?corrects={elsewhere.pk}", "?corrects=abc", "?corrects=99999999999999999999", ""):
-        plain = text(logged_in.get(f"{UPLOAD}{query}"))
+        plain = text(logged_in.get(f"{FORM}{query}"))
         assert "id_file_problems" not in plain, query
         assert "Line 3 has an empty key." not in plain, query
 

@@ -6,7 +6,6 @@ without them (issue 14, point 3)."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import html as html_lib
 import io
 import tracemalloc
@@ -18,10 +17,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from segments_app.imports import intake, pipeline, storage
-from segments_app.imports.intake import new_upload_path
+from segments_app.imports import pipeline, storage
 from segments_app.imports.validation import Limits, ProblemLog, normalise_csv, shown_row
 from segments_app.models import ImportRecord, ImportStatus
+from tests.factories import FORM, big_segment, new_import, recorded
 
 pytestmark = pytest.mark.django_db
 
@@ -29,23 +28,7 @@ pytestmark = pytest.mark.django_db
 def checked_upload(user: Any, content: bytes, status: str, name: str = "keys.csv") -> ImportRecord:
     """An upload as the view records it after “Check and send”, checked by one worker step (no
     LaunchDarkly call), which leaves it in `status`."""
-    path = new_upload_path()
-    path.write_bytes(content)
-    record, created = intake.record_upload(
-        user=user,
-        project="shop",
-        environment="live",
-        segment="vip",
-        upload=intake.ReceivedFile(
-            path=path, original_name=name, size=len(content), sha256=hashlib.sha256(content).hexdigest()
-        ),
-        mode="merge",
-        wait_on_approvals=False,
-        has_header=False,
-        send=True,
-    )
-    assert created
-    record = pipeline.advance(record.pk)
+    record = new_import(user, content, name=name)
     assert record.status == status
     return record
 
@@ -94,8 +77,6 @@ def test_a_file_with_1000_bad_rows_offers_every_problem_as_csv(
 ) -> None:
     """1,000 bad rows among 1,000 good keys: the file is held as a draft even after “Check and send”, its
     part holds exactly the good keys, and its page offers every bad row as CSV."""
-    from tests.test_htmx import big_segment
-
     big_segment(real_ld)
     content, bad = thousand_bad_rows()
     record = checked_upload(user, content, ImportStatus.DRAFT)
@@ -218,19 +199,7 @@ def test_once_the_files_are_purged_the_link_says_so(logged_in: Any, user: Any, s
 
 
 def test_a_sound_file_leaves_no_problems_file(user: Any, real_ld: Any) -> None:
-    path = new_upload_path()
-    path.write_bytes(b"a\nb\n")
-    record, _ = intake.record_upload(
-        user=user,
-        project="shop",
-        environment="live",
-        segment="vip",
-        upload=intake.ReceivedFile(path=path, original_name="k.csv", size=4, sha256="0" * 64),
-        mode="merge",
-        wait_on_approvals=False,
-        has_header=False,
-        send=False,
-    )
+    record, _ = recorded(user, b"a\nb\n", name="k.csv", send=False)
     record = pipeline.advance(record.pk)
     assert record.status == ImportStatus.DRAFT
     assert not record.problems_file
@@ -279,13 +248,11 @@ def test_the_download_is_named_after_the_file_without_breaking_the_header(logged
 def test_the_upload_form_correcting_the_file_offers_the_whole_list(
     logged_in: Any, user: Any, real_ld: Any
 ) -> None:
-    from tests.test_htmx import UPLOAD, big_segment
-
     big_segment(real_ld)
     content, _ = thousand_bad_rows(good=False)  # no valid key: the file is rejected whole
     record = rejected_import(user, content)
     assert record.report["problem_count"] == 1000
-    html = logged_in.get(f"{UPLOAD}?corrects={record.pk}").content.decode()
+    html = logged_in.get(f"{FORM}?corrects={record.pk}").content.decode()
     assert "…and 980 more like them." in html
     url = reverse("import_problems", args=[record.pk])
     assert f'<a href="{url}" download>Download all 1,000 problems (CSV)</a>' in html
@@ -294,13 +261,11 @@ def test_the_upload_form_correcting_the_file_offers_the_whole_list(
 def test_a_draft_with_rejected_rows_links_a_corrected_upload_that_lists_them(
     logged_in: Any, user: Any, real_ld: Any
 ) -> None:
-    from tests.test_htmx import UPLOAD, big_segment
-
     big_segment(real_ld)
     content, _ = thousand_bad_rows()  # 1,000 good keys and 1,000 bad rows: a draft, not a rejection
     record = checked_upload(user, content, "draft")
     page = logged_in.get(reverse("import_detail", args=[record.pk])).content.decode()
-    link = f"{UPLOAD}?corrects={record.pk}"
+    link = f"{FORM}?corrects={record.pk}"
     assert f'href="{link}">Upload a corrected file</a>' in page
     html = logged_in.get(link).content.decode()
     assert "…and 980 more like them." in html

@@ -12,14 +12,13 @@ from django.utils import timezone
 
 from segments_app.imports import worker
 from segments_app.models import ImportRecord, MemberSnapshot
-from tests.factories import preview_on
-from tests.test_import_pages import SEGMENT, big_segment, post, step, text
+from tests.factories import SEGMENT_PATH, big_segment, post, preview_on, step, text
 
 pytestmark = pytest.mark.django_db
 
 FILE = b"a\nb\nc\n"
 MEMBERS = b"a\nb\nold-1\nold-2\n"  # a replace removes old-1 and old-2; a remove takes a and b out
-PAGE_READS = [("GET", "/api/v2/projects"), ("GET", SEGMENT)]  # the upload page, before anything is sent
+PAGE_READS = [("GET", "/api/v2/projects"), ("GET", SEGMENT_PATH)]  # the upload page, before anything is sent
 
 
 def requests_made(real_ld: Any) -> list[tuple[str, str]]:
@@ -73,13 +72,15 @@ def test_check_and_send_sends_a_merge_at_once(logged_in: Any, real_ld: Any) -> N
     """The control: the same button does send a merge, so the test above can tell the two apart."""
     big_segment(real_ld)
     real_ld.mock.post(
-        real_ld.url(f"{SEGMENT}/imports"), status=204, headers={"Location": f"{SEGMENT}/imports/i-1"}
+        real_ld.url(f"{SEGMENT_PATH}/imports"),
+        status=204,
+        headers={"Location": f"{SEGMENT_PATH}/imports/i-1"},
     )
     post(logged_in, FILE, action="upload", mode="merge")
     record = step(ImportRecord.objects.get())
     assert record.status == "queued"
     step(record)
-    assert requests_made(real_ld) == [*PAGE_READS, ("GET", SEGMENT), ("POST", f"{SEGMENT}/imports")]
+    assert requests_made(real_ld) == [*PAGE_READS, ("GET", SEGMENT_PATH), ("POST", f"{SEGMENT_PATH}/imports")]
 
 
 # --- (b) the draft page: one number, asked after the report and the preview ------------------------
