@@ -87,7 +87,8 @@ def _fail_if_file_missing(record: ImportRecord) -> bool:
         return False
     logger.error(
         "Import %s: its file %s cannot be found by this worker (host %s). The files must be in object "
-        "storage or in a folder every web and worker machine shares; see README, Scaling out.",
+        "storage (IMPORT_STORAGE_URL) or in a folder every web and worker machine shares "
+        "(IMPORT_STORAGE_DIR); see README, Scaling out.",
         record.pk,
         needed,
         socket.gethostname(),
