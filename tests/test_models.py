@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from segments_app.imports import pipeline
 from segments_app.models import ImportRecord, ImportStatus
-from tests.test_import_pages import make_record
+from tests.factories import make_record
 
 
 def held(record: ImportRecord, **changes: Any) -> None:
