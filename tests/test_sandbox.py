@@ -28,6 +28,7 @@ from segments_app.launchdarkly import (
     Unauthorized,
     UpstreamUnavailable,
 )
+from tests.factories import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,14 +50,28 @@ def visible(environment: str, segment: str) -> set[str]:
 
 
 def wait_for_status(
-    ld: LaunchDarklyClient, segment: str, import_id: str, wanted: str, env: str = "production"
+    ld: LaunchDarklyClient,
+    segment: str,
+    import_id: str,
+    wanted: str,
+    env: str = "production",
+    timeout: float = 10,
 ) -> dict:
-    deadline = time.monotonic() + 10
-    while True:
-        body = ld.get_import("demo", env, segment, import_id)
-        if body["status"] == wanted or time.monotonic() > deadline:
-            return body
-        time.sleep(0.05)
+    """LaunchDarkly's answer about the import once it says `wanted`; the test fails, showing the last
+    answer, if it does not say so within `timeout` seconds."""
+    answers: list[dict] = []
+
+    def says_wanted() -> dict | None:
+        answers.append(ld.get_import("demo", env, segment, import_id))
+        return answers[-1] if answers[-1]["status"] == wanted else None
+
+    return wait_until(
+        f"import {import_id} of {env}/{segment} to be {wanted}",
+        says_wanted,
+        timeout=timeout,
+        every=0.05,
+        seen=lambda: answers[-1],
+    )
 
 
 # --- projects, environments, contract ----------------------------------------------------------------
@@ -462,9 +477,12 @@ def test_status_moves_through_preparing_and_in_progress_while_running(
     assert [s.import_in_progress for s in ld.list_segments("demo", "production", query="churn").items] == [
         True
     ]
-    while seen[-1] != "complete":
-        time.sleep(0.1)
+
+    def completed() -> bool:
         seen.append(ld.get_import("demo", "production", "churn-risk", started.import_id)["status"])
+        return seen[-1] == "complete"
+
+    wait_until("the import to complete", completed, timeout=30, every=0.1, seen=lambda: seen)
     ordered = list(dict.fromkeys(seen))
     assert ordered == ["preparing", "in_progress", "complete"]
     assert ld.get_segment("demo", "production", "churn-risk").import_in_progress is False
@@ -503,7 +521,10 @@ def test_wait_on_approvals_holds_until_approved(ld: LaunchDarklyClient, capsys: 
     started = ld.start_import(
         "demo", "production", "vip-customers", keys_file("approved-1"), wait_on_approvals=True
     )
-    time.sleep(0.05)
+    # The applier takes the unfinished imports oldest first: once an import started after this one is
+    # complete, the applier has had this one too, and only the approval it waits for held it back.
+    later = ld.start_import("demo", "staging", "vip-customers", keys_file("later-1"))
+    wait_for_status(ld, "vip-customers", later.import_id, "complete", env="staging")
     assert (
         ld.get_import("demo", "production", "vip-customers", started.import_id)["status"]
         == "pending_approval"
