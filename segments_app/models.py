@@ -505,6 +505,20 @@ class ImportRecord(AuditRecord):
         logger.info("Import %s: %s — %s", self.pk, status, message)
         return True
 
+    def reschedule(self, at: Any, *, while_status: str | None = None, **fields: Any) -> bool:
+        """When the worker looks at it next (`at`; None: not again), keeping its status; `fields` are what
+        this look learnt (when LaunchDarkly was asked, an error that changed nothing). With
+        `while_status`, only if it still has that status. False if nothing was written."""
+        matching = ImportRecord.objects.filter(pk=self.pk)
+        if while_status is not None:
+            matching = matching.filter(status=while_status)
+        changed = matching.update(next_attempt_at=at, **fields)
+        if changed:
+            self.next_attempt_at = at
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(changed)
+
     def note(
         self,
         message: str,
@@ -822,7 +836,7 @@ class MemberSnapshot(models.Model):
     """A copy of a big segment's members at one moment, taken through LaunchDarkly's export API.
 
     Requested by a page (`segments_app.snapshots.request_snapshot`), moved only by the worker
-    (`segments_app.snapshots.advance`): requested → exporting → ready | failed. The file, one member a
+    (`segments_app.snapshots.step`): requested → exporting → ready | failed. The file, one member a
     row as LaunchDarkly wrote it, lives at `file_path` under IMPORT_STORAGE_DIR/snapshots/ until
     SNAPSHOT_RETENTION_DAYS after it was finished."""
 

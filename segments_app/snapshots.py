@@ -192,7 +192,7 @@ def run_once(owner: str) -> MemberSnapshot | None:
         return None
     with Lease(snapshot.pk, owner, MemberSnapshot) as lease:
         try:
-            advance(snapshot, lease)
+            step(snapshot, lease)
         except Exception:
             # A bug or a database hiccup must not kill the worker; the snapshot is tried again when due.
             logger.exception("Snapshot %s: step failed; it will be tried again", snapshot.pk)
@@ -201,7 +201,7 @@ def run_once(owner: str) -> MemberSnapshot | None:
     return snapshot
 
 
-def advance(snapshot: MemberSnapshot, lease: Lease) -> None:
+def step(snapshot: MemberSnapshot, lease: Lease) -> None:
     """One step: start the export, or look at it and, once it is complete, download its file."""
     if not _still_wanted(snapshot):
         _fail(snapshot, lease, "No longer needed: its draft was sent or discarded before the comparison.")

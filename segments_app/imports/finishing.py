@@ -79,9 +79,7 @@ def interrupted(record: ImportRecord) -> None:
     Until `submit_deadline` its sender may still be waiting for LaunchDarkly (a stalled database let
     its lease run out): the outcome is not concluded before then, only looked at again."""
     if record.submit_deadline is not None and timezone.now() < record.submit_deadline:
-        ImportRecord.objects.filter(pk=record.pk, status=ImportStatus.SUBMITTING).update(
-            next_attempt_at=record.submit_deadline
-        )
+        record.reschedule(record.submit_deadline, while_status=ImportStatus.SUBMITTING)
         return
     part = record.parts.filter(status=ImportStatus.SUBMITTING).order_by("number").first()
     label = record.part_label(part) if part else "the file"

@@ -67,7 +67,7 @@ def step(record: ImportRecord, lease: Lease) -> None:
     elif record.status in RUNNING_AT_LAUNCHDARKLY:
         refresh(record)
     else:  # final: nothing to do, and it should not have been due
-        ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=None)
+        record.reschedule(None)
 
 
 @wakeup.wakes_workers

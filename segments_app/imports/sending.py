@@ -55,12 +55,12 @@ def submit(record: ImportRecord) -> None:
     blocker = record.blocking_import()
     if blocker is not None:
         # LaunchDarkly runs one import per environment at a time; wait for the one before us.
-        fields: dict[str, Any] = {"next_attempt_at": now + timedelta(seconds=settings.IMPORT_POLL_SECONDS)}
+        again = now + timedelta(seconds=settings.IMPORT_POLL_SECONDS)
         if record.waiting_behind_id != blocker.pk:
             message = f"Waiting for import #{blocker.pk} in this environment to finish."
-            record.note(message, waiting_behind=blocker, **fields)
+            record.note(message, waiting_behind=blocker, next_attempt_at=again)
         else:
-            ImportRecord.objects.filter(pk=record.pk).update(**fields)
+            record.reschedule(again)
         return
     removing = record.mode == ImportRecord.Mode.REMOVE  # queued only until its batches are cut
     part = record.parts.filter(status=ImportStatus.QUEUED).order_by("number").first()
@@ -81,7 +81,7 @@ def submit(record: ImportRecord) -> None:
         try:
             before = member_count(record, "before it was sent", pause_raises=True)
         except RateLimited as exc:  # LaunchDarkly's pause holds for this call too: send after it
-            ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=pause_until(exc.retry_at))
+            record.reschedule(pause_until(exc.retry_at))
             return
         if before is not None:
             counted["members_before"] = before
@@ -96,9 +96,7 @@ def submit(record: ImportRecord) -> None:
         )
     except OSError as exc:
         logger.warning("Import %s: its part could not be read from the store (%s); retrying", record.pk, exc)
-        ImportRecord.objects.filter(pk=record.pk).update(
-            next_attempt_at=now + timedelta(seconds=settings.IMPORT_POLL_SECONDS)
-        )
+        record.reschedule(now + timedelta(seconds=settings.IMPORT_POLL_SECONDS))
         return
     deadline = now + timedelta(
         seconds=settings.LD_CONNECT_TIMEOUT + settings.LD_UPLOAD_TIMEOUT + SUBMIT_MARGIN_SECONDS
@@ -290,19 +288,17 @@ def refresh(record: ImportRecord) -> None:
                 record.project_key, record.environment_key, record.segment_key, part.ld_import_id
             )
     except RateLimited as exc:
-        ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=pause_until(exc.retry_at))
+        record.reschedule(pause_until(exc.retry_at))
         return
     except UpstreamUnavailable:
-        ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=next_poll)  # asked again later
+        record.reschedule(next_poll)  # asked again later
         return
     except NotFound as exc:
         message = f"LaunchDarkly no longer knows import {part.ld_import_id}."
         finish(record, ImportStatus.UNKNOWN, message, part=part, error=exc)
         return
     except LaunchDarklyError as exc:
-        ImportRecord.objects.filter(pk=record.pk).update(
-            error_code=exc.code, error_message=exc.message, next_attempt_at=next_poll
-        )
+        record.reschedule(next_poll, error_code=exc.code, error_message=exc.message)
         return
     _on_launchdarkly_status(record, part, body, next_poll)
 
@@ -318,7 +314,7 @@ def _on_launchdarkly_status(
     if status == part.status:
         part.ld_files = files
         part.save(update_fields=["ld_files"])
-        ImportRecord.objects.filter(pk=record.pk).update(**checked)
+        record.reschedule(next_poll, last_checked_at=checked["last_checked_at"])
         return
     label = record.part_label(part)
     if status == ImportStatus.COMPLETE:

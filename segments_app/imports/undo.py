@@ -77,7 +77,7 @@ def ready_to_send(record: ImportRecord) -> bool:
         record.note(SAVING, undo_snapshot=snapshot, **wait)
         return False
     if snapshot.status in (SnapshotStatus.REQUESTED, SnapshotStatus.EXPORTING):
-        ImportRecord.objects.filter(pk=record.pk).update(**wait)
+        record.reschedule(wait["next_attempt_at"])
         return False
     return True
 
