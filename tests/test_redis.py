@@ -24,10 +24,10 @@ from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 
 from segments_app import catalog, wakeup
-from segments_app.imports import intake, pipeline, worker
-from segments_app.imports.intake import new_upload_path
+from segments_app.imports import pipeline, worker
 from segments_app.models import ImportRecord, ImportStatus
 from tests.conftest import REDIS_TEST_URL
+from tests.factories import recorded
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,18 +112,8 @@ def test_without_redis_url_nothing_uses_redis() -> None:
 
 def upload(user: Any, content: bytes = b"w-1\nw-2\n") -> ImportRecord:
     """An upload recorded as the form records it (a draft, so no LaunchDarkly call is needed)."""
-    path = new_upload_path()
-    path.write_bytes(content)
-    record, _ = intake.record_upload(
-        user=user,
-        project="demo",
-        environment="staging",
-        segment="churn-risk",
-        upload=intake.ReceivedFile(path, "keys.csv", len(content), "0" * 64),
-        mode="merge",
-        wait_on_approvals=False,
-        has_header=False,
-        send=False,
+    record, _ = recorded(
+        user, content, project="demo", environment="staging", segment="churn-risk", send=False
     )
     return record
 
@@ -142,16 +132,30 @@ class RunningWorker:
 
     def __init__(self) -> None:
         self.stop = threading.Event()
+        self.asleep = threading.Event()  # set when the worker, finding nothing due, blocks on Redis
         self.thread = threading.Thread(target=worker.work, args=(self.stop,), name="test-worker")
 
     def __enter__(self) -> RunningWorker:
+        # The transport's Redis client, watched: its BLPOP is where an idle worker sleeps.
+        client = wakeup.backend()._redis
+        blpop = client.blpop
+
+        def watched_blpop(*args: Any, **kwargs: Any) -> Any:
+            self.asleep.set()
+            return blpop(*args, **kwargs)
+
+        self.watching = mock.patch.object(client, "blpop", watched_blpop)
+        self.watching.start()
         self.thread.start()
-        time.sleep(0.5)  # it finds nothing due and goes to sleep
+        assert self.asleep.wait(timeout=10), (
+            "within 10 s the worker never found nothing due and blocked on Redis"
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join(timeout=10)
+        self.watching.stop()
         assert not self.thread.is_alive(), "the worker did not stop within 10 s"
 
 
@@ -169,7 +173,7 @@ def test_an_upload_wakes_a_sleeping_worker_at_once_though_it_polls_only_every_30
         began = time.monotonic()
         woken = upload(user)
         assert checked_within(woken, 2.0), "the wake-up did not reach the sleeping worker"
-        assert checked_within(quiet, 2.0)
+        assert checked_within(quiet, 2.0), "the woken worker did not take the import that waited"
         took = time.monotonic() - began
     assert ImportRecord.objects.get(pk=woken.pk).status == ImportStatus.DRAFT
     assert took < 2.0
@@ -205,7 +209,7 @@ def test_with_redis_unreachable_uploads_still_work_and_the_worker_finishes_by_po
         first = upload(user)  # recording the upload does not fail for want of a wake-up
         assert checked_within(first, 3.0), "the worker did not fall back to polling"
         second = upload(user)
-        assert checked_within(second, 3.0)
+        assert checked_within(second, 3.0), "the worker did not go on polling"
     assert {ImportRecord.objects.get(pk=r.pk).status for r in (first, second)} == {ImportStatus.DRAFT}
     outage = [r for r in caplog.records if "Redis did not answer" in r.getMessage()]
     assert len(outage) == 1, [r.getMessage() for r in caplog.records]  # once, not once per poll
