@@ -21,6 +21,7 @@ from segments_app.models import KeyLookup, LookupStatus, MemberSnapshot, Snapsho
 
 logger = logging.getLogger(__name__)
 FINISHED_SNAPSHOT = (SnapshotStatus.READY, SnapshotStatus.FAILED)
+AGAIN = "Nothing was looked up; try again."
 
 
 def start(
@@ -81,7 +82,9 @@ def run_once(owner: str, *, snapshot: MemberSnapshot | None = None) -> bool:
         except Exception:
             # A bug or a database hiccup must not kill the worker; the person is told, not left polling.
             logger.exception("Lookup %s: could not be answered", job.pk)
-            job.move(LookupStatus.FAILED, owner=owner, error_message="The keys could not be looked up.")
+            job.move(
+                LookupStatus.FAILED, owner=owner, error_message=f"The keys could not be looked up. {AGAIN}"
+            )
     return True
 
 
@@ -91,7 +94,7 @@ def answer(job: KeyLookup, owner: str) -> None:
     pending = lookup.kept_pending(job.token)
     if snapshot is None or not snapshot.is_ready or pending is None:
         why = (snapshot.error_message if snapshot is not None else "") or "they are no longer kept"
-        _fail(job, owner, f"LaunchDarkly's members could not be read: {why.rstrip('.')}.")
+        _fail(job, owner, f"LaunchDarkly's members could not be read: {why.rstrip('.')}. {AGAIN}")
         return
     listed, _ = pending
     try:
@@ -104,7 +107,11 @@ def answer(job: KeyLookup, owner: str) -> None:
         )
         lookup.keep_answer(job.token, found, listed)
     except (lookup.NotKept, LaunchDarklyError, OSError) as exc:
-        _fail(job, owner, str(exc) if isinstance(exc, lookup.NotKept) else "The members could not be read.")
+        _fail(
+            job,
+            owner,
+            str(exc) if isinstance(exc, lookup.NotKept) else f"The members could not be read. {AGAIN}",
+        )
         return
     job.move(LookupStatus.READY, owner=owner)
     logger.info("Lookup %s: %d keys answered from snapshot %s", job.pk, len(listed.keys), snapshot.pk)

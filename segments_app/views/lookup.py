@@ -127,7 +127,7 @@ def _answer(request: HttpRequest, context: dict[str, Any], token: str) -> HttpRe
         else None
     )
     if job is not None and job.status == LookupStatus.FAILED:
-        messages.error(request, f"{job.error_message} Nothing was looked up; try again.")
+        messages.error(request, job.error_message)  # a whole sentence, written by the worker
         return _to(request, _answer_url(project, environment, found))
     if job is not None and job.status == LookupStatus.WAITING:
         context.update(waiting=job.snapshot, waiting_keys=job.key_count, poll_seconds=POLL_SECONDS)
