@@ -22,7 +22,7 @@ from sandbox.models import SandboxImport, SandboxMember, SandboxSegment
 from segments_app.imports import intake, pipeline, worker
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import FINAL_STATUSES, ImportRecord
-from tests.factories import send_confirmed
+from tests.factories import recorded, send_confirmed, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,7 +30,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def run_until_final(
     record_id: int, *, timeout: float = 600, on_step: Any = None, until: set[str] | None = None
 ) -> ImportRecord:
-    """Worker steps, each due at once, until the import is final (or in one of `until`)."""
+    """Worker steps, each due at once, until the import is final (or in one of `until`); the test fails,
+    saying where the import stopped, if it is not within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         ImportRecord.objects.filter(pk=record_id).exclude(next_attempt_at=None).update(
@@ -39,8 +40,13 @@ def run_until_final(
         record = pipeline.advance(record_id)
         if on_step is not None:
             on_step(record)
-        if record.is_final or record.status in (until or ()) or time.monotonic() > deadline:
+        if record.is_final or record.status in (until or ()):
             return record
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"import {record_id} was neither final nor {sorted(until or ())} within {timeout} s: "
+                f"{record.status!r} ({record.error_message!r})"
+            )
 
 
 def members(environment: str, segment: str) -> set[str]:
@@ -128,28 +134,31 @@ def _race(records: list[int], settings: Any, user: Any) -> None:
     ]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and ImportRecord.objects.exclude(status__in=FINAL_STATUSES).exists():
-        time.sleep(0.05)
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=60)
+    unfinished = ImportRecord.objects.exclude(status__in=FINAL_STATUSES)
+    try:
+        wait_until(
+            "every import to be final",
+            lambda: not unfinished.exists(),
+            timeout=120,
+            every=0.05,
+            seen=lambda: (list(unfinished.values_list("pk", "status")), errors),
+        )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
     assert errors == []
 
 
 def _upload(user: Any, content: bytes, environment: str, segment: str, mode: str = "merge") -> ImportRecord:
-    path = new_upload_path()
-    path.write_bytes(content)
-    record, _ = intake.record_upload(
-        user=user,
+    record, _ = recorded(
+        user,
+        content,
+        name=f"{segment}.csv",
         project="demo",
         environment=environment,
         segment=segment,
-        upload=intake.ReceivedFile(path, f"{segment}.csv", len(content), hashlib.sha256(content).hexdigest()),
         mode=mode,
-        wait_on_approvals=False,
-        has_header=False,
-        send=True,
     )
     return record
 
@@ -307,14 +316,17 @@ def test_a_restarted_worker_adds_no_duplicate_work(sandbox: str, settings: Any, 
     record = _upload(user, b"r-1\nr-2\n", "production", "vip-customers")
     deadline = time.monotonic() + 60
     while not ImportRecord.objects.get(pk=record.pk).is_final:
-        assert time.monotonic() < deadline
+        assert time.monotonic() < deadline, (
+            "the restarted workers did not finish the import within 60 s",
+            ImportRecord.objects.get(pk=record.pk).status,
+        )
         stop = threading.Event()
         loops = [
             threading.Thread(target=worker.work, args=(stop,), kwargs={"idle_wait": 0.01}) for _ in range(2)
         ]
         for loop in loops:
             loop.start()
-        time.sleep(0.1)
+        time.sleep(0.1)  # what is under test: the workers are stopped after a short while, mid-work
         stop.set()
         for loop in loops:
             loop.join(timeout=30)
