@@ -505,6 +505,16 @@ class ImportRecord(AuditRecord):
         logger.info("Import %s: %s — %s", self.pk, status, message)
         return True
 
+    @staticmethod
+    def keep_preview(record_id: int, key: str, impact: dict[str, Any]) -> bool:
+        """The impact preview's state (`report[key]`: waiting, comparing, ready with its counts, failed),
+        kept only while the import is a draft: a sent or discarded one keeps what it had. False then."""
+        drafts = ImportRecord.objects.filter(pk=record_id, status=ImportStatus.DRAFT)
+        record = drafts.only("report").first()
+        if record is None:
+            return False
+        return bool(drafts.update(report={**(record.report or {}), key: impact}))
+
     def reschedule(self, at: Any, *, while_status: str | None = None, **fields: Any) -> bool:
         """When the worker looks at it next (`at`; None: not again), keeping its status; `fields` are what
         this look learnt (when LaunchDarkly was asked, an error that changed nothing). With

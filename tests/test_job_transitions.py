@@ -25,7 +25,10 @@ GUARDED = {
     ("models.py", "ImportPart", "set"),  # a part's own state, from the state it was read in
     ("models.py", "MemberSnapshot", "move"),  # the state and its event, under the worker's lease
     ("models.py", "KeyLookup", "move"),  # answered or failed, under the worker's lease
+    ("models.py", "ImportRecord", "keep_preview"),  # the impact preview's state, on a draft only
 }
+# A job's state: its status, and the impact preview's state kept in an import's report.
+STATE_FIELDS = {"status", "report"}
 
 
 def status_models() -> set[str]:
@@ -48,20 +51,20 @@ def writes(source: str) -> list[tuple[str, str, int]]:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             name = node.func.attr
             keywords = {k.arg for k in node.keywords}
-            if name in ("update", "renew", "update_or_create", "bulk_update") and "status" in keywords:
+            if name in ("update", "renew", "update_or_create", "bulk_update") and keywords & STATE_FIELDS:
                 found.append((klass, function, node.lineno))
             if name == "save":
                 for keyword in node.keywords:
                     named = {
                         e.value for e in getattr(keyword.value, "elts", []) if isinstance(e, ast.Constant)
                     }
-                    if keyword.arg == "update_fields" and "status" in named:
+                    if keyword.arg == "update_fields" and named & STATE_FIELDS:
                         found.append((klass, function, node.lineno))
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
                 elements = target.elts if isinstance(target, ast.Tuple) else [target]
-                if any(isinstance(e, ast.Attribute) and e.attr == "status" for e in elements):
+                if any(isinstance(e, ast.Attribute) and e.attr in STATE_FIELDS for e in elements):
                     found.append((klass, function, node.lineno))
         for child in ast.iter_child_nodes(node):
             visit(child, klass, function)

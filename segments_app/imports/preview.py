@@ -65,14 +65,8 @@ def _latest(record: ImportRecord) -> MemberSnapshot | None:
 
 
 def _store(record_id: int, impact: dict[str, Any]) -> bool:
-    """Write `report["impact"]` of a record that is still a draft (a sent or discarded one keeps what
-    it had). False if it is no longer a draft."""
-    record = ImportRecord.objects.filter(pk=record_id, status=ImportStatus.DRAFT).only("report").first()
-    if record is None:
-        return False
-    report = dict(record.report or {})
-    report[REPORT_KEY] = impact
-    return bool(ImportRecord.objects.filter(pk=record_id, status=ImportStatus.DRAFT).update(report=report))
+    """Keep the preview's state on a record that is still a draft. False if it is no longer one."""
+    return ImportRecord.keep_preview(record_id, REPORT_KEY, impact)
 
 
 def run_for(snapshot: MemberSnapshot) -> None:
