@@ -101,3 +101,19 @@ def test_the_product_has_no_import_circle() -> None:
     graph = grimp.build_graph("segments_app")
     assert "segments_app.imports.pipeline" in graph.modules
     assert circles(graph, "segments_app") == []
+
+
+def test_no_product_module_is_longer_than_a_person_reads_whole() -> None:
+    """A module over ~650 lines holds more than one concern (issue 10): split it by concern. The models
+    are the exception: one app's models live together, as Django expects."""
+    from pathlib import Path
+
+    product = Path(__file__).resolve().parents[1] / "segments_app"
+    long = {
+        str(path.relative_to(product)): lines
+        for path in product.rglob("*.py")
+        if "migrations" not in path.parts
+        and path.name != "models.py"
+        and (lines := len(path.read_text(encoding="utf-8").splitlines())) > 650
+    }
+    assert long == {}
