@@ -8,6 +8,8 @@ entered and whether or not a lazy import hides it at run time."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grimp
 
 
@@ -106,8 +108,6 @@ def test_the_product_has_no_import_circle() -> None:
 def test_no_product_module_is_longer_than_a_person_reads_whole() -> None:
     """A module over ~650 lines holds more than one concern (issue 10): split it by concern. The models
     are the exception: one app's models live together, as Django expects."""
-    from pathlib import Path
-
     product = Path(__file__).resolve().parents[1] / "segments_app"
     long = {
         str(path.relative_to(product)): lines
