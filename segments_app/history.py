@@ -12,6 +12,7 @@ from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from segments_app import import_display
 from segments_app.models import ImportRecord, ImportStatus, with_list_facts
 
 EXPORT_COLUMNS = [
@@ -77,7 +78,7 @@ def neutralise(value: Any) -> Any:
 
 
 def _row(record: ImportRecord) -> list[Any]:
-    duration = record.duration
+    duration = import_display.duration(record)
     return [
         record.pk,
         record.created_at.isoformat(),

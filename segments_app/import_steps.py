@@ -250,7 +250,7 @@ class _Timeline:
         self.parts = list(parts)
         self.removing = record.mode == ImportRecord.Mode.REMOVE
         sent = next((e.at for e in events if e.action == ImportEvent.Action.SENT), None)
-        # As `ImportRecord.duration` counts it: from when a person sent the checked draft, else the upload.
+        # As `import_display.duration` counts it: from when a person sent the checked draft, else the upload.
         self.started_at: datetime = sent or record.created_at
         self.had_approval = record.status == ImportStatus.PENDING_APPROVAL or any(
             e.status == ImportStatus.PENDING_APPROVAL for e in events

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -293,73 +292,6 @@ class ImportRecord(AuditRecord):
     def asks_about_header(self) -> bool:
         return bool(self.report.get("header_suspected")) and not self.has_header
 
-    @property
-    def validation_percent(self) -> int:
-        if not self.size_bytes:
-            return 0
-        return min(100, int(self.bytes_read * 100 / self.size_bytes))
-
-    @property
-    def badge_label(self) -> str:
-        """The status in words a product manager understands."""
-        of = f" {self.parts_done + 1} of {self.part_count}" if self.part_count > 1 else ""
-        labels = {
-            ImportStatus.VALIDATING: f"Checking the file — {self.validation_percent}%",
-            ImportStatus.DRAFT: "Draft — not sent",
-            ImportStatus.REJECTED: "Rejected — invalid file",
-            ImportStatus.CANCELLED: "Discarded" if self.was_discarded else "Cancelled",
-            ImportStatus.EXPIRED: "Draft expired",
-            ImportStatus.QUEUED: f"Queued{' — part' + of if self.parts_done else ''}",
-            ImportStatus.SUBMITTING: f"Sending{' part' + of if of else ''} to LaunchDarkly",
-            ImportStatus.FAILED: "Failed",
-            ImportStatus.UNKNOWN: "Outcome unknown",
-            ImportStatus.PREPARING: f"Preparing{of}",
-            ImportStatus.PENDING_APPROVAL: "Waiting for approval",
-            ImportStatus.READY: f"Ready{of}",
-            ImportStatus.IN_PROGRESS: f"Importing{of}",
-            ImportStatus.COMPLETE: self._complete_label(),
-            ImportStatus.STOPPED: "Stopped by LaunchDarkly",
-        }
-        return labels.get(self.status, self.get_status_display())
-
-    @property
-    def table_token(self) -> str:
-        """What a table row shows of this import, as 8 hex digits. A table's poll carries each row's
-        token and is answered with only the rows whose token changed: with imports running for hours,
-        most polls change nothing, and re-sending 50 unchanged badges was most of a poll's cost."""
-        shown = f"{self.badge_label}|{self.key_count}|{self.part_count}|{self.duration}|{self.members_moved}"
-        return f"{zlib.crc32(shown.encode()):08x}"
-
-    def _complete_label(self) -> str:
-        """A merge or replace says how many keys the segment took; a remove, how many it listed, since
-        the listed keys that were not members did not leave (the Members line says how many did)."""
-        if self.mode == self.Mode.REMOVE:
-            keys = "key" if self.key_count == 1 else "keys"
-            return f"Complete — {self.key_count:,} {keys} listed to remove"
-        return f"Complete — {self.key_count:,} keys"
-
-    @property
-    def badge_tone(self) -> str:
-        if self.status == ImportStatus.COMPLETE:
-            return "success"
-        if self.status in (ImportStatus.FAILED, ImportStatus.REJECTED, ImportStatus.STOPPED):
-            return "danger"
-        if self.status in (ImportStatus.UNKNOWN, ImportStatus.PENDING_APPROVAL, ImportStatus.DRAFT):
-            return "warning"
-        if self.status in (ImportStatus.CANCELLED, ImportStatus.EXPIRED):
-            return "muted"
-        return "progress"
-
-    @property
-    def duration(self) -> Any:
-        """How long the import took once it was under way: from the upload, or from when a person sent
-        the checked draft, to the end. The hours a draft waited for someone are not part of it, and a
-        draft that was never sent (discarded or expired) took nothing: None, as for an unfinished one."""
-        end = self.finished_at or (None if not self.is_final else self.updated_at)
-        if end is None or self.status == ImportStatus.EXPIRED or self.was_discarded:
-            return None
-        return end - (self.sent_at or self.created_at)
-
     # Lists annotate these two (`with_list_facts`) so a page asks once, not once per row; a record
     # loaded alone asks when they are first read.
     @cached_property
@@ -383,33 +315,6 @@ class ImportRecord(AuditRecord):
             return None
         return self.members_after - self.members_before
 
-    @property
-    def members_changed_elsewhere(self) -> bool:
-        """Whether the exact counts of what this import added and removed do not explain the count
-        after it: something else changed the segment while it ran."""
-        counts = (self.members_before, self.members_after, self.members_added, self.members_removed)
-        if any(count is None for count in counts):
-            return False
-        before, after, added, removed = counts
-        return before + added - removed != after
-
-    @property
-    def members_moved(self) -> str:
-        """What the import did to the member count, in words ("120 → 1 (" + MINUS SIGN + "119)"); ""
-        when neither count was read (the import never reached LaunchDarkly, or it did not say)."""
-        before, after, change = self.members_before, self.members_after, self.members_change
-        added, removed = self.members_added, self.members_removed
-        if change is not None and added is not None and removed is not None:
-            return f"{before:,} → {after:,} (+{added:,} / −{removed:,})"
-        if change is not None:
-            moved = "no change" if change == 0 else f"{'+' if change > 0 else '−'}{abs(change):,}"
-            return f"{before:,} → {after:,} ({moved})"
-        if before is not None:
-            return f"{before:,} before (after not known)"
-        if after is not None:
-            return f"{after:,} after (before not known)"
-        return ""
-
     # Beside the upload in the import's folder; kept (and purged) with the import's files.
     PROBLEMS_NAME = "problems.csv"
 
@@ -429,23 +334,6 @@ class ImportRecord(AuditRecord):
 
     def part_label(self, part: ImportPart) -> str:
         return f"part {part.number} of {self.part_count}" if self.part_count > 1 else "the file"
-
-    def actors(self, events: list[ImportEvent]) -> list[tuple[str, str]]:
-        """Everyone who acted on this import, for its page: ("Sent by", "alice"), in the order they
-        acted, each once. The uploader always comes first; the rest are the people the timeline names."""
-        found = [("Uploaded by", self.user.get_username())]
-        for event in events:
-            if event.actor_id is not None and event.action != ImportEvent.Action.UPLOADED:
-                entry = (f"{event.get_action_display()} by", event.actor.get_username())
-                if entry not in found:
-                    found.append(entry)
-        # A record whose timeline does not name them (written directly, not through a transition).
-        labels = {label for label, _ in found}
-        if self.sent_by_id and "Sent by" not in labels:
-            found.append(("Sent by", self.sent_by.get_username()))
-        if self.cancelled_by_id and not labels & {"Cancelled by", "Discarded by"}:
-            found.append(("Cancelled by", self.cancelled_by.get_username()))
-        return found
 
     # --- transitions: each writes the status and its event together, or nothing -------------------
 

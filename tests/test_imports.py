@@ -11,6 +11,7 @@ import pytest
 import requests
 from django.utils import timezone
 
+from segments_app import import_display
 from segments_app.imports import pipeline, storage
 from segments_app.models import ImportEvent, ImportPart, ImportRecord, ImportStatus, UpstreamPause
 from tests.factories import multipart, new_import, send_confirmed
@@ -165,12 +166,12 @@ def test_status_is_refreshed_at_most_once_per_interval_then_completes(
     record = pipeline.advance(record.pk)
     assert record.status == "complete"
     assert record.finished_at is not None
-    assert record.badge_label == "Complete — 3 keys"
+    assert import_display.badge_label(record) == "Complete — 3 keys"
     # A remove's listed keys that were not members did not leave: its badge says "listed", not taken.
     record.mode = ImportRecord.Mode.REMOVE
-    assert record.badge_label == "Complete — 3 keys listed to remove"
+    assert import_display.badge_label(record) == "Complete — 3 keys listed to remove"
     record.key_count = 1
-    assert record.badge_label == "Complete — 1 key listed to remove"
+    assert import_display.badge_label(record) == "Complete — 1 key listed to remove"
     record.refresh_from_db()
     assert record.parts.get().ld_files == [{"filename": "keys.csv", "status": "complete"}]
     assert record.storage_dir == ""  # normalised files are gone once final
@@ -193,7 +194,7 @@ def test_launchdarkly_statuses_are_followed(
     ld_status(real_ld, status)
     due(record)
     record = pipeline.advance(record.pk)
-    assert (record.status, record.badge_label, record.is_final) == (status, label, False)
+    assert (record.status, import_display.badge_label(record), record.is_final) == (status, label, False)
 
 
 def test_stopped_is_final_and_not_successful(user: Any, tmp_path: Path, real_ld: Any) -> None:
@@ -236,7 +237,7 @@ def test_large_list_is_sent_in_parts_strictly_in_turn_and_a_409_delays_without_l
     due(record)
     record = pipeline.advance(record.pk)
     assert record.status == "queued"
-    assert record.badge_label == "Queued — part 2 of 3"
+    assert import_display.badge_label(record) == "Queued — part 2 of 3"
     assert record.next_attempt_at > timezone.now()
     assert record.parts.get(number=2).status == "queued"
     pipeline.advance(record.pk)  # not yet due: no new call

@@ -15,6 +15,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from segments_app import import_display
 from segments_app.imports import intake, pipeline
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import ImportRecord, ImportStatus, UpstreamPause
@@ -125,8 +126,8 @@ def test_counts_before_and_after_are_read_and_shown(user: Any, logged_in: Any, r
     assert (record.members_before, record.members_after) == (120, 3)
     # A replace always saves the members before it goes, so what it changed is known exactly.
     assert (record.members_added, record.members_removed) == (3, 120)
-    assert record.members_moved == "120 → 3 (+3 / −120)"
-    assert not record.members_changed_elsewhere
+    assert import_display.members_moved(record) == "120 → 3 (+3 / −120)"
+    assert not import_display.members_changed_elsewhere(record)
 
     page = logged_in.get(reverse("import_detail", args=[record.pk])).content.decode()
     assert "<dt>Members</dt><dd>120 → 3 (+3 / −120)</dd>" in page
@@ -143,7 +144,7 @@ def test_counts_before_and_after_are_read_and_shown(user: Any, logged_in: Any, r
     assert merged.status == ImportStatus.COMPLETE
     merged.refresh_from_db()
     assert (merged.members_added, merged.members_removed) == (None, None)  # exact numbers need snapshots
-    assert merged.members_moved == "3 → 4 (+1)"
+    assert import_display.members_moved(merged) == "3 → 4 (+1)"
     assert "3 → 4 (+1)" in logged_in.get(reverse("import_history")).content.decode()
 
     export = logged_in.get(reverse("import_export"))
@@ -185,7 +186,7 @@ def test_a_count_that_cannot_be_read_never_fails_the_import(
     record.refresh_from_db()
     assert record.members_before is None
     assert record.members_after is None
-    assert record.members_moved == ""
+    assert import_display.members_moved(record) == ""
     assert (
         "<dt>Members</dt>" not in logged_in.get(reverse("import_detail", args=[record.pk])).content.decode()
     )
@@ -211,7 +212,7 @@ def test_only_one_count_shown_when_only_one_was_read(user: Any, real_ld: Any) ->
     record = step(record)
     record.refresh_from_db()
     assert (record.members_before, record.members_after) == (7, None)
-    assert record.members_moved == "7 before (after not known)"
+    assert import_display.members_moved(record) == "7 before (after not known)"
 
 
 @pytest.mark.django_db
@@ -249,7 +250,7 @@ def test_parts_after_the_first_and_refused_imports_are_not_counted(
     assert record.status == ImportStatus.COMPLETE
     assert calls(real_ld)[-1] == f"GET {SEGMENT}"
     record.refresh_from_db()
-    assert record.members_moved == "10 → 12 (+2)"
+    assert import_display.members_moved(record) == "10 → 12 (+2)"
 
     # A file LaunchDarkly refused before it started changed nothing: no count after it.
     other = new_import(user, b"x\n", environment="test", segment="vip")
@@ -272,10 +273,13 @@ def test_parts_after_the_first_and_refused_imports_are_not_counted(
 @pytest.mark.django_db
 def test_no_change_is_said_in_words() -> None:
     record = ImportRecord(members_before=5, members_after=5)
-    assert record.members_moved == "5 → 5 (no change)"
-    assert ImportRecord(members_before=1_000, members_after=3_500).members_moved == "1,000 → 3,500 (+2,500)"
-    assert ImportRecord(members_after=4).members_moved == "4 after (before not known)"
-    assert ImportRecord().members_moved == ""
+    assert import_display.members_moved(record) == "5 → 5 (no change)"
+    assert (
+        import_display.members_moved(ImportRecord(members_before=1_000, members_after=3_500))
+        == "1,000 → 3,500 (+2,500)"
+    )
+    assert import_display.members_moved(ImportRecord(members_after=4)) == "4 after (before not known)"
+    assert import_display.members_moved(ImportRecord()) == ""
 
 
 def run_until_final(record: ImportRecord) -> ImportRecord:
@@ -303,11 +307,11 @@ def test_counts_against_the_sandbox_end_to_end(user: Any, sandbox: str, contract
     assert replaced.status == ImportStatus.COMPLETE
     assert (replaced.members_before, replaced.members_after) == (before, 3)
     # A replace always saves the members before it goes: what it changed is known exactly.
-    assert replaced.members_moved == f"{before:,} → 3 (+3 / −{before:,})"
+    assert import_display.members_moved(replaced) == f"{before:,} → 3 (+3 / −{before:,})"
 
     merged = run_until_final(new_import(user, b"u-3\nu-4\nu-5\n", mode="merge", **where))
     assert merged.status == ImportStatus.COMPLETE
-    assert merged.members_moved == "3 → 5 (+2)"
+    assert import_display.members_moved(merged) == "3 → 5 (+2)"
     # Read before and after each import, and each answer follows LaunchDarkly's contract.
     segment = "GET 200 /sandbox/api/v2/segments/demo/production/vip-customers"
     assert contract.count(segment) == 4
@@ -396,8 +400,8 @@ def test_exact_changes_are_shown_and_a_mismatch_is_noted(user: Any, logged_in: A
         members_removed=40,
     )
     record.refresh_from_db()
-    assert record.members_moved == "120 → 80 (+0 / −40)"
-    assert not record.members_changed_elsewhere
+    assert import_display.members_moved(record) == "120 → 80 (+0 / −40)"
+    assert not import_display.members_changed_elsewhere(record)
     page = logged_in.get(reverse("import_detail", args=[record.pk])).content.decode()
     assert "<dt>Members</dt><dd>120 → 80 (+0 / −40)</dd>" in page
     assert "120 → 80 (+0 / −40)" in logged_in.get(reverse("import_history")).content.decode()
@@ -456,5 +460,5 @@ def test_a_replace_says_exactly_what_it_added_and_removed_end_to_end(
     assert record.status == ImportStatus.COMPLETE, record.error_message
     assert (record.members_before, record.members_after) == (120, 3)
     assert (record.members_added, record.members_removed) == (1, 118)
-    assert record.members_moved == "120 → 3 (+1 / −118)"
-    assert not record.members_changed_elsewhere
+    assert import_display.members_moved(record) == "120 → 3 (+1 / −118)"
+    assert not import_display.members_changed_elsewhere(record)

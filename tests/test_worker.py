@@ -17,6 +17,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from segments_app import import_display
 from segments_app.imports import checking, coordination, intake, pipeline, worker
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import NOT_CANCELLED, ImportRecord, ImportStatus, UpstreamPause
@@ -146,7 +147,12 @@ def test_validation_writes_its_progress(user: Any, monkeypatch: Any) -> None:
     monkeypatch.setattr(checking, "normalise_csv", checks)
     record = pipeline.advance(record.pk)
     assert seen == [(2, 4)]
-    assert (record.status, record.rows_read, record.bytes_read, record.validation_percent) == (
+    assert (
+        record.status,
+        record.rows_read,
+        record.bytes_read,
+        import_display.validation_percent(record),
+    ) == (
         "queued",
         3,
         6,

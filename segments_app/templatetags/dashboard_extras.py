@@ -13,7 +13,20 @@ from django.utils.dateformat import format as date_format
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from segments_app import import_display
+
 register = template.Library()
+# An import as pages show it (segments_app/import_display.py): `{{ record|badge_label }}`, …
+for _name in (
+    "badge_label",
+    "badge_tone",
+    "duration",
+    "members_moved",
+    "members_changed_elsewhere",
+    "table_token",
+    "validation_percent",
+):
+    register.filter(_name, getattr(import_display, _name))
 
 # The exact time behind every "3 minutes ago": on hover (title) and in the machine-readable datetime.
 EXACT_TIME = "Y-m-d H:i:s T"

@@ -23,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect, reselect, reswap, retarget
 
-from segments_app import access, file_store, history
+from segments_app import access, file_store, history, import_display
 from segments_app.forms import EarlierFile, HistoryFilterForm, ImportForm, SendDraftForm
 from segments_app.imports import intake, pipeline, preview, storage, undo
 from segments_app.imports.intake import (
@@ -234,7 +234,7 @@ def announcement(record: ImportRecord) -> str:
     that moves on every poll, so a live region speaks when the status changes and not otherwise."""
     if record.status == ImportStatus.VALIDATING:
         return f"Import #{record.pk}: checking the file"
-    return f"Import #{record.pk}: {record.badge_label}"
+    return f"Import #{record.pk}: {import_display.badge_label(record)}"
 
 
 def _first_row(record: ImportRecord) -> str:
@@ -263,7 +263,7 @@ def _detail_context(
         "record": record,
         "parts": list(record.parts.all()),
         "events": events,
-        "actors": record.actors(events),
+        "actors": import_display.actors(record, events),
         "report": record.report,
         "send_form": send_form,
         "can": can,
@@ -446,7 +446,7 @@ def import_statuses(request: HttpRequest) -> HttpResponse:
     changed = [r for r in records if shown.get(str(r.pk), r.status) != r.status]
     # Rows the page already shows as they are now are not sent again (no `shown`: every row is).
     tokens = dict(value.partition(".")[::2] for value in request.GET.getlist("shown"))
-    changed_rows = [r for r in records if tokens.get(str(r.pk)) != r.table_token]
+    changed_rows = [r for r in records if tokens.get(str(r.pk)) != import_display.table_token(r)]
     cells = [cell for cell in request.GET.get("cells", "").split() if cell in TABLE_CELLS]
     response = render(
         request,
