@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+import tempfile
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django import forms
 from django.conf import settings
 
+from segments_app import lookup
 from segments_app.error_messages import describe
 from segments_app.imports.preview import Preview
 from segments_app.launchdarkly import (
@@ -21,6 +24,7 @@ from segments_app.launchdarkly import (
     Unauthorized,
     UpstreamUnavailable,
 )
+from segments_app.models import ImportStatus
 
 KEY_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 TAG_PATTERN = re.compile(r"^[a-zA-Z0-9_.-]{1,64}$")
@@ -508,8 +512,6 @@ class HistoryFilterForm(forms.Form):
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Until")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from segments_app.models import ImportStatus
-
         super().__init__(*args, **kwargs)
         self.fields["status"].choices = [("", "Any status"), *ImportStatus.choices]
 
@@ -557,11 +559,6 @@ class LookupForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        import tempfile
-        from pathlib import Path
-
-        from segments_app import lookup
-
         cleaned = super().clean()
         text, upload = cleaned.get("keys") or "", cleaned.get("file")
         if self.errors:

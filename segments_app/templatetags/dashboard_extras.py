@@ -14,6 +14,8 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from segments_app import import_display
+from segments_app import import_steps as presenter
+from segments_app.models import ImportStatus
 
 register = template.Library()
 # An import as pages show it (segments_app/import_display.py): `{{ record|badge_label }}`, …
@@ -50,8 +52,6 @@ def duration_words(value: timedelta | None) -> str:
 @register.filter
 def status_words(value: str) -> str:
     """LaunchDarkly's status of a file (`in_progress`) in the words the rest of the page uses."""
-    from segments_app.models import ImportStatus
-
     return ImportStatus(value).label if value in ImportStatus.values else str(value).replace("_", " ")
 
 
@@ -99,9 +99,6 @@ def import_steps(
     The page passes what it already loaded (the timeline, the parts, the undo state), so the steps add
     no query to a page that everyone watching an import polls every 2 s. Nothing for an import that was
     never sent: its page has the file check, the draft or the rejection instead."""
-    # Imported here, as status_words does: the presenter imports the models and the undo module.
-    from segments_app import import_steps as presenter
-
     if not presenter.shows_steps(record):
         return {"progress": None}
     return {
