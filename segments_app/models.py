@@ -767,6 +767,8 @@ class MemberSnapshot(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     lease_owner = models.CharField(max_length=64, blank=True, default="")
     lease_until = models.DateTimeField(null=True, blank=True)
+    # When the import it was taken for said on its timeline whether it can be undone (once per copy).
+    told_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -795,6 +797,12 @@ class MemberSnapshot(models.Model):
     def download_name(self) -> str:
         stamp = (self.finished_at or self.created_at).strftime("%Y%m%d-%H%M")
         return f"{self.segment_key}-{self.environment_key}-members-{stamp}.csv"
+
+    def mark_told(self) -> bool:
+        """The first time only: True when the import's timeline should now say what this copy allows."""
+        return bool(
+            MemberSnapshot.objects.filter(pk=self.pk, told_at__isnull=True).update(told_at=timezone.now())
+        )
 
     def move(self, status: str, message: str, *, owner: str, **fields: Any) -> bool:
         """Change status (and `fields`) only while the worker step `owner` holds the lease and the

@@ -84,21 +84,19 @@ def ready_to_send(record: ImportRecord) -> bool:
 
 def say_saved(record: ImportRecord) -> None:
     """On the timeline, once the import is about to go: whether it can be undone. Said only then — a
-    replace or remove whose members changed is a draft again, and its copy of them is its new preview."""
+    replace or remove whose members changed is a draft again, and its copy of them is its new preview.
+    A part sent again after a 409 passes here again: each copy of the members is told of once."""
     if not wants_undo_snapshot(record):
         return
     snapshot = MemberSnapshot.objects.filter(pk=record.undo_snapshot_id).first()
     if snapshot is not None and snapshot.is_ready:
-        _note_once(record, SAVED.format(count=f"{snapshot.member_count or 0:,}"))
+        message = SAVED.format(count=f"{snapshot.member_count or 0:,}")
     else:
         reason = (snapshot.error_message if snapshot is not None else "") or "the saved members are gone"
-        _note_once(record, f"{NOT_SAVED} ({reason.rstrip('.')}). It is sent anyway.")
-
-
-def _note_once(record: ImportRecord, message: str) -> None:
-    """A part sent again after a 409 passes here again: its timeline says it once."""
-    if not record.events.filter(message=message).exists():
-        record.note(message)
+        message = f"{NOT_SAVED} ({reason.rstrip('.')}). It is sent anyway."
+    with transaction.atomic():
+        if snapshot is None or snapshot.mark_told():
+            record.note(message)
 
 
 # --- what pages call ---------------------------------------------------------------------------------
