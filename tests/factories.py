@@ -124,7 +124,7 @@ def received(content: bytes, name: str = "keys.csv") -> intake.ReceivedFile:
     )
 
 
-def recorded(
+def recorded_upload(
     user: Any,
     content: bytes,
     *,
@@ -152,9 +152,9 @@ def recorded(
 
 
 def new_import(user: Any, content: bytes = b"a\nb\nc\n", **upload: Any) -> ImportRecord:
-    """A new upload as the view records it (see `recorded` for `upload`), then checked by one worker step
-    (no LaunchDarkly call)."""
-    record, created = recorded(user, content, **upload)
+    """A new upload as the view records it (see `recorded_upload` for `upload`), then checked by one
+    worker step (no LaunchDarkly call)."""
+    record, created = recorded_upload(user, content, **upload)
     assert created
     assert record.status == "validating"
     return pipeline.advance(record.pk)
@@ -251,7 +251,7 @@ def send_confirmed(
 
 def checked(user: Any, content: bytes, *, mode: str = "replace", send: bool = True) -> ImportRecord:
     """An upload as the upload form records it, checked by one worker step."""
-    record, _ = recorded(user, content, mode=mode, send=send)
+    record, _ = recorded_upload(user, content, mode=mode, send=send)
     return pipeline.advance(record.pk)
 
 

@@ -34,6 +34,7 @@ run again against the built-in sandbox over real HTTP, faults injected by its SA
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -43,16 +44,17 @@ from typing import Any
 
 import pytest
 import requests
+from django.core.signals import request_finished
 from django.utils import timezone
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from segments_app.connection import launchdarkly_client
 from segments_app.error_messages import describe
 from segments_app.forms import UNAVAILABLE_NOTHING_CREATED, UNAVAILABLE_NOTHING_DELETED
-from segments_app.imports import intake, pipeline
-from segments_app.imports.intake import new_upload_path
+from segments_app.imports import pipeline
 from segments_app.launchdarkly import LaunchDarklyClient, LaunchDarklyError
 from segments_app.models import ImportEvent, ImportRecord, SegmentActivity, UpstreamPause
+from tests.factories import recorded_upload, wait_until
 
 FAULTS = [
     "400",
@@ -399,18 +401,8 @@ def _client_call(call: str, stage: Stage) -> Seen:
 
 
 def _queued_import(stage: Stage) -> ImportRecord:
-    path = new_upload_path()
-    path.write_bytes(b"fault-1\nfault-2\n")
-    record, _ = intake.record_upload(
-        user=stage.user,
-        project=stage.project,
-        environment=stage.env,
-        segment=stage.segment,
-        upload=intake.ReceivedFile(path, "keys.csv", path.stat().st_size, "0" * 64),
-        mode="merge",
-        wait_on_approvals=False,
-        has_header=False,
-        send=True,
+    record, _ = recorded_upload(
+        stage.user, b"fault-1\nfault-2\n", project=stage.project, environment=stage.env, segment=stage.segment
     )
     return pipeline.advance(record.pk)  # checked and queued; LaunchDarkly not asked yet
 
@@ -508,16 +500,59 @@ def test_fault_matrix_with_responses(call: str, fault: str, mocked_stage: tuple[
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(("call", "fault"), SANDBOX_CELLS, ids=[f"{c} × {f}" for c, f in SANDBOX_CELLS])
-def test_fault_matrix_with_the_sandbox(call: str, fault: str, sandbox_stage: tuple[Stage, Inject]) -> None:
+def test_fault_matrix_with_the_sandbox(
+    call: str, fault: str, sandbox_stage: tuple[Stage, Inject], monkeypatch: pytest.MonkeyPatch
+) -> None:
     stage, inject = sandbox_stage
-    check_cell(call, fault, stage, inject)
-    if call == "start import":
-        from sandbox.models import SandboxImport
+    answering = SandboxAnswering(monkeypatch)
+    try:
+        check_cell(call, fault, stage, inject)
+        if call == "start import":
+            from sandbox.models import SandboxImport
 
-        # The stand-in itself never started more than one import for the one part.
-        assert SandboxImport.objects.count() <= 1
-    if fault == "read timeout":
-        time.sleep(1.0)  # let the slow answer finish before the database is emptied for the next test
+            # The stand-in itself never started more than one import for the one part.
+            assert SandboxImport.objects.count() <= 1
+    finally:
+        # A slow answer the client gave up on is still being made: the database is emptied for the
+        # next test only once the sandbox has finished every answer.
+        answering.wait_until_done()
+
+
+class SandboxAnswering:
+    """The sandbox's requests still being answered, by the server thread answering each: a thread is
+    counted when the sandbox looks for a fault to inject (first thing in every API request, before a
+    latency rule makes it wait) and no longer once Django says its request finished (after it has let
+    its database connection go)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from sandbox import faults
+
+        self.threads: set[int] = set()
+        self.lock = threading.Lock()
+        match = faults.match
+
+        def counted_match(*args: Any, **kwargs: Any) -> Any:
+            with self.lock:
+                self.threads.add(threading.get_ident())
+            return match(*args, **kwargs)
+
+        monkeypatch.setattr(faults, "match", counted_match)
+        request_finished.connect(self.finished, weak=False)
+
+    def finished(self, **kwargs: Any) -> None:
+        with self.lock:
+            self.threads.discard(threading.get_ident())
+
+    def wait_until_done(self, timeout: float = 10) -> None:
+        try:
+            wait_until(
+                "the sandbox to finish answering",
+                lambda: not self.threads,
+                timeout=timeout,
+                seen=lambda: self.threads,
+            )
+        finally:
+            request_finished.disconnect(self.finished)
 
 
 def test_the_table_covers_every_call_and_fault() -> None:

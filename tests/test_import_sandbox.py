@@ -22,7 +22,7 @@ from sandbox.models import SandboxImport, SandboxMember, SandboxSegment
 from segments_app.imports import intake, pipeline, worker
 from segments_app.imports.intake import new_upload_path
 from segments_app.models import FINAL_STATUSES, ImportRecord
-from tests.factories import recorded, send_confirmed, wait_until
+from tests.factories import recorded_upload, send_confirmed, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -151,7 +151,7 @@ def _race(records: list[int], settings: Any, user: Any) -> None:
 
 
 def _upload(user: Any, content: bytes, environment: str, segment: str, mode: str = "merge") -> ImportRecord:
-    record, _ = recorded(
+    record, _ = recorded_upload(
         user,
         content,
         name=f"{segment}.csv",

@@ -27,7 +27,7 @@ from segments_app import catalog, wakeup
 from segments_app.imports import pipeline, worker
 from segments_app.models import ImportRecord, ImportStatus
 from tests.conftest import REDIS_TEST_URL
-from tests.factories import recorded
+from tests.factories import recorded_upload
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def test_without_redis_url_nothing_uses_redis() -> None:
 
 def upload(user: Any, content: bytes = b"w-1\nw-2\n") -> ImportRecord:
     """An upload recorded as the form records it (a draft, so no LaunchDarkly call is needed)."""
-    record, _ = recorded(
+    record, _ = recorded_upload(
         user, content, project="demo", environment="staging", segment="churn-risk", send=False
     )
     return record

@@ -20,7 +20,7 @@ from django.utils import timezone
 from segments_app.imports import pipeline, storage
 from segments_app.imports.validation import Limits, ProblemLog, normalise_csv, shown_row
 from segments_app.models import ImportRecord, ImportStatus
-from tests.factories import FORM, big_segment, new_import, recorded
+from tests.factories import FORM, big_segment, new_import, recorded_upload
 
 pytestmark = pytest.mark.django_db
 
@@ -199,7 +199,7 @@ def test_once_the_files_are_purged_the_link_says_so(logged_in: Any, user: Any, s
 
 
 def test_a_sound_file_leaves_no_problems_file(user: Any, real_ld: Any) -> None:
-    record, _ = recorded(user, b"a\nb\n", name="k.csv", send=False)
+    record, _ = recorded_upload(user, b"a\nb\n", name="k.csv", send=False)
     record = pipeline.advance(record.pk)
     assert record.status == ImportStatus.DRAFT
     assert not record.problems_file

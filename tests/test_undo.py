@@ -29,7 +29,7 @@ from tests.factories import (
     members_ready,
     multipart,
     preview_on,
-    recorded,
+    recorded_upload,
     row,
     send_confirmed,
     send_on_preview,
@@ -446,7 +446,7 @@ def test_replace_then_restore_end_to_end_against_the_sandbox(
     before = members()
     assert len(before) == 120
     content = b"new-1\nnew-2\n"
-    record, _ = recorded(
+    record, _ = recorded_upload(
         user,
         content,
         name="two.csv",
