@@ -20,6 +20,8 @@ import pytest
 import requests
 from django.conf import settings
 
+from tests.factories import wait_until
+
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = [
@@ -213,7 +215,10 @@ class Watch:
 
     def poll(self) -> None:
         deadline = time.monotonic() + 900
-        while not self.stopping.is_set() and time.monotonic() < deadline:
+        while not self.stopping.is_set():
+            if time.monotonic() > deadline:  # a test that forgot to stop its watch fails saying so
+                self.failures.append("the watch was never stopped: it gave up polling after 900 s")
+                return
             for url in self.urls:
                 try:
                     began = time.monotonic()
@@ -224,7 +229,7 @@ class Watch:
                     self.answers += 1
                 except requests.RequestException as exc:
                     self.failures.append(f"{url}: {exc}")
-            time.sleep(0.2)
+            self.stopping.wait(0.2)  # the pace of the polls, not a wait for anything
 
     def stop(self) -> None:
         self.stopping.set()
@@ -238,11 +243,21 @@ def make_run(tmp_path: Path) -> Iterator[MakeRun]:
         yield run
     finally:
         run.stop()
+
     # Everything it started is gone: nobody answers on either port.
-    time.sleep(0.5)
-    for url in (run.base, run.sandbox):
-        with pytest.raises(requests.ConnectionError):
-            requests.get(f"{url}/healthz", timeout=2)
+    def still_answering() -> list[str]:
+        answering = []
+        for url in (run.base, run.sandbox):
+            try:
+                requests.get(f"{url}/healthz", timeout=2)
+            except requests.ConnectionError:
+                continue
+            answering.append(url)
+        return answering
+
+    wait_until(
+        "nobody to answer on either port", lambda: not still_answering(), timeout=5, seen=still_answering
+    )
 
 
 def test_make_run_serves_the_site_and_sandbox_and_restarts_a_killed_worker(make_run: MakeRun) -> None:

@@ -21,6 +21,7 @@ import pytest
 
 from segments_app.management.commands import rundashboard
 from segments_app.management.commands.rundashboard import Child, sandbox_address
+from tests.factories import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,12 +141,14 @@ def gone(pid: int) -> bool:
 
 
 def all_gone(pids: list[int], seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while not all(gone(pid) for pid in pids):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+    """Waits until every one of `pids` has exited; the test fails naming those still alive after
+    `seconds`."""
+    return wait_until(
+        f"processes {pids} to exit",
+        lambda: all(gone(pid) for pid in pids),
+        timeout=seconds,
+        seen=lambda: {"still alive": [pid for pid in pids if not gone(pid)]},
+    )
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import requests
 from sandbox.models import SandboxExport, SandboxMember, SandboxSegment
 from segments_app.connection import launchdarkly_client
 from segments_app.launchdarkly import ExportStatus, InvalidRequest, LaunchDarklyClient, NotFound
+from tests.factories import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,13 +30,22 @@ def visible(segment: str, environment: str = "production") -> set[str]:
     return set(seg.visible_members().values_list("context_key", flat=True))
 
 
-def wait_complete(ld: LaunchDarklyClient, segment: str, export_id: str) -> ExportStatus:
-    deadline = time.monotonic() + 10
-    while True:
-        status = ld.get_export("demo", "production", segment, export_id)
-        if status.is_complete or time.monotonic() > deadline:
-            return status
-        time.sleep(0.05)
+def wait_complete(ld: LaunchDarklyClient, segment: str, export_id: str, timeout: float = 10) -> ExportStatus:
+    """The export's status once it is complete; the test fails, showing its last status, if it is not
+    complete within `timeout` seconds."""
+    statuses: list[ExportStatus] = []
+
+    def complete() -> ExportStatus | None:
+        statuses.append(ld.get_export("demo", "production", segment, export_id))
+        return statuses[-1] if statuses[-1].is_complete else None
+
+    return wait_until(
+        f"export {export_id} of {segment} to complete",
+        complete,
+        timeout=timeout,
+        every=0.05,
+        seen=lambda: statuses[-1],
+    )
 
 
 def test_export_runs_to_complete_and_its_file_lists_every_member(
