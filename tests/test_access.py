@@ -25,6 +25,7 @@ from django.core.management import call_command
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from segments_app.models import ImportRecord
+from tests import factories
 from tests.launchdarkly_answers import big_segment_json
 
 pytestmark = pytest.mark.django_db
@@ -243,20 +244,9 @@ def mock_launchdarkly(real_ld: Any) -> None:
 
 
 def make_record(owner: Any, env: str, status: str) -> ImportRecord:
-    return ImportRecord.objects.create(
-        user=owner,
-        project_key="shop",
-        environment_key=env,
-        segment_key="vip",
-        original_filename="keys.csv",
-        size_bytes=10,
-        sha256="0" * 64,
-        mode="merge",
-        status=status,
-        key_count=3,
-        part_count=1,
-        report={"keys_accepted": 3, "part_sizes": [{"keys": 3, "bytes": 10}]} if status == "draft" else {},
-    )
+    """The factories' import record, in `env`, of 3 keys (a draft's report says so)."""
+    report = {"keys_accepted": 3, "part_sizes": [{"keys": 3, "bytes": 10}]} if status == "draft" else {}
+    return factories.make_record(owner, status, environment_key=env, key_count=3, report=report)
 
 
 def make_snapshot(owner: Any, env: str) -> Any:

@@ -19,8 +19,7 @@ from django.utils import timezone
 
 from sandbox.approvals import record_approval
 from segments_app.access import EDITORS, PRODUCTION_EDITORS
-from segments_app.imports import intake, pipeline, storage
-from segments_app.imports.intake import new_upload_path
+from segments_app.imports import pipeline, storage
 from segments_app.models import (
     AuditRecordProtected,
     ImportEvent,
@@ -29,6 +28,7 @@ from segments_app.models import (
     ImportStatus,
     SegmentActivity,
 )
+from tests.factories import recorded_upload
 
 pytestmark = pytest.mark.django_db
 
@@ -39,19 +39,7 @@ def upload(
     user: Any, content: bytes = b"a\nb\n", *, send: bool = True, environment: str = "live"
 ) -> ImportRecord:
     """An upload as the view records it, then checked by one worker step (no LaunchDarkly call)."""
-    path = new_upload_path()
-    path.write_bytes(content)
-    record, _ = intake.record_upload(
-        user=user,
-        project="shop",
-        environment=environment,
-        segment="vip",
-        upload=intake.ReceivedFile(path, "keys.csv", len(content), "0" * 64),
-        mode="merge",
-        wait_on_approvals=False,
-        has_header=False,
-        send=send,
-    )
+    record, _ = recorded_upload(user, content, environment=environment, send=send)
     return pipeline.advance(record.pk)
 
 

@@ -6,7 +6,6 @@ memory with exact times: each asserts every step's label, state and words, not j
 
 from __future__ import annotations
 
-import html as html_lib
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +19,7 @@ from django.utils import timezone
 from segments_app import import_steps
 from segments_app.imports import undo
 from segments_app.models import ImportEvent, ImportPart, ImportRecord, MemberSnapshot
+from tests.factories import text
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -546,10 +546,6 @@ def test_only_sent_imports_show_steps(status: str, shown: bool) -> None:
 
 
 # --- the page -----------------------------------------------------------------------------------------------
-
-
-def text(response: Any) -> str:
-    return html_lib.unescape(response.content.decode())
 
 
 def saved_import(user: Any, **fields: Any) -> ImportRecord:

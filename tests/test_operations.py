@@ -18,10 +18,10 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from segments_app.imports import intake, worker
-from segments_app.imports.intake import new_upload_path
+from segments_app.imports import worker
 from segments_app.models import ImportEvent, ImportPart, ImportRecord, ImportStatus, WorkerCheckin
 from segments_app.request_log import ContextFilter, JsonFormatter, PlainFormatter
+from tests.factories import recorded_upload
 
 TOKEN = "api-0f9e8d7c-rotate-me-secret-token"
 
@@ -205,19 +205,7 @@ def test_two_requests_get_different_ids(client: Any) -> None:
 
 
 def validating(user: Any, content: bytes) -> ImportRecord:
-    path = new_upload_path()
-    path.write_bytes(content)
-    record, _ = intake.record_upload(
-        user=user,
-        project="shop",
-        environment="live",
-        segment="vip",
-        upload=intake.ReceivedFile(path, "keys.csv", len(content), "0" * 64),
-        mode="merge",
-        wait_on_approvals=False,
-        has_header=False,
-        send=True,
-    )
+    record, _ = recorded_upload(user, content)
     return record
 
 

@@ -5,7 +5,6 @@ upload still arriving are never touched."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -16,8 +15,9 @@ from typing import Any
 import pytest
 
 from segments_app.imports import intake, storage, worker
-from segments_app.imports.intake import HashingUploadHandler, ReceivedFile, record_upload
+from segments_app.imports.intake import HashingUploadHandler, record_upload
 from segments_app.models import ImportRecord
+from tests.factories import received
 
 HOUR = 3600.0
 
@@ -52,23 +52,21 @@ def killed_mid_upload(megabytes: int = 4) -> Path:
 
 
 def folder_of_import(user: Any) -> Path:
-    path = intake.new_upload_path()
-    path.write_bytes(b"k1\nk2\n")
-    received = ReceivedFile(path, "keys.csv", 6, hashlib.sha256(b"k1\nk2\n").hexdigest())
+    upload = received(b"k1\nk2\n")
     record, created = record_upload(
         user=user,
         project="shop",
         environment="live",
         segment="vip",
-        upload=received,
+        upload=upload,
         mode="merge",
         wait_on_approvals=False,
         has_header=False,
         send=False,
     )
     assert created
-    assert record.storage_dir == str(path.parent)
-    return path.parent
+    assert record.storage_dir == str(upload.path.parent)
+    return upload.path.parent
 
 
 @pytest.mark.django_db

@@ -5,7 +5,6 @@ sent and once the import has ended, shown on the import's page, in the history a
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import logging
 from datetime import timedelta
@@ -16,10 +15,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from segments_app import import_display
-from segments_app.imports import intake, pipeline
-from segments_app.imports.intake import new_upload_path
+from segments_app.imports import pipeline
 from segments_app.models import ImportRecord, ImportStatus, UpstreamPause
-from tests.factories import preview_on, send_confirmed
+from tests.factories import preview_on, recorded_upload, send_confirmed
 from tests.launchdarkly_answers import big_segment_json
 
 SEGMENT = "/api/v2/segments/shop/live/vip"
@@ -40,21 +38,7 @@ def new_import(
     A replace or a remove is a draft first: it is sent on a confirmed preview of `members`; with
     `undo_copy`, the members the worker saves just before sending are made beforehand (the same, so the
     preview holds and no export is asked for); without, the worker asks for them."""
-    path = new_upload_path()
-    path.write_bytes(content)
-    record, _ = intake.record_upload(
-        user=user,
-        project=where.get("project", "shop"),
-        environment=where.get("environment", "live"),
-        segment=where.get("segment", "vip"),
-        upload=intake.ReceivedFile(
-            path=path, original_name="keys.csv", size=len(content), sha256=hashlib.sha256(content).hexdigest()
-        ),
-        mode=mode,
-        wait_on_approvals=False,
-        has_header=False,
-        send=True,
-    )
+    record, _ = recorded_upload(user, content, mode=mode, **where)
     record = pipeline.advance(record.pk)
     if record.is_destructive:
         assert record.status == ImportStatus.DRAFT
@@ -282,12 +266,18 @@ def test_no_change_is_said_in_words() -> None:
     assert import_display.members_moved(ImportRecord()) == ""
 
 
-def run_until_final(record: ImportRecord) -> ImportRecord:
-    for _ in range(3000):
+def run_until_final(record: ImportRecord, steps: int = 3000) -> ImportRecord:
+    """Worker steps of the import, each due at once, until it is final; the test fails, saying where the
+    import stopped, if it is not final after `steps` steps."""
+    for _ in range(steps):
         record = step(record)
         if record.is_final:
             break
     record.refresh_from_db()
+    if not record.is_final:
+        pytest.fail(
+            f"import {record.pk} is not final after {steps} steps: {record.status!r} ({record.error_message!r})"
+        )
     return record
 
 
@@ -425,18 +415,8 @@ def test_a_replace_says_exactly_what_it_added_and_removed_end_to_end(
     members = sorted(segment.visible_members().values_list("context_key", flat=True))
     assert len(members) == 120
     content = f"{members[0]}\n{members[1]}\nnew-1\n".encode()
-    path = new_upload_path()
-    path.write_bytes(content)
-    record, _ = intake.record_upload(
-        user=user,
-        project="demo",
-        environment="production",
-        segment="vip-customers",
-        upload=intake.ReceivedFile(path, "keys.csv", len(content), hashlib.sha256(content).hexdigest()),
-        mode="replace",
-        wait_on_approvals=False,
-        has_header=False,
-        send=True,
+    record, _ = recorded_upload(
+        user, content, project="demo", environment="production", segment="vip-customers", mode="replace"
     )
     record = pipeline.advance(record.pk)
     assert record.status == ImportStatus.DRAFT  # a replace is never sent straight from an upload

@@ -427,7 +427,7 @@ def test_readers_and_writers_keep_going_while_a_big_import_is_applied(settings: 
                             segment().visible_members().count(),
                         )
                     )
-                time.sleep(0.005)
+                time.sleep(0.005)  # the other connection's pace: it reads and writes throughout
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -448,7 +448,11 @@ def test_readers_and_writers_keep_going_while_a_big_import_is_applied(settings: 
     try:
         deadline = time.monotonic() + 300
         while status(record) != "complete":
-            assert time.monotonic() < deadline
+            assert time.monotonic() < deadline, (
+                "the import was not complete within 300 s",
+                status(record),
+                errors,
+            )
             time.sleep(0.05)
     finally:
         applier_stop.set()

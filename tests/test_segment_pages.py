@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html as html_lib
 import json
 import re
 from typing import Any
@@ -15,6 +14,7 @@ from responses import matchers
 from sandbox.models import SandboxSegment
 from segments_app.forms import UNAVAILABLE_NOTHING_CREATED, UNAVAILABLE_NOTHING_DELETED
 from segments_app.models import SegmentActivity
+from tests.factories import text
 from tests.launchdarkly_answers import segment_json
 
 LIST = "/api/v2/segments/shop/live"
@@ -27,10 +27,6 @@ def segments_page(count: int, total: int) -> dict[str, Any]:
 
 def ld_query(call: Any) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(call.request.url).query).items()}
-
-
-def text(response: Any) -> str:
-    return html_lib.unescape(response.content.decode())
 
 
 # --- list ------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ exactly when the sender's lease has run out while it still waits for LaunchDarkl
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -20,20 +19,12 @@ from django.utils import timezone
 
 from segments_app.imports import pipeline
 from segments_app.models import ImportEvent, ImportPart, ImportRecord, ImportStatus
-from tests.factories import checked, segment_answer, step
+from tests.factories import checked, segment_answer, step, wait_until
 
 SEGMENT = "/api/v2/segments/shop/live/vip"
 IMPORTS = f"{SEGMENT}/imports"
 
 DEADLINE_SECONDS = 20
-
-
-def wait_until(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"Timed out after {DEADLINE_SECONDS} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class HeldUpload:
@@ -69,8 +60,13 @@ def take_over_under_a_held_lock(record: ImportRecord, *, past_deadline: bool = F
     with transaction.atomic():
         ImportRecord.objects.filter(pk=record.pk).update(updated_at=timezone.now())  # the lock
         wait_until(
-            lambda: ImportRecord.objects.get(pk=record.pk).lease_until < timezone.now(),
             "the sender's lease to run out behind the lock",
+            lambda: ImportRecord.objects.get(pk=record.pk).lease_until < timezone.now(),
+            timeout=DEADLINE_SECONDS,
+            seen=lambda: {
+                "lease until": ImportRecord.objects.get(pk=record.pk).lease_until,
+                "now": timezone.now(),
+            },
         )
         if past_deadline:  # as if the sender's request had outlived every time limit
             ImportRecord.objects.filter(pk=record.pk).update(

@@ -25,8 +25,7 @@ from django.utils import timezone
 
 from sandbox.segment_query import FilterTerm, parse_segment_filter
 from segments_app.error_messages import describe
-from segments_app.imports import intake, pipeline
-from segments_app.imports.intake import new_upload_path
+from segments_app.imports import pipeline
 from segments_app.launchdarkly import (
     ClientConfig,
     LaunchDarklyClient,
@@ -38,6 +37,7 @@ from segments_app.launchdarkly import (
     parse_import_id,
 )
 from segments_app.models import ImportEvent, ImportPart, ImportRecord, SegmentActivity
+from tests.factories import recorded_upload
 
 BASE = "https://app.launchdarkly.com"
 TOKEN = "api-5f1c2a9e-0b7d-4c3e-9a61-secret77aa"
@@ -158,19 +158,7 @@ def due(record: ImportRecord) -> None:
 
 
 def _queued_import(user: Any) -> ImportRecord:
-    path = new_upload_path()
-    path.write_bytes(b"a\nb\n")
-    record, _ = intake.record_upload(
-        user=user,
-        project="shop",
-        environment="live",
-        segment="vip",
-        upload=intake.ReceivedFile(path, "keys.csv", 4, "0" * 64),
-        mode="merge",
-        wait_on_approvals=False,
-        has_header=False,
-        send=True,
-    )
+    record, _ = recorded_upload(user, b"a\nb\n")
     return pipeline.advance(record.pk)  # checked and queued: no LaunchDarkly call yet
 
 

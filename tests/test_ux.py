@@ -4,7 +4,6 @@ forgiving text filters."""
 
 from __future__ import annotations
 
-import html as html_lib
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from django.utils import timezone
 
 from segments_app import import_display
 from segments_app.models import ImportEvent, ImportRecord, ImportStatus
+from tests import factories
 from tests.launchdarkly_answers import segment_json
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
@@ -27,8 +27,8 @@ SITE = " · Segment Dashboard</title>"
 
 
 def text(response: Any) -> str:
-    """The page's HTML with entities decoded and non-breaking spaces as plain ones."""
-    return html_lib.unescape(response.content.decode()).replace("\xa0", " ")
+    """The page as a person reads it (factories.text), non-breaking spaces as plain ones."""
+    return factories.text(response).replace("\xa0", " ")
 
 
 def words(response: Any) -> str:
@@ -43,21 +43,8 @@ def title(response: Any) -> str:
 
 
 def make_record(user: Any, status: str = ImportStatus.COMPLETE, **fields: Any) -> ImportRecord:
-    values: dict[str, Any] = {
-        "user": user,
-        "project_key": "shop",
-        "environment_key": "live",
-        "segment_key": "vip",
-        "original_filename": "keys.csv",
-        "size_bytes": 10,
-        "sha256": "0" * 64,
-        "mode": "merge",
-        "status": status,
-        "key_count": 1204331,
-        "part_count": 1,
-    }
-    values.update(fields)
-    return ImportRecord.objects.create(**values)
+    """The factories' import record, finished unless `status` says otherwise."""
+    return factories.make_record(user, status, **fields)
 
 
 def at(record: ImportRecord, **fields: Any) -> ImportRecord:
