@@ -3,7 +3,6 @@ editors role is told, in a protected environment, who may make changes there."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
@@ -15,22 +14,10 @@ from tests.browser.checks import assert_accessible, control, snap
 def queued_import(user: Any, environment: str, segment: str) -> Any:
     """An import recorded as the upload form records one, still waiting for its file to be checked
     (no worker runs in these tests, so it stays cancellable)."""
-    from segments_app.imports import intake
-    from segments_app.imports.intake import new_upload_path
+    from tests.factories import recorded_upload
 
-    content = b"k-1\nk-2\n"
-    path = new_upload_path()
-    path.write_bytes(content)
-    record, _ = intake.record_upload(
-        user=user,
-        project="demo",
-        environment=environment,
-        segment=segment,
-        upload=intake.ReceivedFile(path, "queued.csv", len(content), hashlib.sha256(content).hexdigest()),
-        mode="merge",
-        wait_on_approvals=False,
-        has_header=False,
-        send=True,
+    record, _ = recorded_upload(
+        user, b"k-1\nk-2\n", name="queued.csv", project="demo", environment=environment, segment=segment
     )
     return record
 

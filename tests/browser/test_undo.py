@@ -3,7 +3,6 @@ the restore is a draft of its own (checked, previewed, confirmed), and both page
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
@@ -19,9 +18,8 @@ def test_replace_then_restore_the_members_from_the_import_page(
 ) -> None:
     settings.IMPORT_PREVIEW_ENABLED = True  # off in tests/settings.py
     from sandbox.models import SandboxMember, SandboxSegment
-    from segments_app.imports import intake
-    from segments_app.imports.intake import new_upload_path
     from segments_app.models import ImportRecord
+    from tests.factories import recorded_upload
 
     settings.UNDO_SNAPSHOTS_ENABLED = True
     settings.SNAPSHOT_POLL_SECONDS = 0.3
@@ -38,19 +36,14 @@ def test_replace_then_restore_the_members_from_the_import_page(
         return set(live.values_list("context_key", flat=True))
 
     user = login()
-    content = b"wrong-1\n"
-    path = new_upload_path()
-    path.write_bytes(content)
-    original, _ = intake.record_upload(
-        user=user,
+    original, _ = recorded_upload(
+        user,
+        b"wrong-1\n",
+        name="wrong-list.csv",
         project="demo",
         environment="staging",
         segment="churn-risk",
-        upload=intake.ReceivedFile(path, "wrong-list.csv", len(content), hashlib.sha256(content).hexdigest()),
         mode="replace",
-        wait_on_approvals=False,
-        has_header=False,
-        send=True,
     )
     worker()  # checks it and previews it: a replace is never sent straight from an upload
     page.goto(f"{app}/imports/{original.pk}/")
