@@ -23,7 +23,7 @@ def race(count: int) -> list[Any]:
 
     def upload(index: int) -> None:
         with launchdarkly_client() as client:
-            barrier.wait()
+            barrier.wait(timeout=30)  # all at once; a thread that never arrives breaks it for the others
             try:
                 outcomes[index] = client.start_import(
                     "demo", "production", segments[index % 3], io.BytesIO(f"key-{index}\n".encode())
@@ -36,6 +36,8 @@ def race(count: int) -> list[Any]:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    still_uploading = [index for index, thread in enumerate(threads) if thread.is_alive()]
+    assert not still_uploading, (f"uploads {still_uploading} did not finish within 60 s", outcomes)
     return outcomes
 
 
