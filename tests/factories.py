@@ -47,8 +47,10 @@ FILE_URL = "https://files.example.net/exports/e-1.csv?sig=abc"  # where LaunchDa
 
 
 def text(response: Any) -> str:
-    """The page as a person reads it: its HTML with the entities unescaped, so a test can look for words."""
-    return html_lib.unescape(response.content.decode())
+    """The page as a person reads it: its HTML with the entities unescaped, so a test can look for words.
+    A streamed answer (a download) is read whole first."""
+    content = b"".join(response.streaming_content) if response.streaming else response.content
+    return html_lib.unescape(content.decode())
 
 
 def big_segment(real_ld: Any, key: str = "vip", unbounded: bool = True, **answer: Any) -> None:

@@ -13,7 +13,6 @@ POSTs carry no form data, so they change nothing upstream and only prove they we
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from segments_app.models import ImportRecord
 from tests import factories
+from tests.factories import text
 from tests.launchdarkly_answers import big_segment_json
 
 pytestmark = pytest.mark.django_db
@@ -292,11 +292,6 @@ def path_for(route: str, env: str, pk: int | None) -> str:
         path = path.replace("<int:snapshot>", str(pk))
     assert "<" not in path, path
     return "/" + path
-
-
-def text(response: Any) -> str:
-    content = b"".join(response.streaming_content) if response.streaming else response.content
-    return html.unescape(content.decode(errors="replace"))
 
 
 def templates_of(response: Any) -> list[str]:
