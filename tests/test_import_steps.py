@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from segments_app import import_steps
 from segments_app.imports import undo
-from segments_app.models import ImportEvent, ImportPart, ImportRecord, MemberSnapshot
-from tests.factories import text
+from segments_app.models import ImportEvent, ImportPart, ImportRecord, ImportStatus, MemberSnapshot
+from tests.factories import make_record, text
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -548,21 +548,10 @@ def test_only_sent_imports_show_steps(status: str, shown: bool) -> None:
 # --- the page -----------------------------------------------------------------------------------------------
 
 
-def saved_import(user: Any, **fields: Any) -> ImportRecord:
-    values: dict[str, Any] = {
-        "user": user,
-        "project_key": "shop",
-        "environment_key": "live",
-        "segment_key": "vip",
-        "original_filename": "keys.csv",
-        "size_bytes": 10,
-        "sha256": "0" * 64,
-        "mode": "merge",
-        "key_count": 3,
-        "part_count": 1,
-    }
-    values.update(fields)
-    return ImportRecord.objects.create(**values)
+def saved_import(user: Any, status: str = ImportStatus.VALIDATING, **fields: Any) -> ImportRecord:
+    """The factories' import record, of 3 keys, just uploaded (still being checked) unless `status` says
+    otherwise."""
+    return make_record(user, status, **{"key_count": 3, **fields})
 
 
 def step_items(html: str) -> list[str]:

@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from segments_app.forms import SendChoicesForm
-from segments_app.imports import intake, pipeline
+from segments_app.imports import pipeline
 from segments_app.models import ImportPart, ImportRecord, ImportStatus, UpstreamPause
 from tests.factories import (
     PREVIEW_MEMBERS,
@@ -24,7 +24,7 @@ from tests.factories import (
     post,
     preview_on,
     ready_snapshot,
-    received,
+    recorded_upload,
     row,
     send_confirmed,
     send_on_preview,
@@ -310,16 +310,13 @@ def test_sandbox_removes_exactly_the_listed_members(
     )
     SandboxSegment.objects.filter(pk=segment.pk).update(included_count=120)
     listed = keys[:40] + [f"stranger-{n}" for n in range(10)]
-    record, _ = intake.record_upload(
-        user=user,
+    record, _ = recorded_upload(
+        user,
+        "\n".join(listed).encode() + b"\n",
         project="demo",
         environment="production",
         segment="churn-risk",
-        upload=received("\n".join(listed).encode() + b"\n"),
         mode="remove",
-        wait_on_approvals=False,
-        has_header=False,
-        send=True,
     )
     record = pipeline.advance(record.pk)
     assert record.status == ImportStatus.DRAFT  # a remove is never sent straight from an upload

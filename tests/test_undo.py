@@ -26,6 +26,7 @@ from tests.factories import (
     SEGMENT_PATH,
     big_segment,
     checked,
+    make_record,
     members_ready,
     multipart,
     preview_on,
@@ -125,18 +126,12 @@ def ready_snapshot(user: Any, record: ImportRecord, keys: bytes) -> MemberSnapsh
 
 def finished_replace(user: Any) -> ImportRecord:
     """A replace import that went to LaunchDarkly and completed."""
-    return ImportRecord.objects.create(
-        user=user,
-        project_key="shop",
-        environment_key="live",
-        segment_key="vip",
+    return make_record(
+        user,
+        ImportStatus.COMPLETE,
         original_filename="new-list.csv",
-        size_bytes=10,
-        sha256="0" * 64,
         mode="replace",
-        status=ImportStatus.COMPLETE,
         key_count=1,
-        part_count=1,
         parts_done=1,
         submit_attempts=1,
         finished_at=timezone.now(),
