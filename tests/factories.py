@@ -40,6 +40,7 @@ from tests.launchdarkly_answers import big_segment_json
 # --- the segment the tests use, and the pages about it ----------------------------------------------------
 
 SEGMENT_PATH = "/api/v2/segments/shop/live/vip"  # LaunchDarkly's address of shop/live/vip
+IMPORTS_PATH = f"{SEGMENT_PATH}/imports"  # where its imports are uploaded
 FORM = "/segments/shop/live/vip/imports/new/"  # its upload form
 LOOKUP_PAGE = "/segments/shop/live/vip/lookup/"  # its key lookup
 HTMX = {"HX-Request": "true"}  # what htmx sends with each of its requests
@@ -60,6 +61,16 @@ def big_segment(real_ld: Any, key: str = "vip", unbounded: bool = True, **answer
     real_ld.mock.get(
         real_ld.url(f"/api/v2/segments/shop/live/{key}"),
         json=big_segment_json(key, name="VIP", unbounded=unbounded, **answer),
+    )
+
+
+def accept(real_ld: Any, import_id: str = "imp-1", path: str = IMPORTS_PATH) -> None:
+    """LaunchDarkly takes the upload of an import (at `path`, by default shop/live/vip's): a 204 whose
+    Location names the import `import_id`."""
+    real_ld.mock.post(
+        real_ld.url(path),
+        status=204,
+        headers={"Location": f"{IMPORTS_PATH}/{import_id}"},
     )
 
 

@@ -14,26 +14,16 @@ from django.utils import timezone
 from segments_app import import_display
 from segments_app.imports import pipeline, storage
 from segments_app.models import ImportEvent, ImportPart, ImportRecord, ImportStatus, UpstreamPause
-from tests.factories import multipart, new_import, send_confirmed
+from tests.factories import IMPORTS_PATH, accept, multipart, new_import, send_confirmed
 
 pytestmark = pytest.mark.django_db
-
-IMPORTS = "/api/v2/segments/shop/live/vip/imports"
-
-
-def accept(real_ld: Any, import_id: str = "imp-1", path: str = IMPORTS) -> None:
-    real_ld.mock.post(
-        real_ld.url(path),
-        status=204,
-        headers={"Location": f"/api/v2/segments/shop/live/vip/imports/{import_id}"},
-    )
 
 
 def ld_status(real_ld: Any, status: str, import_id: str = "imp-1") -> None:
     """What LaunchDarkly answers about an import from now on (replacing any earlier answer)."""
     real_ld.mock.upsert(
         "GET",
-        real_ld.url(f"{IMPORTS}/{import_id}"),
+        real_ld.url(f"{IMPORTS_PATH}/{import_id}"),
         json={
             "id": import_id,
             "segmentKey": "vip",
@@ -81,9 +71,9 @@ def test_record_parts_and_event_are_saved_before_any_call(user: Any, tmp_path: P
                 statuses(record),
             )
         )
-        return 204, {"Location": f"{IMPORTS}/imp-1"}, ""
+        return 204, {"Location": f"{IMPORTS_PATH}/imp-1"}, ""
 
-    real_ld.mock.add_callback("POST", real_ld.url(IMPORTS), callback=start_import)
+    real_ld.mock.add_callback("POST", real_ld.url(IMPORTS_PATH), callback=start_import)
     record = pipeline.advance(record.pk)
     assert seen == [
         (
@@ -128,9 +118,9 @@ def test_submit_sends_the_exact_multipart_request(user: Any, tmp_path: Path, rea
     accept(real_ld)
     record = new_import(user, b"key-1, x\n key-2\nkey-1\n", mode="replace", wait=True)
     record = pipeline.advance(send_confirmed(record, members=b"key-1\nold\n").pk)
-    (call,) = real_ld.calls_to(IMPORTS)  # the member count read before it: tests/test_outcomes.py
+    (call,) = real_ld.calls_to(IMPORTS_PATH)  # the member count read before it: tests/test_outcomes.py
     assert call.request.method == "POST"
-    assert call.request.url == real_ld.url(IMPORTS)
+    assert call.request.url == real_ld.url(IMPORTS_PATH)
     assert call.request.headers["Authorization"] == real_ld.token
     assert call.request.headers["LD-API-Version"] == "20240415"
     fields = multipart(call)
@@ -155,12 +145,12 @@ def test_status_is_refreshed_at_most_once_per_interval_then_completes(
     record = pipeline.advance(new_import(user).pk)
     pipeline.advance(record.pk)
     pipeline.advance(record.pk)
-    assert len(real_ld.calls_to(IMPORTS)) == 1  # just submitted: not due yet
+    assert len(real_ld.calls_to(IMPORTS_PATH)) == 1  # just submitted: not due yet
     ld_status(real_ld, "in_progress")
     due(record)
     assert pipeline.advance(record.pk).status == "in_progress"
     pipeline.advance(record.pk)
-    assert len(real_ld.calls_to(f"{IMPORTS}/imp-1")) == 1
+    assert len(real_ld.calls_to(f"{IMPORTS_PATH}/imp-1")) == 1
     ld_status(real_ld, "complete")
     due(record)
     record = pipeline.advance(record.pk)
@@ -225,12 +215,12 @@ def test_large_list_is_sent_in_parts_strictly_in_turn_and_a_409_delays_without_l
     ld_status(real_ld, "in_progress", "imp-1")
     due(record)
     pipeline.advance(record.pk)
-    assert len(real_ld.calls_to(IMPORTS)) == 1  # part 2 waits while part 1 runs
+    assert len(real_ld.calls_to(IMPORTS_PATH)) == 1  # part 2 waits while part 1 runs
     # Part 1 completes; LaunchDarkly refuses part 2 once with 409.
     ld_status(real_ld, "complete")
     real_ld.mock.replace(
         "POST",
-        real_ld.url(IMPORTS),
+        real_ld.url(IMPORTS_PATH),
         status=409,
         json={"code": "optimistic_locking_error", "message": "Conflicting process"},
     )
@@ -241,13 +231,17 @@ def test_large_list_is_sent_in_parts_strictly_in_turn_and_a_409_delays_without_l
     assert record.next_attempt_at > timezone.now()
     assert record.parts.get(number=2).status == "queued"
     pipeline.advance(record.pk)  # not yet due: no new call
-    assert len(real_ld.calls_to(IMPORTS)) == 2
-    real_ld.mock.replace("POST", real_ld.url(IMPORTS), status=204, headers={"Location": f"{IMPORTS}/imp-2"})
+    assert len(real_ld.calls_to(IMPORTS_PATH)) == 2
+    real_ld.mock.replace(
+        "POST", real_ld.url(IMPORTS_PATH), status=204, headers={"Location": f"{IMPORTS_PATH}/imp-2"}
+    )
     due(record)
     record = pipeline.advance(record.pk)
     assert record.parts.get(number=2).ld_import_id == "imp-2"
     ld_status(real_ld, "complete", "imp-2")
-    real_ld.mock.replace("POST", real_ld.url(IMPORTS), status=204, headers={"Location": f"{IMPORTS}/imp-3"})
+    real_ld.mock.replace(
+        "POST", real_ld.url(IMPORTS_PATH), status=204, headers={"Location": f"{IMPORTS_PATH}/imp-3"}
+    )
     due(record)
     record = pipeline.advance(record.pk)
     assert record.parts.get(number=3).ld_import_id == "imp-3"
@@ -255,7 +249,7 @@ def test_large_list_is_sent_in_parts_strictly_in_turn_and_a_409_delays_without_l
     due(record)
     record = pipeline.advance(record.pk)
     assert record.status == "complete"
-    posts = real_ld.calls_to(IMPORTS)
+    posts = real_ld.calls_to(IMPORTS_PATH)
     sent = [(multipart(c)["file"], multipart(c)["mode"]) for c in posts]
     assert sent == [(b"a\nb\n", b"replace"), (b"c\nd\n", b"merge"), (b"c\nd\n", b"merge"), (b"e\n", b"merge")]
     # The 409 refusal is the only repeat: every part was accepted exactly once.
@@ -303,7 +297,7 @@ def test_large_list_is_sent_in_parts_strictly_in_turn_and_a_409_delays_without_l
 def test_upstream_failures_leave_a_clear_final_status(
     user: Any, tmp_path: Path, real_ld: Any, answer: dict, status: str, message: str
 ) -> None:
-    real_ld.mock.post(real_ld.url(IMPORTS), **answer)
+    real_ld.mock.post(real_ld.url(IMPORTS_PATH), **answer)
     record = pipeline.advance(new_import(user).pk)
     assert record.status == status
     assert record.is_final
@@ -311,7 +305,7 @@ def test_upstream_failures_leave_a_clear_final_status(
     assert record.events.last().message == message
     if "json" in answer:
         assert record.error_code == answer["json"]["code"]
-    assert len(real_ld.calls_to(IMPORTS)) == 1
+    assert len(real_ld.calls_to(IMPORTS_PATH)) == 1
 
 
 def test_409_leaves_the_import_queued_with_backoff(
@@ -319,7 +313,7 @@ def test_409_leaves_the_import_queued_with_backoff(
 ) -> None:
     settings.IMPORT_CONFLICT_BACKOFF = 5
     real_ld.mock.post(
-        real_ld.url(IMPORTS), status=409, json={"code": "conflict", "message": "Conflicting process"}
+        real_ld.url(IMPORTS_PATH), status=409, json={"code": "conflict", "message": "Conflicting process"}
     )
     record = pipeline.advance(new_import(user).pk)
     first_delay = record.next_attempt_at - timezone.now()
@@ -335,7 +329,7 @@ def test_409_leaves_the_import_queued_with_backoff(
 
 def test_429_pauses_every_call_for_every_import(user: Any, tmp_path: Path, real_ld: Any) -> None:
     real_ld.mock.post(
-        real_ld.url(IMPORTS),
+        real_ld.url(IMPORTS_PATH),
         status=429,
         json={"code": "rate_limited", "message": "slow"},
         headers={"Retry-After": "30"},
@@ -347,7 +341,7 @@ def test_429_pauses_every_call_for_every_import(user: Any, tmp_path: Path, real_
     pipeline.advance(other.pk)
     due(first)
     pipeline.advance(first.pk)
-    assert len(real_ld.calls_to(IMPORTS)) == 1  # nothing is asked while the pause lasts
+    assert len(real_ld.calls_to(IMPORTS_PATH)) == 1  # nothing is asked while the pause lasts
     UpstreamPause.objects.update(until=timezone.now() - timedelta(seconds=1))
     accept(real_ld, "imp-x", path="/api/v2/segments/shop/test/vip/imports")
     assert pipeline.advance(other.pk).status == "preparing"
@@ -382,7 +376,7 @@ def test_a_later_import_waits_for_an_earlier_one_in_the_same_environment(
     first = pipeline.advance(new_import(user).pk)
     second = pipeline.advance(new_import(user, b"z\n").pk)
     assert (first.status, second.status) == ("preparing", "queued")
-    assert len(real_ld.calls_to(IMPORTS)) == 1
+    assert len(real_ld.calls_to(IMPORTS_PATH)) == 1
     assert second.events.last().message == f"Waiting for import #{first.pk} in this environment to finish."
     assert second.waiting_behind_id == first.pk
     pipeline.advance(second.pk)  # still waiting: the event is not written again
@@ -393,12 +387,12 @@ def test_refresh_failures_keep_the_import_followed(user: Any, tmp_path: Path, re
     accept(real_ld)
     record = pipeline.advance(new_import(user).pk)
     real_ld.mock.get(
-        real_ld.url(f"{IMPORTS}/imp-1"), status=503, json={"code": "unavailable", "message": "down"}
+        real_ld.url(f"{IMPORTS_PATH}/imp-1"), status=503, json={"code": "unavailable", "message": "down"}
     )
     due(record)
     assert pipeline.advance(record.pk).status == "preparing"
     real_ld.mock.replace(
-        "GET", real_ld.url(f"{IMPORTS}/imp-1"), status=404, json={"code": "not_found", "message": "gone"}
+        "GET", real_ld.url(f"{IMPORTS_PATH}/imp-1"), status=404, json={"code": "not_found", "message": "gone"}
     )
     due(record)
     record = pipeline.advance(record.pk)
@@ -420,7 +414,9 @@ def test_files_are_kept_for_the_retention_time(
     user: Any, tmp_path: Path, real_ld: Any, settings: Any
 ) -> None:
     settings.IMPORT_RETENTION_HOURS = 1
-    real_ld.mock.post(real_ld.url(IMPORTS), status=400, json={"code": "invalid_request", "message": "no"})
+    real_ld.mock.post(
+        real_ld.url(IMPORTS_PATH), status=400, json={"code": "invalid_request", "message": "no"}
+    )
     record = pipeline.advance(new_import(user).pk)
     assert Path(record.storage_dir).exists()
     assert storage.purge_expired_files() == 0

@@ -17,11 +17,8 @@ from django.utils import timezone
 from segments_app import import_display
 from segments_app.imports import pipeline
 from segments_app.models import ImportRecord, ImportStatus, UpstreamPause
-from tests.factories import preview_on, recorded_upload, send_confirmed
+from tests.factories import IMPORTS_PATH, SEGMENT_PATH, accept, preview_on, recorded_upload, send_confirmed
 from tests.launchdarkly_answers import big_segment_json
-
-SEGMENT = "/api/v2/segments/shop/live/vip"
-IMPORTS = f"{SEGMENT}/imports"
 
 
 def new_import(
@@ -62,19 +59,15 @@ def segment_answer(real_ld: Any, included: Any) -> None:
     """LaunchDarkly's segment from now on, with this member count (replacing any earlier answer)."""
     real_ld.mock.upsert(
         "GET",
-        real_ld.url(SEGMENT),
+        real_ld.url(SEGMENT_PATH),
         json=big_segment_json(name="VIP", _unboundedMetadata={"includedCount": included, "excludedCount": 0}),
     )
-
-
-def accept(real_ld: Any, import_id: str = "imp-1") -> None:
-    real_ld.mock.post(real_ld.url(IMPORTS), status=204, headers={"Location": f"{IMPORTS}/{import_id}"})
 
 
 def ld_status(real_ld: Any, status: str, import_id: str = "imp-1") -> None:
     real_ld.mock.upsert(
         "GET",
-        real_ld.url(f"{IMPORTS}/{import_id}"),
+        real_ld.url(f"{IMPORTS_PATH}/{import_id}"),
         json={"id": import_id, "segmentKey": "vip", "status": status, "mode": "merge", "creationTime": 1},
     )
 
@@ -93,9 +86,9 @@ def test_counts_before_and_after_are_read_and_shown(user: Any, logged_in: Any, r
     record = step(new_import(user, mode="replace", members=members))
     assert record.status == ImportStatus.PREPARING
     # The count is read just before the file goes, with the same credentials as every call.
-    assert calls(real_ld) == [f"GET {SEGMENT}", f"POST {IMPORTS}"]
+    assert calls(real_ld) == [f"GET {SEGMENT_PATH}", f"POST {IMPORTS_PATH}"]
     read = real_ld.mock.calls[0].request
-    assert read.url == real_ld.url(SEGMENT)
+    assert read.url == real_ld.url(SEGMENT_PATH)
     assert read.headers["Authorization"] == real_ld.token
     assert read.headers["LD-API-Version"] == "20240415"
     assert record.members_before == 120
@@ -105,7 +98,7 @@ def test_counts_before_and_after_are_read_and_shown(user: Any, logged_in: Any, r
     ld_status(real_ld, "complete")
     record = step(record)
     assert record.status == ImportStatus.COMPLETE
-    assert calls(real_ld)[2:] == [f"GET {IMPORTS}/imp-1", f"GET {SEGMENT}"]
+    assert calls(real_ld)[2:] == [f"GET {IMPORTS_PATH}/imp-1", f"GET {SEGMENT_PATH}"]
     record.refresh_from_db()
     assert (record.members_before, record.members_after) == (120, 3)
     # A replace always saves the members before it goes, so what it changed is known exactly.
@@ -155,7 +148,7 @@ def test_counts_before_and_after_are_read_and_shown(user: Any, logged_in: Any, r
 def test_a_count_that_cannot_be_read_never_fails_the_import(
     user: Any, logged_in: Any, real_ld: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    real_ld.mock.get(real_ld.url(SEGMENT), status=500, json={"code": "internal", "message": "boom"})
+    real_ld.mock.get(real_ld.url(SEGMENT_PATH), status=500, json={"code": "internal", "message": "boom"})
     accept(real_ld)
     caplog.set_level(logging.WARNING, logger="segments_app.imports.pipeline")
     record = step(new_import(user))
@@ -164,7 +157,7 @@ def test_a_count_that_cannot_be_read_never_fails_the_import(
     assert "member count before it was sent could not be read" in caplog.text
     assert real_ld.token not in caplog.text
     ld_status(real_ld, "complete")
-    real_ld.mock.replace("GET", real_ld.url(SEGMENT), body="<html>proxy</html>", status=200)
+    real_ld.mock.replace("GET", real_ld.url(SEGMENT_PATH), body="<html>proxy</html>", status=200)
     record = step(record)
     assert record.status == ImportStatus.COMPLETE
     record.refresh_from_db()
@@ -191,7 +184,9 @@ def test_only_one_count_shown_when_only_one_was_read(user: Any, real_ld: Any) ->
     segment_answer(real_ld, 7)
     accept(real_ld)
     record = step(new_import(user))
-    real_ld.mock.replace("GET", real_ld.url(SEGMENT), status=503, json={"code": "down", "message": "down"})
+    real_ld.mock.replace(
+        "GET", real_ld.url(SEGMENT_PATH), status=503, json={"code": "down", "message": "down"}
+    )
     ld_status(real_ld, "complete")
     record = step(record)
     record.refresh_from_db()
@@ -202,7 +197,7 @@ def test_only_one_count_shown_when_only_one_was_read(user: Any, real_ld: Any) ->
 @pytest.mark.django_db
 def test_a_429_reading_the_count_pauses_the_import_like_any_call(user: Any, real_ld: Any) -> None:
     real_ld.mock.get(
-        real_ld.url(SEGMENT),
+        real_ld.url(SEGMENT_PATH),
         status=429,
         json={"code": "rate_limited", "message": "slow"},
         headers={"Retry-After": "30"},
@@ -210,7 +205,7 @@ def test_a_429_reading_the_count_pauses_the_import_like_any_call(user: Any, real
     accept(real_ld)
     record = step(new_import(user))
     assert record.status == ImportStatus.QUEUED
-    assert calls(real_ld) == [f"GET {SEGMENT}"]  # nothing sent while LaunchDarkly asks for a pause
+    assert calls(real_ld) == [f"GET {SEGMENT_PATH}"]  # nothing sent while LaunchDarkly asks for a pause
     assert UpstreamPause.objects.get().until > timezone.now() + timedelta(seconds=25)
     assert record.parts.get().status == ImportStatus.QUEUED
 
@@ -225,14 +220,21 @@ def test_parts_after_the_first_and_refused_imports_are_not_counted(
     record = step(new_import(user, b"a\nb\nc\n"))
     assert record.part_count == 2
     ld_status(real_ld, "complete", "imp-1")
-    real_ld.mock.replace("POST", real_ld.url(IMPORTS), status=204, headers={"Location": f"{IMPORTS}/imp-2"})
+    real_ld.mock.replace(
+        "POST", real_ld.url(IMPORTS_PATH), status=204, headers={"Location": f"{IMPORTS_PATH}/imp-2"}
+    )
     segment_answer(real_ld, 12)
     record = step(record)  # part 1 done: part 2 goes at once, without a count before it
-    assert calls(real_ld) == [f"GET {SEGMENT}", f"POST {IMPORTS}", f"GET {IMPORTS}/imp-1", f"POST {IMPORTS}"]
+    assert calls(real_ld) == [
+        f"GET {SEGMENT_PATH}",
+        f"POST {IMPORTS_PATH}",
+        f"GET {IMPORTS_PATH}/imp-1",
+        f"POST {IMPORTS_PATH}",
+    ]
     ld_status(real_ld, "complete", "imp-2")
     record = step(record)
     assert record.status == ImportStatus.COMPLETE
-    assert calls(real_ld)[-1] == f"GET {SEGMENT}"
+    assert calls(real_ld)[-1] == f"GET {SEGMENT_PATH}"
     record.refresh_from_db()
     assert import_display.members_moved(record) == "10 → 12 (+2)"
 

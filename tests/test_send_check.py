@@ -12,17 +12,20 @@ from requests_toolbelt.multipart.decoder import MultipartDecoder
 
 from segments_app.imports import pipeline, preview
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot, SnapshotStatus
-from tests.factories import checked, ready_snapshot, segment_answer, send_confirmed, step
+from tests.factories import (
+    IMPORTS_PATH,
+    SEGMENT_PATH,
+    accept,
+    checked,
+    ready_snapshot,
+    segment_answer,
+    send_confirmed,
+    step,
+)
 
 pytestmark = pytest.mark.django_db
 
-SEGMENT = "/api/v2/segments/shop/live/vip"
-IMPORTS = f"{SEGMENT}/imports"
-CONTEXTS = f"{SEGMENT}/contexts"
-
-
-def accept(real_ld: Any) -> None:
-    real_ld.mock.post(real_ld.url(IMPORTS), status=204, headers={"Location": f"{IMPORTS}/imp-1"})
+CONTEXTS = f"{SEGMENT_PATH}/contexts"
 
 
 @pytest.mark.parametrize("mode", ["replace", "remove"])
@@ -45,12 +48,12 @@ def test_a_preview_that_still_holds_is_sent_once(user: Any, real_ld: Any) -> Non
     assert not record.parts.exists()  # made only once the preview is checked at send
     record = step(record)
     assert record.status == ImportStatus.PREPARING
-    (call,) = real_ld.calls_to(IMPORTS)
+    (call,) = real_ld.calls_to(IMPORTS_PATH)
     assert call.request.method == "POST"
     part = record.parts.get()
     assert (part.number, part.mode, part.status, part.ld_import_id) == (1, "replace", "preparing", "imp-1")
     # The only other call: the member count before it (the check read the undo copy, no new export).
-    assert [c.request.path_url for c in real_ld.mock.calls] == [SEGMENT, IMPORTS]
+    assert [c.request.path_url for c in real_ld.mock.calls] == [SEGMENT_PATH, IMPORTS_PATH]
 
 
 def test_members_changed_since_the_preview_send_nothing_and_show_the_new_number(
@@ -125,7 +128,7 @@ def test_a_queued_replace_with_no_confirmed_preview_is_never_sent(user: Any, rea
     assert record.events.last().message.startswith(
         "Nothing was sent: a replace or a remove is sent only once"
     )
-    assert real_ld.calls_to(IMPORTS) == []
+    assert real_ld.calls_to(IMPORTS_PATH) == []
 
 
 def test_members_that_could_not_be_read_at_send_send_nothing(user: Any, real_ld: Any) -> None:
@@ -140,7 +143,7 @@ def test_members_that_could_not_be_read_at_send_send_nothing(user: Any, real_ld:
         in record.events.last().message
     )
     assert real_ld.calls_to(CONTEXTS) == []
-    assert real_ld.calls_to(IMPORTS) == []
+    assert real_ld.calls_to(IMPORTS_PATH) == []
     # Its preview is asked for again, so the person can confirm once it shows.
     assert MemberSnapshot.objects.filter(
         import_record=record, purpose=MemberSnapshot.Purpose.PREVIEW, status=SnapshotStatus.REQUESTED
@@ -196,7 +199,7 @@ def test_send_the_valid_rows_sends_exactly_the_valid_keys(user: Any, real_ld: An
     assert answer.status_code == 302
     record = step(ImportRecord.objects.get(pk=record.pk))
     assert record.status == ImportStatus.PREPARING
-    (call,) = real_ld.calls_to(IMPORTS)
+    (call,) = real_ld.calls_to(IMPORTS_PATH)
     decoder = MultipartDecoder(call.request.body, call.request.headers["Content-Type"])
     files = [part.content for part in decoder.parts if b"filename=" in part.headers[b"Content-Disposition"]]
     assert files == [good]  # exactly the valid keys, in order, and nothing of the rejected rows
@@ -209,7 +212,7 @@ def test_a_first_part_sent_again_after_a_409_reads_and_checks_the_members_again(
 ) -> None:
     segment_answer(real_ld, 2)
     real_ld.mock.post(
-        real_ld.url(IMPORTS), status=409, json={"code": "conflict", "message": "an import is running"}
+        real_ld.url(IMPORTS_PATH), status=409, json={"code": "conflict", "message": "an import is running"}
     )
     record = send_confirmed(checked(user, b"a\nb\n"), members=b"a\nz\n")
     first_copy = record.undo_snapshot_id
@@ -223,14 +226,14 @@ def test_a_first_part_sent_again_after_a_409_reads_and_checks_the_members_again(
     record = step(record)
     assert record.status == ImportStatus.DRAFT
     assert copy.pk != first_copy
-    assert len(real_ld.calls_to(IMPORTS)) == 1
+    assert len(real_ld.calls_to(IMPORTS_PATH)) == 1
 
 
 def test_a_draft_sent_back_after_a_409_can_be_sent_again_in_another_mode(user: Any, real_ld: Any) -> None:
     """Its parts never reached LaunchDarkly: sent again, they are laid out anew, numbers kept."""
     segment_answer(real_ld, 2)
     real_ld.mock.post(
-        real_ld.url(IMPORTS), status=409, json={"code": "conflict", "message": "an import is running"}
+        real_ld.url(IMPORTS_PATH), status=409, json={"code": "conflict", "message": "an import is running"}
     )
     record = step(send_confirmed(checked(user, b"a\nb\n"), members=b"a\nz\n"))
     copy = ready_snapshot(record, b"a\nz\nnew\n", MemberSnapshot.Purpose.UNDO)
@@ -238,7 +241,9 @@ def test_a_draft_sent_back_after_a_409_can_be_sent_again_in_another_mode(user: A
     record = step(record)
     assert record.status == ImportStatus.DRAFT
     assert list(record.parts.values_list("number", "mode", "status")) == [(1, "replace", "queued")]
-    real_ld.mock.replace("POST", real_ld.url(IMPORTS), status=204, headers={"Location": f"{IMPORTS}/imp-2"})
+    real_ld.mock.replace(
+        "POST", real_ld.url(IMPORTS_PATH), status=204, headers={"Location": f"{IMPORTS_PATH}/imp-2"}
+    )
     assert pipeline.send_draft(record, user, mode="merge", wait_on_approvals=False)
     record = step(ImportRecord.objects.get(pk=record.pk))
     assert record.status == ImportStatus.PREPARING

@@ -19,10 +19,7 @@ from django.utils import timezone
 
 from segments_app.imports import pipeline
 from segments_app.models import ImportEvent, ImportPart, ImportRecord, ImportStatus
-from tests.factories import checked, segment_answer, step, wait_until
-
-SEGMENT = "/api/v2/segments/shop/live/vip"
-IMPORTS = f"{SEGMENT}/imports"
+from tests.factories import IMPORTS_PATH, SEGMENT_PATH, checked, segment_answer, step, wait_until
 
 DEADLINE_SECONDS = 20
 
@@ -33,13 +30,13 @@ class HeldUpload:
     def __init__(self, real_ld: Any) -> None:
         self.started = threading.Event()
         self.release = threading.Event()
-        real_ld.mock.add_callback("POST", real_ld.url(IMPORTS), callback=self._reply)
+        real_ld.mock.add_callback("POST", real_ld.url(IMPORTS_PATH), callback=self._reply)
 
     def _reply(self, request: Any) -> tuple[int, dict[str, str], str]:
         self.started.set()
         if not self.release.wait(DEADLINE_SECONDS):
             raise AssertionError("the test never released the upload")
-        return 204, {"Location": f"{IMPORTS}/imp-1"}, ""
+        return 204, {"Location": f"{IMPORTS_PATH}/imp-1"}, ""
 
 
 def sender(record_id: int) -> threading.Thread:
@@ -114,7 +111,7 @@ def test_a_stalled_lease_renewal_never_turns_an_answered_upload_unknown(
     part = record.parts.get()
     assert (record.status, record.error_code, record.submit_deadline) == (ImportStatus.PREPARING, "", None)
     assert (part.status, part.ld_import_id) == (ImportStatus.PREPARING, "imp-1")
-    assert len(real_ld.calls_to(IMPORTS)) == 1  # sent once, never twice
+    assert len(real_ld.calls_to(IMPORTS_PATH)) == 1  # sent once, never twice
     assert not record.events.filter(status=ImportStatus.UNKNOWN).exists()
 
 
@@ -142,12 +139,12 @@ def test_an_answer_that_arrives_after_the_upload_was_reported_interrupted_is_rec
     )
     # Followed like any other: LaunchDarkly completes it, and so does the record.
     real_ld.mock.get(
-        real_ld.url(f"{IMPORTS}/imp-1"),
+        real_ld.url(f"{IMPORTS_PATH}/imp-1"),
         json={"id": "imp-1", "segmentKey": "vip", "status": "complete", "mode": "merge", "creationTime": 1,
               "_links": {}, "files": []},
     )  # fmt: skip
     assert step(record).status == ImportStatus.COMPLETE
-    assert len(real_ld.calls_to(IMPORTS)) == 1
+    assert len(real_ld.calls_to(IMPORTS_PATH)) == 1
 
 
 @pytest.mark.django_db
@@ -155,7 +152,7 @@ def test_a_process_dying_between_the_part_and_record_writes_leaves_both_as_they_
     user: Any, real_ld: Any
 ) -> None:
     segment_answer(real_ld, 0)
-    real_ld.mock.post(real_ld.url(IMPORTS), status=204, headers={"Location": f"{IMPORTS}/imp-1"})
+    real_ld.mock.post(real_ld.url(IMPORTS_PATH), status=204, headers={"Location": f"{IMPORTS_PATH}/imp-1"})
     record = checked(user, b"a\nb\n", mode="merge")
     original = ImportEvent.objects.create
 
@@ -171,10 +168,10 @@ def test_a_process_dying_between_the_part_and_record_writes_leaves_both_as_they_
         pipeline.advance(record.pk)
     record = ImportRecord.objects.get(pk=record.pk)
     assert (record.status, record.parts.get().status) == (ImportStatus.QUEUED, ImportStatus.QUEUED)
-    assert real_ld.calls_to(IMPORTS) == []
+    assert real_ld.calls_to(IMPORTS_PATH) == []
     # The next holder sends it, once.
     assert step(record).status == ImportStatus.PREPARING
-    assert len(real_ld.calls_to(IMPORTS)) == 1
+    assert len(real_ld.calls_to(IMPORTS_PATH)) == 1
 
 
 @pytest.mark.django_db
@@ -196,7 +193,7 @@ def test_a_part_left_sending_under_a_queued_record_is_never_called_complete(user
 def test_the_parts_after_a_final_unknown_say_not_sent(user: Any, real_ld: Any, settings: Any) -> None:
     settings.IMPORT_PART_MAX_KEYS = 2
     segment_answer(real_ld, 0)
-    real_ld.mock.post(real_ld.url(IMPORTS), body=requests.exceptions.ReadTimeout("no answer"))
+    real_ld.mock.post(real_ld.url(IMPORTS_PATH), body=requests.exceptions.ReadTimeout("no answer"))
     record = checked(user, b"a\nb\nc\nd\ne\n", mode="merge")
     assert record.part_count == 3
     record = step(record)
@@ -216,4 +213,4 @@ def test_complete_is_never_said_with_a_part_not_completed(user: Any, real_ld: An
     record = step(record)
     assert record.status == ImportStatus.UNKNOWN
     assert not record.events.filter(status=ImportStatus.COMPLETE).exists()
-    assert [c.request.path_url for c in real_ld.mock.calls] in ([], [SEGMENT])
+    assert [c.request.path_url for c in real_ld.mock.calls] in ([], [SEGMENT_PATH])

@@ -23,7 +23,9 @@ from segments_app.imports import pipeline, undo
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot, SnapshotStatus
 from tests.factories import (
     FILE_URL,
+    IMPORTS_PATH,
     SEGMENT_PATH,
+    accept,
     big_segment,
     checked,
     make_record,
@@ -38,8 +40,6 @@ from tests.factories import (
     snapshot_turn,
     turn_until,
 )
-
-IMPORTS = f"{SEGMENT_PATH}/imports"
 
 
 @pytest.fixture(autouse=True)
@@ -99,10 +99,6 @@ def mock_export(real_ld: Any, members: bytes) -> None:
     real_ld.mock.get("https://files.example.net/exports/e-1.csv", body=members)
 
 
-def accept(real_ld: Any) -> None:
-    real_ld.mock.post(real_ld.url(IMPORTS), status=204, headers={"Location": f"{IMPORTS}/imp-1"})
-
-
 def ready_snapshot(user: Any, record: ImportRecord, keys: bytes) -> MemberSnapshot:
     """An UNDO snapshot of `record`'s segment, ready, with its file."""
     folder = snapshots.snapshot_dir()
@@ -149,7 +145,7 @@ def test_a_replace_import_saves_the_members_before_its_first_part_goes(
     record = confirm(upload(user, b"a\nb\n"), b"m-1\nm-2\n")
     record = due(record)
     # Nothing went to LaunchDarkly's imports: the worker asked for the members first and waits for them.
-    assert real_ld.calls_to(IMPORTS) == []
+    assert real_ld.calls_to(IMPORTS_PATH) == []
     assert record.status == "queued"
     snapshot = MemberSnapshot.objects.get(purpose=MemberSnapshot.Purpose.UNDO)
     assert (snapshot.purpose, snapshot.import_record_id, record.undo_snapshot_id) == (
@@ -160,20 +156,20 @@ def test_a_replace_import_saves_the_members_before_its_first_part_goes(
     assert due(record).status == "queued"  # still exporting: still waiting
     page = logged_in.get(f"/imports/{record.pk}/").content.decode()
     assert "It is sent as soon as they are saved." in page  # the notice, beside the timeline's line
-    assert real_ld.calls_to(IMPORTS) == []
+    assert real_ld.calls_to(IMPORTS_PATH) == []
     snapshot = snapshot_step(snapshot_step(snapshot))
     assert snapshot.status == SnapshotStatus.READY
     assert list(snapshots.iter_member_keys(snapshot)) == ["m-1", "m-2"]
     record = due(record)
     assert record.status == "preparing"
-    (call,) = real_ld.calls_to(IMPORTS)
+    (call,) = real_ld.calls_to(IMPORTS_PATH)
     assert multipart(call)["mode"] == b"replace"
     messages = list(record.events.values_list("message", flat=True))
     assert undo.SAVING in messages
     assert undo.SAVED.format(count="2") in messages
     # The export was asked for (and finished) before the import.
     urls = [c.request.url for c in real_ld.mock.calls]
-    assert urls.index(real_ld.url(f"{SEGMENT_PATH}/exports")) < urls.index(real_ld.url(IMPORTS))
+    assert urls.index(real_ld.url(f"{SEGMENT_PATH}/exports")) < urls.index(real_ld.url(IMPORTS_PATH))
 
 
 def test_a_failed_snapshot_sends_nothing_and_makes_the_replace_a_draft_again(
@@ -188,7 +184,7 @@ def test_a_failed_snapshot_sends_nothing_and_makes_the_replace_a_draft_again(
     assert snapshot.status == SnapshotStatus.FAILED
     record = due(record)
     assert record.status == "draft"
-    assert real_ld.calls_to(IMPORTS) == []  # nothing sent
+    assert real_ld.calls_to(IMPORTS_PATH) == []  # nothing sent
     assert not record.parts.exists()
     assert (record.confirmed_preview, record.undo_snapshot, record.sent_by) == (None, None, None)
     message = record.events.last().message
@@ -234,7 +230,7 @@ def test_switched_off_a_merge_takes_no_snapshot_but_a_replace_still_does(
     record = due(confirm(upload(user, b"b\n"), b"b\n"))
     assert record.status == "queued"
     assert MemberSnapshot.objects.get(purpose=MemberSnapshot.Purpose.UNDO).pk == record.undo_snapshot_id
-    assert len(real_ld.calls_to(IMPORTS)) == 1  # the merge's only
+    assert len(real_ld.calls_to(IMPORTS_PATH)) == 1  # the merge's only
 
 
 # --- restoring ---------------------------------------------------------------------------------------
@@ -266,8 +262,8 @@ def test_restore_sends_exactly_the_snapshots_keys_as_a_replace_import(
     assert restoring.mode == "replace"
     accept(real_ld)
     restoring = due(restoring)
-    (call,) = real_ld.calls_to(IMPORTS)
-    assert call.request.url == real_ld.url(IMPORTS)
+    (call,) = real_ld.calls_to(IMPORTS_PATH)
+    assert call.request.url == real_ld.url(IMPORTS_PATH)
     assert multipart(call) == {
         "file": b'm-1\n"m,2"\nm-3\n',
         "filename": f"members-before-import-{original.pk}.csv".encode(),
