@@ -113,6 +113,15 @@ def multipart(call: Any) -> dict[str, bytes]:
     return fields
 
 
+def visible(segment: str = "vip-customers", environment: str = "production") -> set[str]:
+    """The members the sandbox shows of its demo project's `segment` in `environment` (rows of other
+    generations are staged, or awaiting deletion, and shown to nobody)."""
+    from sandbox.models import SandboxSegment  # the sandbox's own models: only its tests need them
+
+    shown = SandboxSegment.objects.get(key=segment, environment__key=environment).visible_members()
+    return set(shown.values_list("context_key", flat=True))
+
+
 # --- uploads ---------------------------------------------------------------------------------------------
 
 

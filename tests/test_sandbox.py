@@ -28,7 +28,7 @@ from segments_app.launchdarkly import (
     Unauthorized,
     UpstreamUnavailable,
 )
-from tests.factories import wait_until
+from tests.factories import visible, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,12 +41,6 @@ def ld(contract: list[str]) -> Any:
 
 def keys_file(*keys: str) -> io.BytesIO:
     return io.BytesIO("".join(f"{k}\n" for k in keys).encode())
-
-
-def visible(environment: str, segment: str) -> set[str]:
-    """The members the sandbox shows (rows of other generations are staged or awaiting deletion)."""
-    seg = SandboxSegment.objects.get(key=segment, environment__key=environment)
-    return set(seg.visible_members().values_list("context_key", flat=True))
 
 
 def wait_for_status(
@@ -448,21 +442,21 @@ def test_replace_import_replaces_membership(ld: LaunchDarklyClient) -> None:
     wait_for_status(ld, "vip-customers", started.import_id, "complete")
     assert ld.get_segment("demo", "production", "vip-customers").included_count == 2
     assert ld.get_context_membership("demo", "production", "vip-customers", "vip-0001")["included"] is False
-    assert visible("production", "vip-customers") == {"only-1", "only-2"}
+    assert visible("vip-customers", "production") == {"only-1", "only-2"}
 
 
 def test_import_takes_first_csv_column_and_skips_blank_lines(ld: LaunchDarklyClient) -> None:
     content = io.BytesIO(b'\xef\xbb\xbf"a,1",x\r\n\r\nb,y\r\n')
     started = ld.start_import("demo", "production", "churn-risk", content, mode="merge")
     wait_for_status(ld, "churn-risk", started.import_id, "complete")
-    assert visible("production", "churn-risk") == {"a,1", "b"}
+    assert visible("churn-risk", "production") == {"a,1", "b"}
 
 
 def test_keys_with_line_breaks_and_backslashes_survive_the_key_store(ld: LaunchDarklyClient) -> None:
     content = io.BytesIO(b'"two\nlines",x\r\nback\\slash\n"cr\rkey"\nplain\n')
     started = ld.start_import("demo", "production", "churn-risk", content, mode="merge")
     wait_for_status(ld, "churn-risk", started.import_id, "complete")
-    assert visible("production", "churn-risk") == {"two\nlines", "back\\slash", "cr\rkey", "plain"}
+    assert visible("churn-risk", "production") == {"two\nlines", "back\\slash", "cr\rkey", "plain"}
     assert ld.get_segment("demo", "production", "churn-risk").included_count == 4
 
 
@@ -683,14 +677,14 @@ def test_complete_is_never_reported_before_the_membership_is_applied(
     deadline = time.monotonic() + 30
     while True:
         # Members and status change in one commit: members seen first mean the status read after says so.
-        shown_before = visible("production", "churn-risk")
+        shown_before = visible("churn-risk", "production")
         status = ld.get_import("demo", "production", "churn-risk", started.import_id)["status"]
         count = ld.get_segment("demo", "production", "churn-risk").included_count
         if shown_before:
             assert status == "complete", shown_before
         if status == "complete":
             # By the time anyone is told "complete", the keys are applied and counted.
-            assert visible("production", "churn-risk") == {"late-1", "late-2"}
+            assert visible("churn-risk", "production") == {"late-1", "late-2"}
             assert count == 2
             break
         assert time.monotonic() < deadline, status

@@ -24,6 +24,7 @@ from sandbox import applier, imports
 from sandbox.errors import ApiError
 from sandbox.models import SandboxEnvironment, SandboxImport, SandboxMember, SandboxProject, SandboxSegment
 from sandbox.seed import VIP_MEMBERS, seed
+from tests.factories import visible
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,10 +52,6 @@ def start(
         mode=mode,
         wait_on_approvals=options.get("wait_on_approvals", False),
     )
-
-
-def visible(key: str = "vip-customers") -> set[str]:
-    return set(segment(key).visible_members().values_list("context_key", flat=True))
 
 
 def all_rows(key: str = "vip-customers") -> list[str]:

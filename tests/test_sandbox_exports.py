@@ -14,7 +14,7 @@ import requests
 from sandbox.models import SandboxExport, SandboxMember, SandboxSegment
 from segments_app.connection import launchdarkly_client
 from segments_app.launchdarkly import ExportStatus, InvalidRequest, LaunchDarklyClient, NotFound
-from tests.factories import wait_until
+from tests.factories import visible, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,11 +23,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def ld(contract: list[str]) -> Any:
     with launchdarkly_client() as client:
         yield client
-
-
-def visible(segment: str, environment: str = "production") -> set[str]:
-    seg = SandboxSegment.objects.get(key=segment, environment__key=environment)
-    return set(seg.visible_members().values_list("context_key", flat=True))
 
 
 def wait_complete(ld: LaunchDarklyClient, segment: str, export_id: str, timeout: float = 10) -> ExportStatus:
