@@ -56,11 +56,11 @@ def text(response: Any) -> str:
 
 def big_segment(real_ld: Any, key: str = "vip", unbounded: bool = True, **answer: Any) -> None:
     """LaunchDarkly knows the projects and the segment shop/live/`key`, named VIP: a big one unless
-    `unbounded` is false (`answer` changes more of what it says, e.g. `included=2`)."""
+    `unbounded` is false (`answer` changes more of what it says, e.g. `included=2`, or its `name`)."""
     real_ld.add_projects()
     real_ld.mock.get(
         real_ld.url(f"/api/v2/segments/shop/live/{key}"),
-        json=big_segment_json(key, name="VIP", unbounded=unbounded, **answer),
+        json=big_segment_json(key, unbounded=unbounded, **{"name": "VIP", **answer}),
     )
 
 

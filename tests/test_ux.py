@@ -55,16 +55,9 @@ def at(record: ImportRecord, **fields: Any) -> ImportRecord:
 
 
 def big_segment(real_ld: Any, key: str = "vip", name: str = "VIP customers", included: int = 1204331) -> None:
-    real_ld.add_projects()
-    real_ld.mock.get(
-        real_ld.url(f"{LIST}/{key}"),
-        json=segment_json(
-            key,
-            name=name,
-            unbounded=True,
-            unboundedContextKind="user",
-            _unboundedMetadata={"includedCount": included, "excludedCount": 0},
-        ),
+    """The factories' big segment, named and counted as these pages show it."""
+    factories.big_segment(
+        real_ld, key, name=name, _unboundedMetadata={"includedCount": included, "excludedCount": 0}
     )
 
 
