@@ -8,6 +8,7 @@ entered and whether or not a lazy import hides it at run time."""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import grimp
@@ -117,3 +118,25 @@ def test_no_product_module_is_longer_than_a_person_reads_whole() -> None:
         and (lines := len(path.read_text(encoding="utf-8").splitlines())) > 650
     }
     assert long == {}
+
+
+def test_no_test_module_imports_another() -> None:
+    """What tests share lives in tests/factories.py (and conftest's fixtures): a test module that
+    imports another runs that one's module-level code, and ties them so one cannot change alone."""
+    suite = Path(__file__).resolve().parent
+    borrowing = sorted(
+        str(path.relative_to(suite))
+        for path in suite.rglob("test_*.py")
+        if any(_imports_a_test_module(node) for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))
+    )
+    assert borrowing == []
+
+
+def _imports_a_test_module(node: ast.AST) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        named = [node.module or "", *(f"{node.module}.{alias.name}" for alias in node.names)]
+    elif isinstance(node, ast.Import):
+        named = [alias.name for alias in node.names]
+    else:
+        return False
+    return any(name.startswith("tests.") and name.split(".")[-1].startswith("test_") for name in named)

@@ -3,55 +3,38 @@
 from __future__ import annotations
 
 import csv
-import html as html_lib
 import io
 import re
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from segments_app.imports import pipeline
 from segments_app.models import ImportEvent, ImportPart, ImportRecord, MemberSnapshot
-from tests.factories import preview_on, ready_snapshot
-from tests.launchdarkly_answers import big_segment_json
-from tests.test_imports import multipart
+from tests.factories import (
+    FORM,
+    HTMX,
+    SEGMENT_PATH,
+    big_segment,
+    make_record,
+    multipart,
+    post,
+    preview_on,
+    ready_snapshot,
+    step,
+    text,
+    upload,
+)
 
 pytestmark = pytest.mark.django_db
 
-SEGMENT = "/api/v2/segments/shop/live/vip"
-FORM = "/segments/shop/live/vip/imports/new/"
-HTMX = {"HX-Request": "true"}  # what htmx sends with each of its requests
-
-
-def text(response: Any) -> str:
-    return html_lib.unescape(response.content.decode())
-
-
-def big_segment(real_ld: Any, key: str = "vip", unbounded: bool = True) -> None:
-    real_ld.add_projects()
-    real_ld.mock.get(
-        real_ld.url(f"/api/v2/segments/shop/live/{key}"),
-        json=big_segment_json(key, name="VIP", unbounded=unbounded),
-    )
-
-
-def upload(content: bytes, name: str = "keys.csv") -> SimpleUploadedFile:
-    return SimpleUploadedFile(name, content, content_type="text/csv")
-
-
-def post(client: Any, content: bytes, action: str = "upload", **fields: Any) -> Any:
-    """The upload form as a browser sends it: each rendered form carries its own submission token."""
-    data = {"file": upload(content), "mode": "merge", "action": action, "submission_token": uuid.uuid4().hex}
-    data.update(fields)
-    return client.post(FORM, data)
+SEGMENT = SEGMENT_PATH
 
 
 def import_posts(real_ld: Any) -> list[Any]:
@@ -95,12 +78,6 @@ def only_problems_left(settings: Any, before: list[Path], record: ImportRecord) 
     """A rejected file leaves nothing but the list of its problems, to download (test_rejected_rows.py)."""
     new = [path for path in storage_folders(settings) if path not in before]
     return new == [Path(record.storage_dir)] and [p.name for p in new[0].iterdir()] == [record.PROBLEMS_NAME]
-
-
-def step(record: ImportRecord) -> ImportRecord:
-    """One worker step, as the import worker takes it."""
-    ImportRecord.objects.filter(pk=record.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
-    return pipeline.advance(record.pk)
 
 
 def test_the_upload_view_only_receives(logged_in: Any, real_ld: Any, monkeypatch: Any) -> None:
@@ -446,24 +423,6 @@ def test_launchdarkly_failing_shows_on_the_import_page_not_a_500(
 
 
 # --- badge --------------------------------------------------------------------------------------------
-
-
-def make_record(user: Any, status: str = "in_progress", **fields: Any) -> ImportRecord:
-    values = {
-        "user": user,
-        "project_key": "shop",
-        "environment_key": "live",
-        "segment_key": "vip",
-        "original_filename": "keys.csv",
-        "size_bytes": 10,
-        "sha256": "0" * 64,
-        "mode": "merge",
-        "status": status,
-        "key_count": 1204331,
-        "part_count": 1,
-    }
-    values.update(fields)
-    return ImportRecord.objects.create(**values)
 
 
 def running_import(user: Any, real_ld: Any, import_id: str) -> ImportRecord:

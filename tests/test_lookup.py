@@ -17,36 +17,25 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from segments_app import lookup, lookup_job, snapshots
+from segments_app.forms import LookupForm
 from segments_app.models import ImportPart, ImportRecord, KeyLookup, LookupStatus
 from segments_app.views import lookup as lookup_views
+from tests import factories
+from tests.factories import LOOKUP_PAGE, SEGMENT_PATH, membership
 from tests.launchdarkly_answers import big_segment_json
 
 pytestmark = pytest.mark.django_db
 
-SEGMENT_PATH = "/api/v2/segments/shop/live/vip"
-PAGE = "/segments/shop/live/vip/lookup/"
+PAGE = LOOKUP_PAGE
 
 
 def big_segment(real_ld: Any) -> None:
-    real_ld.add_projects()
-    real_ld.mock.get(
-        real_ld.url(SEGMENT_PATH),
-        json=big_segment_json(name="VIP", included=2),
-    )
-
-
-def membership(real_ld: Any, key: str, included: bool, quoted: str | None = None) -> None:
-    real_ld.mock.get(
-        real_ld.url(f"{SEGMENT_PATH}/contexts/{quoted or key}"),
-        json={"userKey": key, "included": included, "excluded": False},
-    )
+    """The lookup's segment: shop/live/vip, a big one of 2 members."""
+    factories.big_segment(real_ld, included=2)
 
 
 def listed(text: str) -> lookup.KeyList:
-    form_data = {"keys": text}
-    from segments_app.forms import LookupForm
-
-    form = LookupForm(form_data)
+    form = LookupForm({"keys": text})
     assert form.is_valid(), form.errors
     return form.cleaned_data["listed"]
 

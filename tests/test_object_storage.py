@@ -10,7 +10,6 @@ tests/test_scale_out.py runs the same with real processes (two web servers, two 
 
 from __future__ import annotations
 
-import hashlib
 import html
 import time
 from dataclasses import dataclass
@@ -24,8 +23,7 @@ from segments_app import file_store, lookup
 from segments_app.imports import intake, storage
 from segments_app.imports.worker import run_once
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot
-from tests.factories import ready_snapshot, segment_answer
-from tests.test_import_pages import big_segment, post
+from tests.factories import big_segment, post, ready_snapshot, recorded_upload, segment_answer
 
 pytestmark = [pytest.mark.s3, pytest.mark.django_db]
 
@@ -66,19 +64,7 @@ def hosts(s3_bucket: Any, settings: Any, tmp_path: Path) -> Hosts:
 
 def uploaded(user: Any, content: bytes, *, mode: str = "merge", send: bool = True) -> ImportRecord:
     """An upload as the upload form records it, on whichever host is current."""
-    path = intake.new_upload_path()
-    path.write_bytes(content)
-    record, created = intake.record_upload(
-        user=user,
-        project="shop",
-        environment="live",
-        segment="vip",
-        upload=intake.ReceivedFile(path, "keys.csv", len(content), hashlib.sha256(content).hexdigest()),
-        mode=mode,
-        wait_on_approvals=False,
-        has_header=False,
-        send=send,
-    )
+    record, created = recorded_upload(user, content, mode=mode, send=send)
     assert created
     return record
 

@@ -43,6 +43,7 @@ from sandbox.models import SandboxEnvironment, SandboxImport, SandboxMember, San
 from sandbox.seed import seed
 from segments_app.management.commands.rundashboard import gunicorn
 from segments_app.models import FINAL_STATUSES, ImportPart, ImportRecord, ImportStatus
+from tests import factories
 from tests.object_storage import Bucket
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -296,8 +297,7 @@ class Browser:
 
 
 def visible(environment: str, segment: str) -> set[str]:
-    found = SandboxSegment.objects.get(key=segment, environment__key=environment)
-    return set(found.visible_members().values_list("context_key", flat=True))
+    return factories.visible(segment, environment)
 
 
 def test_two_web_servers_and_two_workers_on_one_database_send_every_part_once(

@@ -18,27 +18,16 @@ from django.db import connection
 from django.utils import timezone
 
 from segments_app import import_display
-from segments_app.imports import checking, coordination, intake, pipeline, worker
-from segments_app.imports.intake import new_upload_path
+from segments_app.imports import checking, coordination, pipeline, worker
 from segments_app.models import NOT_CANCELLED, ImportRecord, ImportStatus, UpstreamPause
+from tests.factories import recorded_upload
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def validating(user: Any, content: bytes = b"a\nb\n", *, send: bool = True, **fields: Any) -> ImportRecord:
-    path = new_upload_path()
-    path.write_bytes(content)
-    record, _ = intake.record_upload(
-        user=user,
-        project="shop",
-        environment=fields.pop("environment", "live"),
-        segment="vip",
-        upload=intake.ReceivedFile(path, "keys.csv", len(content), "0" * 64),
-        mode="merge",
-        wait_on_approvals=False,
-        has_header=False,
-        send=send,
-    )
+    """An upload as the view records it, waiting for a worker to check it; `fields` changed after."""
+    record, _ = recorded_upload(user, content, environment=fields.pop("environment", "live"), send=send)
     if fields:
         ImportRecord.objects.filter(pk=record.pk).update(**fields)
         record.refresh_from_db()
