@@ -195,46 +195,55 @@ def _backoff(record: ImportRecord) -> float:
 def _on_busy(record: ImportRecord, part: ImportPart, error: Conflict) -> None:
     """409: another import runs in the environment. The part stays queued and is sent again later."""
     delay = _backoff(record)
-    write_answer(
+    _back_in_line(
         record,
-        ImportStatus.QUEUED,
+        part,
         f"LaunchDarkly is busy with another import in this environment ({error.message}); "
         f"{record.part_label(part)} will be sent again in {delay:.0f} s.",
-        part=part,
-        part_status=ImportStatus.QUEUED,
-        next_attempt_at=timezone.now() + timedelta(seconds=delay),
-        error_code=error.code,
-        error_message=error.message,
+        at=timezone.now() + timedelta(seconds=delay),
+        error=error,
     )
 
 
 def _on_rate_limited(record: ImportRecord, part: ImportPart, error: RateLimited) -> None:
     until = pause_until(error.retry_at)
-    write_answer(
-        record,
-        ImportStatus.QUEUED,
-        f"LaunchDarkly asked us to slow down; sending again at {until:%H:%M:%S}.",
-        part=part,
-        part_status=ImportStatus.QUEUED,
-        next_attempt_at=until,
-        error_code=error.code,
-        error_message=error.message,
-    )
+    message = f"LaunchDarkly asked us to slow down; sending again at {until:%H:%M:%S}."
+    _back_in_line(record, part, message, at=until, error=error)
 
 
 def _on_not_sent(record: ImportRecord, part: ImportPart, error: NotReached) -> None:
     """No connection could be opened, so nothing left this machine: the part stays queued and is
     sent again later (the only upload failure that may be retried without risking a second import)."""
     delay = _backoff(record)
+    _back_in_line(
+        record,
+        part,
+        f"{error.message}; nothing was sent. {record.part_label(part).capitalize()} will be sent again "
+        f"in {delay:.0f} s.",
+        at=timezone.now() + timedelta(seconds=delay),
+        error=error,
+        code="",
+    )
+
+
+def _back_in_line(
+    record: ImportRecord,
+    part: ImportPart,
+    message: str,
+    *,
+    at: datetime,
+    error: LaunchDarklyError,
+    code: str | None = None,
+) -> None:
+    """The part was not taken: it stays queued, to be sent again at `at`, and the timeline says why."""
     write_answer(
         record,
         ImportStatus.QUEUED,
-        f"{error.message}; nothing was sent. {record.part_label(part).capitalize()} will be sent again "
-        f"in {delay:.0f} s.",
+        message,
         part=part,
         part_status=ImportStatus.QUEUED,
-        next_attempt_at=timezone.now() + timedelta(seconds=delay),
-        error_code="",
+        next_attempt_at=at,
+        error_code=error.code if code is None else code,
         error_message=error.message,
     )
 

@@ -14,7 +14,7 @@ from django.shortcuts import render
 from segments_app import access, catalog
 from segments_app.connection import launchdarkly_client
 from segments_app.error_messages import describe
-from segments_app.launchdarkly import Environment, LaunchDarklyError, NotFound, Project
+from segments_app.launchdarkly import Environment, LaunchDarklyError, NotFound, Project, Segment
 
 
 def environment_access(
@@ -74,3 +74,17 @@ def with_segment(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
         return view(request, project, environment, found)
 
     return wrapper
+
+
+def segment_page(
+    request: HttpRequest, project: Project, environment: Environment, found: Segment
+) -> dict[str, Any]:
+    """What every page about one segment starts from: where it is, the navigation, and what the person
+    may do in its environment."""
+    return {
+        "project": project,
+        "environment": environment,
+        "segment": found,
+        "nav": "segments",
+        "can": access.for_environment(request.user, environment.key),
+    }

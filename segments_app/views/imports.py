@@ -34,7 +34,7 @@ from segments_app.imports.intake import (
 )
 from segments_app.launchdarkly import Environment, Project, Segment
 from segments_app.models import ImportRecord, ImportStatus, MemberSnapshot
-from segments_app.views.decorators import with_segment
+from segments_app.views.decorators import segment_page, with_segment
 from segments_app.views.errors import forbidden
 from segments_app.views.htmx import VARIES_FOR_HTMX, HtmxHttpRequest, render_page_or_fragment, wants_fragment
 
@@ -89,13 +89,7 @@ def import_new(request: HttpRequest, project: str, env: str, segment: str) -> Ht
 def _import_new(
     request: HtmxHttpRequest, project: Project, environment: Environment, found: Segment
 ) -> HttpResponse:
-    context: dict[str, Any] = {
-        "project": project,
-        "environment": environment,
-        "segment": found,
-        "nav": "segments",
-        "can": access.for_environment(request.user, environment.key),
-    }
+    context = segment_page(request, project, environment, found)
     if not found.unbounded:
         return _whole_page(request, render(request, "segments_app/import_not_big.html", context))
     handler = request.upload_handlers[0]

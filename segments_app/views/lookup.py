@@ -24,12 +24,12 @@ from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
-from segments_app import access, lookup, lookup_job, snapshots
+from segments_app import lookup, lookup_job, snapshots
 from segments_app.error_messages import describe
 from segments_app.forms import LookupForm
 from segments_app.launchdarkly import Environment, LaunchDarklyError, Project, Segment
 from segments_app.models import KeyLookup, LookupStatus
-from segments_app.views.decorators import with_segment
+from segments_app.views.decorators import segment_page, with_segment
 from segments_app.views.htmx import render_page_or_fragment, wants_fragment
 
 # Rows of the answer shown on the page; the download has them all.
@@ -51,11 +51,7 @@ def lookup_keys(
     request: HttpRequest, project: Project, environment: Environment, found: Segment
 ) -> HttpResponse:
     context: dict[str, Any] = {
-        "project": project,
-        "environment": environment,
-        "segment": found,
-        "nav": "segments",
-        "can": access.for_environment(request.user, environment.key),
+        **segment_page(request, project, environment, found),
         "max_keys": lookup.MAX_KEYS,
         "in_request_max": lookup.IN_REQUEST_MAX_KEYS,
     }

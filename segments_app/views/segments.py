@@ -18,7 +18,7 @@ from segments_app.error_messages import describe
 from segments_app.forms import DeleteSegmentForm, SegmentFilterForm, SegmentForm
 from segments_app.launchdarkly import Environment, LaunchDarklyError, Project, Segment
 from segments_app.models import ImportRecord, SegmentActivity, with_list_facts
-from segments_app.views.decorators import environment_access, with_environment, with_segment
+from segments_app.views.decorators import environment_access, segment_page, with_environment, with_segment
 from segments_app.views.htmx import HtmxHttpRequest, render_page_or_fragment
 
 SEGMENTS_PER_PAGE = 20
@@ -151,16 +151,12 @@ def segment_detail(
     )
     recent_imports = list(recent_imports)
     context = {
-        "project": project,
-        "environment": environment,
-        "segment": found,
+        **segment_page(request, project, environment, found),
         "recent_imports": recent_imports,
         "unfinished": [record for record in recent_imports if record.is_live],
         "included_shown": found.included[:MEMBER_KEYS_SHOWN],
         "excluded_shown": found.excluded[:MEMBER_KEYS_SHOWN],
         "member_keys_shown": MEMBER_KEYS_SHOWN,
-        "nav": "segments",
-        "can": access.for_environment(request.user, environment.key),
         "members_snapshot": (
             snapshots.latest_snapshot(project.key, environment.key, found.key, purpose="download")
             if found.unbounded
