@@ -51,8 +51,10 @@ def claim(owner: str, *, snapshot: MemberSnapshot | None = None) -> KeyLookup | 
     """The lease of the oldest waiting lookup whose snapshot has finished (or is gone) — of `snapshot`'s
     lookups only, when given — or None."""
     now = timezone.now()
+    # A subquery, not a join: PostgreSQL locks no row on the nullable side of an outer join.
+    finished = MemberSnapshot.objects.filter(status__in=FINISHED_SNAPSHOT).values("pk")
     due = KeyLookup.objects.filter(status=LookupStatus.WAITING, next_attempt_at__lte=now).filter(
-        Q(snapshot__isnull=True) | Q(snapshot__status__in=FINISHED_SNAPSHOT)
+        Q(snapshot__isnull=True) | Q(snapshot_id__in=finished)
     )
     if snapshot is not None:
         due = due.filter(snapshot=snapshot)
