@@ -134,8 +134,9 @@ def send_next(record: ImportRecord) -> None:
             "again (removing a key that is already gone changes nothing)."
         )
     keys = list(_keys(file_store.pull(part.file_path)))
-    part.set(ImportStatus.SUBMITTING, submitted_at=timezone.now())
-    ImportRecord.objects.filter(pk=record.pk).update(submit_attempts=record.submit_attempts + 1)
+    with transaction.atomic():  # the batch going and the try it is, together
+        part.set(ImportStatus.SUBMITTING, submitted_at=timezone.now())
+        ImportRecord.objects.filter(pk=record.pk).update(submit_attempts=record.submit_attempts + 1)
     record.submit_attempts += 1
     try:
         with launchdarkly_client() as client:
@@ -144,15 +145,16 @@ def send_next(record: ImportRecord) -> None:
             )
     except RateLimited as exc:
         until = pause_until(exc.retry_at)
-        part.set(ImportStatus.QUEUED)
-        record.note(
-            f"LaunchDarkly asked us to slow down; {label} will be sent at {until:%H:%M:%S}.",
-            part=part,
-            submit_attempts=BASELINE,
-            next_attempt_at=until,
-            error_code=exc.code,
-            error_message=exc.message,
-        )
+        with transaction.atomic():
+            part.set(ImportStatus.QUEUED)
+            record.note(
+                f"LaunchDarkly asked us to slow down; {label} will be sent at {until:%H:%M:%S}.",
+                part=part,
+                submit_attempts=BASELINE,
+                next_attempt_at=until,
+                error_code=exc.code,
+                error_message=exc.message,
+            )
     except RefusedInput as exc:
         _failed(record, part, exc)
     except (NotReached, LaunchDarklyError) as exc:
@@ -193,15 +195,16 @@ def _again_later(record: ImportRecord, part: ImportPart, error: Exception) -> No
         settings.IMPORT_CONFLICT_BACKOFF * 2 ** (_tries(record) - 1),
     )
     message = getattr(error, "message", type(error).__name__)
-    part.set(ImportStatus.QUEUED)
-    record.note(
-        f"LaunchDarkly did not confirm {batch_label(record, part)} ({message}); it will be sent again in "
-        f"{delay:.0f} s (removing a key twice changes nothing).",
-        part=part,
-        next_attempt_at=timezone.now() + timedelta(seconds=delay),
-        error_code=getattr(error, "code", ""),
-        error_message=message,
-    )
+    with transaction.atomic():
+        part.set(ImportStatus.QUEUED)
+        record.note(
+            f"LaunchDarkly did not confirm {batch_label(record, part)} ({message}); it will be sent again "
+            f"in {delay:.0f} s (removing a key twice changes nothing).",
+            part=part,
+            next_attempt_at=timezone.now() + timedelta(seconds=delay),
+            error_code=getattr(error, "code", ""),
+            error_message=message,
+        )
 
 
 def _failed(
@@ -224,5 +227,7 @@ def _failed(
         )
     else:
         message = f"LaunchDarkly refused {label}: {error.message.rstrip('.')}.{earlier}"
-    part.set(ImportStatus.FAILED, error_message=message, error_code=error.code)
-    finish(record, ImportStatus.FAILED, message, part=part, error=error)
+    # The batch's failure is written with the import's, in finish's one transaction.
+    finish(
+        record, ImportStatus.FAILED, message, part=part, error=error, part_fields={"error_code": error.code}
+    )
