@@ -21,25 +21,34 @@ def validation_percent(record: ImportRecord) -> int:
 
 def badge_label(record: ImportRecord) -> str:
     """The status in words a product manager understands."""
-    of = f" {record.parts_done + 1} of {record.part_count}" if record.part_count > 1 else ""
-    labels = {
-        ImportStatus.VALIDATING: f"Checking the file — {validation_percent(record)}%",
-        ImportStatus.DRAFT: "Draft — not sent",
-        ImportStatus.REJECTED: "Rejected — invalid file",
-        ImportStatus.CANCELLED: "Discarded" if record.was_discarded else "Cancelled",
-        ImportStatus.EXPIRED: "Draft expired",
-        ImportStatus.QUEUED: f"Queued{' — part' + of if record.parts_done else ''}",
-        ImportStatus.SUBMITTING: f"Sending{' part' + of if of else ''} to LaunchDarkly",
-        ImportStatus.FAILED: "Failed",
-        ImportStatus.UNKNOWN: "Outcome unknown",
-        ImportStatus.PREPARING: f"Preparing{of}",
-        ImportStatus.PENDING_APPROVAL: "Waiting for approval",
-        ImportStatus.READY: f"Ready{of}",
-        ImportStatus.IN_PROGRESS: f"Importing{of}",
-        ImportStatus.COMPLETE: _complete_label(record),
-        ImportStatus.STOPPED: "Stopped by LaunchDarkly",
-    }
-    return labels.get(record.status, record.get_status_display())
+    label = _LABELS.get(record.status)
+    return label(record) if label is not None else record.get_status_display()
+
+
+def _part_of(record: ImportRecord) -> str:
+    return f" {record.parts_done + 1} of {record.part_count}" if record.part_count > 1 else ""
+
+
+# One wording per status, built only for the status asked about: a table poll asks for 50 rows at a time.
+_LABELS = {
+    ImportStatus.VALIDATING: lambda r: f"Checking the file — {validation_percent(r)}%",
+    ImportStatus.DRAFT: lambda r: "Draft — not sent",
+    ImportStatus.REJECTED: lambda r: "Rejected — invalid file",
+    ImportStatus.CANCELLED: lambda r: "Discarded" if r.was_discarded else "Cancelled",
+    ImportStatus.EXPIRED: lambda r: "Draft expired",
+    ImportStatus.QUEUED: lambda r: f"Queued{' — part' + _part_of(r) if r.parts_done else ''}",
+    ImportStatus.SUBMITTING: lambda r: (
+        f"Sending{' part' + _part_of(r) if _part_of(r) else ''} to LaunchDarkly"
+    ),
+    ImportStatus.FAILED: lambda r: "Failed",
+    ImportStatus.UNKNOWN: lambda r: "Outcome unknown",
+    ImportStatus.PREPARING: lambda r: f"Preparing{_part_of(r)}",
+    ImportStatus.PENDING_APPROVAL: lambda r: "Waiting for approval",
+    ImportStatus.READY: lambda r: f"Ready{_part_of(r)}",
+    ImportStatus.IN_PROGRESS: lambda r: f"Importing{_part_of(r)}",
+    ImportStatus.COMPLETE: lambda r: _complete_label(r),
+    ImportStatus.STOPPED: lambda r: "Stopped by LaunchDarkly",
+}
 
 
 def _complete_label(record: ImportRecord) -> str:
@@ -66,7 +75,11 @@ def badge_tone(record: ImportRecord) -> str:
 def table_token(record: ImportRecord) -> str:
     """What a table row shows of this import, as 8 hex digits. A table's poll carries each row's
     token and is answered with only the rows whose token changed: with imports running for hours,
-    most polls change nothing, and re-sending 50 unchanged badges was most of a poll's cost."""
+    most polls change nothing, and re-sending 50 unchanged badges was most of a poll's cost. Worked out
+    once per record read: the poll compares it, then writes it into the next poll's address."""
+    known = record.__dict__.get("_table_token")
+    if known is not None:
+        return known
     shown = "|".join(
         str(fact)
         for fact in (
@@ -77,7 +90,8 @@ def table_token(record: ImportRecord) -> str:
             members_moved(record),
         )
     )
-    return f"{zlib.crc32(shown.encode()):08x}"
+    token = record.__dict__["_table_token"] = f"{zlib.crc32(shown.encode()):08x}"
+    return token
 
 
 def duration(record: ImportRecord) -> timedelta | None:
