@@ -9,8 +9,10 @@ outlasts a poll interval, never runs in a web request.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
@@ -117,6 +119,20 @@ def answer(job: KeyLookup, owner: str) -> None:
         return
     job.move(LookupStatus.READY, owner=owner)
     logger.info("Lookup %s: %d keys answered from snapshot %s", job.pk, len(listed.keys), snapshot.pk)
+
+
+def forget_old(now: datetime | None = None) -> int:
+    """Delete the rows of lookups whose answer is no longer kept (an hour: `lookup.ANSWER_KEEP_SECONDS`)
+    and of any still waiting long after its snapshot must have finished or failed. How many went."""
+    now = now or timezone.now()
+    answered_before = now - timedelta(seconds=lookup.ANSWER_KEEP_SECONDS)
+    waiting_before = now - timedelta(hours=settings.SNAPSHOT_TIMEOUT_HOURS + 1)
+    old = KeyLookup.objects.filter(
+        Q(status__in=(LookupStatus.READY, LookupStatus.FAILED), created_at__lt=answered_before)
+        | Q(status=LookupStatus.WAITING, created_at__lt=waiting_before)
+    )
+    deleted, _ = old.delete()
+    return deleted
 
 
 def _fail(job: KeyLookup, owner: str, message: str) -> Any:

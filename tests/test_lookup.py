@@ -666,3 +666,28 @@ def test_a_header_set_aside_by_the_check_is_left_out_once_and_a_later_row_of_the
     source.write_bytes(b"email\nalice\nemail\nbob\n")
     with pytest.raises(lookup.KeyListRefused, match="The list has 3 different keys; at most 2"):
         lookup.read_keys(source, max_keys=2)
+
+
+def test_old_lookups_are_forgotten_by_the_housekeeping(user: Any, tmp_path: Path, settings: Any) -> None:
+    settings.IMPORT_STORAGE_DIR = str(tmp_path)
+    snapshot = snapshots.request_snapshot(user, "shop", "live", "vip")
+
+    def started(status: str, hours_ago: float) -> KeyLookup:
+        job = lookup_job.start(
+            lookup.new_token(),
+            lookup.KeyList(["a"]),
+            snapshot,
+            project="shop",
+            environment="live",
+            segment="vip",
+        )
+        created = timezone.now() - timedelta(hours=hours_ago)
+        KeyLookup.objects.filter(pk=job.pk).update(status=status, created_at=created)
+        return job
+
+    kept = [started(LookupStatus.READY, 0.5), started(LookupStatus.WAITING, 20)]
+    started(LookupStatus.READY, 2)  # its answer is no longer kept
+    started(LookupStatus.FAILED, 2)
+    started(LookupStatus.WAITING, settings.SNAPSHOT_TIMEOUT_HOURS + 2)  # its snapshot gave up long ago
+    assert lookup_job.forget_old() == 3
+    assert set(KeyLookup.objects.values_list("pk", flat=True)) == {job.pk for job in kept}

@@ -181,6 +181,7 @@ def housekeeping(stop: threading.Event, *, name: str | None = None) -> None:
                     purge_expired_files()
                     purge_orphan_uploads()
                     lookup_job.answer_all(name)  # any a worker that died at the wrong moment left waiting
+                    lookup_job.forget_old()
                     snapshots.purge_expired()
                     WorkerCheckin.objects.filter(
                         last_seen__lt=timezone.now() - FORGET_CHECKINS_AFTER
